@@ -1,0 +1,174 @@
+// The one configuration schema of the scoring model. Plain values: the YAML loader lives in the
+// service (services/scorer/config_loader), which fills this struct and calls validate().
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "pqa/rollup/types.h"
+
+namespace pqa::rollup {
+
+/// Hash that lets unordered maps keyed by std::string be queried with a string_view.
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
+/// How one named `track` event is interpreted.
+struct EventRule {
+  std::string name;               ///< Segment event name, e.g. "Seat Added".
+  EventKind kind = EventKind::kUsage;
+  double weight = 1.0;            ///< Usage: engagement weight. Fabric: signal strength.
+  std::string quantity_property;  ///< Property holding a count (seats, invitees); empty: none.
+  double seat_delta = 0.0;        ///< Seats provisioned per unit of quantity (negative: removed).
+};
+
+enum class FitOp : std::uint8_t { kEquals, kIn, kBetween, kAtLeast, kAtMost, kExists };
+
+/// A firmographic rule: when the account trait matches, `weight` is added to fit.
+struct FitRule {
+  std::string trait;
+  FitOp op = FitOp::kEquals;
+  std::vector<std::string> values;  ///< kEquals / kIn (compared case-insensitively).
+  double min = 0.0;                 ///< kBetween / kAtLeast (inclusive).
+  double max = 0.0;                 ///< kBetween / kAtMost (inclusive).
+  double weight = 0.0;              ///< May be negative (a disqualifier).
+};
+
+/// A sales segment chooses the decay half-life (matched on the `employees` trait, first match).
+struct SegmentRule {
+  std::string name;
+  double min_employees = 0.0;
+  double max_employees = 1e18;
+  double half_life_days = 14.0;
+};
+
+struct ComponentWeights {
+  double breadth = 0.35;
+  double depth = 0.25;
+  double fabric = 0.25;
+  double fit = 0.15;
+};
+
+struct RoleWeights {
+  double admin = 1.5;
+  double billing_owner = 1.5;
+  double champion = 1.3;
+  double member = 1.0;
+  double invited_inactive = 0.2;
+  /// A user without an explicit role whose engagement reaches this is inferred a champion.
+  double champion_engagement = 0.75;
+};
+
+struct EngagementParams {
+  double half_life_days = 7.0;  ///< Decay of a user's weighted usage.
+  double scale = 10.0;          ///< engagement = 1 - exp(-usage / scale).
+};
+
+struct BreadthParams {
+  double users_weight = 0.30;        ///< alpha
+  double departments_weight = 0.50;  ///< beta (above head count, seed 000)
+  double assets_weight = 0.20;       ///< gamma
+  double user_cap = 10.0;            ///< active users past this add nothing
+  double department_target = 4.0;    ///< departments for full marks
+  double asset_cap = 10.0;           ///< shared assets past this add nothing
+};
+
+struct FabricParams {
+  double scale = 8.0;  ///< fabric = 1 - exp(-strength / scale)
+  /// Strength of the derived "first active user in a new department" event (very high).
+  double breadth_expansion_strength = 4.0;
+};
+
+struct DecayParams {
+  double default_half_life_days = 14.0;
+  std::vector<SegmentRule> segments;  ///< optional; empty: every account uses the default
+};
+
+struct BandParams {
+  double nurture = 40.0;
+  double qualified = 60.0;
+  double hot = 80.0;
+  double hysteresis = 3.0;  ///< points below a threshold before a band is left
+};
+
+struct RoutingParams {
+  /// Hot accounts go to full sales only with expansion potential at least this (seed 002: 20/25).
+  double full_sales_expansion_potential = 0.8;
+};
+
+struct SeatParams {
+  int velocity_window_days = 14;
+  double fill_high = 0.6;
+  double fill_low = 0.4;
+  double proximity_approaching = 0.7;
+  double proximity_at_limit = 0.95;
+};
+
+struct ActivityParams {
+  int active_window_days = 28;
+  int max_departments = 64;  ///< departments tracked per account; later ones are not counted
+};
+
+struct DecoderParams {
+  std::size_t max_event_bytes = 32 * 1024;
+  std::size_t max_id_bytes = 256;
+};
+
+struct ModelConfig {
+  ComponentWeights weights;
+  RoleWeights roles;
+  EngagementParams engagement;
+  BreadthParams breadth;
+  FabricParams fabric;
+  DecayParams decay;
+  BandParams bands;
+  RoutingParams routing;
+  SeatParams seats;
+  ActivityParams activity;
+  DecoderParams decoder;
+  std::vector<EventRule> events = default_event_rules();
+  double default_usage_weight = 1.0;
+  std::vector<FitRule> fit_rules;
+
+  static std::vector<EventRule> default_event_rules();
+};
+
+/// A configuration problem: the dotted key and what is wrong with it.
+struct ConfigError {
+  std::string key;
+  std::string problem;
+};
+
+/// Checks ranges and consistency; an empty result means the config is usable.
+std::vector<ConfigError> validate(const ModelConfig& config);
+
+/// A validated config with its lookup tables built. Immutable and shared by every scorer.
+class Model {
+ public:
+  /// Precondition: validate(config) is empty.
+  explicit Model(ModelConfig config);
+
+  const ModelConfig& config() const { return config_; }
+  /// The rule for a `track` event name, or nullptr for plain usage.
+  const EventRule* rule_for(std::string_view event_name) const;
+  /// Trait names the model reads from `group` calls (standard ones plus those fit rules name).
+  const std::vector<std::string>& account_traits() const { return account_traits_; }
+  /// Stable identifier of the model and its parameters, stamped on every signal.
+  const std::string& version() const { return version_; }
+
+ private:
+  ModelConfig config_;
+  std::unordered_map<std::string, std::size_t, StringHash, std::equal_to<>> rule_index_;
+  std::vector<std::string> account_traits_;
+  std::string version_;
+};
+
+}  // namespace pqa::rollup

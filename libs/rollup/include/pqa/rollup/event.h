@@ -1,0 +1,104 @@
+// A decoded Segment-spec call, and the decoder that makes one from JSON.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "pqa/rollup/config.h"
+#include "pqa/rollup/types.h"
+
+namespace pqa::rollup {
+
+enum class CallType : std::uint8_t { kTrack, kIdentify, kGroup, kIgnored };
+
+/// A scalar account trait from a `group` call (string, number or boolean).
+struct Trait {
+  std::string name;
+  std::variant<std::string, double, bool> value;
+  auto operator<=>(const Trait&) const = default;
+};
+
+/// One Segment call reduced to what the model reads. Owns its strings.
+struct Event {
+  CallType type = CallType::kIgnored;
+  std::string message_id;   ///< `messageId`; may be empty
+  UserId user;              ///< `userId`, else `anonymousId`
+  AccountId explicit_account;  ///< `context.groupId`, else `groupId` of a group call; may be empty
+  std::string name;         ///< `event` of a track call
+  TimeMs timestamp = 0;     ///< `timestamp` (else `originalTimestamp`), event time
+  const EventRule* rule = nullptr;  ///< taxonomy rule of a track event; nullptr: usage
+  double quantity = 1.0;    ///< the rule's quantity property (default 1)
+  std::optional<std::string> role;        ///< user trait (identify traits or context.traits)
+  std::optional<std::string> department;  ///< user trait
+  std::vector<Trait> account_traits;      ///< group traits the model reads
+};
+
+enum class DecodeError : std::uint8_t {
+  kOversized,
+  kMalformedJson,
+  kNotAnObject,
+  kMissingType,
+  kUnknownType,
+  kMissingUserId,
+  kMissingTimestamp,
+  kBadTimestamp,
+  kMissingEventName,
+  kMissingGroupId,
+  kInvalidType,
+  kInvalidValue,
+  kIdTooLong,
+  /// Decoded fine, but no account: no groupId and the user was never tied to one by a group call.
+  kUnresolvedAccount,
+};
+inline constexpr std::size_t kDecodeErrorCount = 14;
+
+/// Stable snake_case reason, used in logs, metrics labels and dead-letter headers.
+std::string_view to_string(DecodeError e);
+
+struct DecodeFailure {
+  DecodeError code;
+  std::string detail;  ///< e.g. "field 'userId' must be a string"
+  std::string message() const;
+};
+
+/// Result of decoding one message: the event, or why it was rejected.
+class DecodeResult {
+ public:
+  DecodeResult(Event e) : value_(std::move(e)) {}  // NOLINT: implicit by design
+  DecodeResult(DecodeFailure f) : value_(std::move(f)) {}  // NOLINT
+  bool ok() const { return std::holds_alternative<Event>(value_); }
+  Event& event() { return std::get<Event>(value_); }
+  const DecodeFailure& failure() const { return std::get<DecodeFailure>(value_); }
+
+ private:
+  std::variant<Event, DecodeFailure> value_;
+};
+
+/// The one event decoder. Holds a reusable simdjson parser, so one instance per thread.
+/// Never throws on input; every rejection is a DecodeFailure.
+class EventDecoder {
+ public:
+  explicit EventDecoder(const Model& model);
+  ~EventDecoder();
+  EventDecoder(const EventDecoder&) = delete;
+  EventDecoder& operator=(const EventDecoder&) = delete;
+
+  [[nodiscard]] DecodeResult decode(std::string_view json);
+
+ private:
+  struct Impl;
+  const Model& model_;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Parses an ISO-8601 / RFC 3339 timestamp ("2026-01-05T10:00:00.123Z", "+02:00" offsets,
+/// fractional seconds to any precision). Accepts years 2000..2099 only.
+std::optional<TimeMs> parse_timestamp(std::string_view s);
+/// Formats as "YYYY-MM-DDTHH:MM:SS.mmmZ".
+std::string format_timestamp(TimeMs t);
+
+}  // namespace pqa::rollup

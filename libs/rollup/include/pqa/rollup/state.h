@@ -1,0 +1,88 @@
+// Incremental per-account and per-user state. Plain values: the service persists them
+// (proto/pqa/v1/state.proto) and the core updates them in place.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "pqa/rollup/decay.h"
+#include "pqa/rollup/event.h"
+#include "pqa/rollup/types.h"
+
+namespace pqa::rollup {
+
+/// What one user currently contributes to its account's activity buckets. Kept on the user so
+/// the exact amounts can be taken back out when the user is active again (no rescans).
+struct Booking {
+  Day day = 0;            ///< the bucket (day of last activity); valid only if `active`
+  bool active = false;
+  double weight = 0.0;    ///< role weight
+  double weighted_engagement = 0.0;
+  std::int32_t department = -1;  ///< index into AccountState::departments, -1: none
+  bool operator==(const Booking&) const = default;
+};
+
+/// State of one user within one account. Size is constant.
+struct UserState {
+  Role explicit_role = Role::kUnknown;  ///< from the `role` trait
+  bool did_admin_action = false;        ///< administration or commercial-intent events
+  std::string department;               ///< from the `department` trait
+  DecayedSum usage;                     ///< weighted product usage
+  TimeMs last_active = kNoTime;         ///< latest track event time
+  Booking booking;
+  bool operator==(const UserState&) const = default;
+};
+
+/// Aggregate of the users whose last activity fell on one day.
+struct ActivityBucket {
+  Day day = 0;
+  std::uint32_t users = 0;
+  double weight = 0.0;
+  double weighted_engagement = 0.0;
+  /// (department index, users) pairs, sorted by index.
+  std::vector<std::pair<std::int32_t, std::uint32_t>> departments;
+  bool operator==(const ActivityBucket&) const = default;
+};
+
+struct SeatDelta {
+  Day day = 0;
+  double delta = 0.0;
+  bool operator==(const SeatDelta&) const = default;
+};
+
+/// State of one account. Its size is bounded by configuration (window days, departments,
+/// traits), never by the number of users or events.
+struct AccountState {
+  /// Activity buckets of the last `active_window_days`, sorted by day. Users whose last activity
+  /// is older are inactive; whole buckets expire on a timer.
+  std::vector<ActivityBucket> buckets;
+  /// Every department ever seen active, in order of first activity (index = id). Which of them
+  /// are active now is derived from the buckets.
+  std::vector<std::string> departments;
+  /// Decayed fabric strength per category, all with one landmark.
+  std::array<double, kFabricCategoryCount> fabric{};
+  TimeMs fabric_as_of = kNoTime;
+  TimeMs last_activity = kNoTime;  ///< latest track event of any user
+
+  double seats = 0.0;  ///< provisioned seats (snapshot traits plus provisioning deltas)
+  bool seats_known = false;
+  double seat_limit = 0.0;  ///< plan's seat ceiling; 0: unknown
+  std::vector<SeatDelta> seat_deltas;  ///< per day, within the velocity window, sorted
+  std::uint64_t shared_assets = 0;
+  std::uint64_t known_users = 0;
+
+  std::vector<Trait> traits;  ///< account traits the model reads, sorted by name
+  TimeMs traits_as_of = kNoTime;  ///< time of the group call the traits come from (latest wins)
+
+  // What has been published, so that signals fire on transitions only.
+  Band band = Band::kCold;
+  Pattern pattern = Pattern::kNone;
+  TimeMs clock = kNoTime;  ///< latest time the account was evaluated at
+
+  bool operator==(const AccountState&) const = default;
+};
+
+}  // namespace pqa::rollup

@@ -1,0 +1,228 @@
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include "pqa/rollup/hash.h"
+#include "pqa/rollup/config.h"
+
+namespace pqa::rollup {
+
+std::vector<EventRule> ModelConfig::default_event_rules() {
+  // Signal strengths follow seed 000's taxonomy: medium-high 2, high 3, very high 4.
+  // Removals move seats but are not buying signals, so they carry no fabric strength.
+  using K = EventKind;
+  return {
+      {"Seat Added", K::kProvisioning, 3.0, "seats", 1.0},
+      {"Seat Removed", K::kProvisioning, 0.0, "seats", -1.0},
+      {"Bulk Invite Sent", K::kProvisioning, 3.0, "count", 1.0},
+      {"User Invited", K::kProvisioning, 3.0, "", 1.0},
+      {"Invite Sent", K::kProvisioning, 3.0, "", 1.0},
+      {"Account Added User", K::kProvisioning, 3.0, "", 1.0},
+      {"Account Removed User", K::kProvisioning, 0.0, "", -1.0},
+      {"Admin Role Assigned", K::kAdministration, 3.0, "", 0.0},
+      {"SSO Configured", K::kAdministration, 3.0, "", 0.0},
+      {"SCIM Connected", K::kAdministration, 3.0, "", 0.0},
+      {"Billing Page Viewed", K::kCommercialIntent, 4.0, "", 0.0},
+      {"Plan Comparison Viewed", K::kCommercialIntent, 4.0, "", 0.0},
+      {"Contact Sales Clicked", K::kCommercialIntent, 4.0, "", 0.0},
+      {"Terms Page Viewed", K::kCommercialIntent, 4.0, "", 0.0},
+      {"Asset Shared", K::kCollaboration, 3.0, "", 0.0},
+      {"Comment Added", K::kCollaboration, 3.0, "", 0.0},
+      {"Workspace Created", K::kSharedAsset, 2.0, "", 0.0},
+      {"Shared Project Created", K::kSharedAsset, 2.0, "", 0.0},
+      {"Template Published", K::kSharedAsset, 2.0, "", 0.0},
+  };
+}
+
+namespace {
+
+class Checker {
+ public:
+  void positive(const std::string& key, double v) {
+    if (!(v > 0.0) || !std::isfinite(v)) add(key, "must be a positive number");
+  }
+  void non_negative(const std::string& key, double v) {
+    if (!(v >= 0.0) || !std::isfinite(v)) add(key, "must be zero or positive");
+  }
+  void unit(const std::string& key, double v) {
+    if (!(v >= 0.0 && v <= 1.0)) add(key, "must be between 0 and 1");
+  }
+  void finite(const std::string& key, double v) {
+    if (!std::isfinite(v)) add(key, "must be a finite number");
+  }
+  void add(const std::string& key, std::string problem) {
+    errors.push_back({key, std::move(problem)});
+  }
+  std::vector<ConfigError> errors;
+};
+
+void check_events(const ModelConfig& c, Checker& ck) {
+  std::vector<std::string> names;
+  for (std::size_t i = 0; i < c.events.size(); ++i) {
+    const auto& e = c.events[i];
+    const std::string key = "taxonomy.events[" + std::to_string(i) + "]";
+    if (e.name.empty()) ck.add(key + ".name", "must not be empty");
+    ck.non_negative(key + ".weight", e.weight);
+    ck.finite(key + ".seat_delta", e.seat_delta);
+    names.push_back(e.name);
+  }
+  std::sort(names.begin(), names.end());
+  auto dup = std::adjacent_find(names.begin(), names.end());
+  if (dup != names.end()) ck.add("taxonomy.events", "event '" + *dup + "' is listed twice");
+}
+
+void check_fit(const ModelConfig& c, Checker& ck) {
+  for (std::size_t i = 0; i < c.fit_rules.size(); ++i) {
+    const auto& r = c.fit_rules[i];
+    const std::string key = "fit.rules[" + std::to_string(i) + "]";
+    if (r.trait.empty()) ck.add(key + ".trait", "must not be empty");
+    ck.finite(key + ".weight", r.weight);
+    if ((r.op == FitOp::kEquals || r.op == FitOp::kIn) && r.values.empty())
+      ck.add(key + ".values", "must list at least one value");
+    if (r.op == FitOp::kBetween && !(r.min <= r.max)) ck.add(key + ".max", "must be >= min");
+  }
+}
+
+void check_segments(const ModelConfig& c, Checker& ck) {
+  for (std::size_t i = 0; i < c.decay.segments.size(); ++i) {
+    const auto& s = c.decay.segments[i];
+    const std::string key = "decay.segments[" + std::to_string(i) + "]";
+    if (s.name.empty()) ck.add(key + ".name", "must not be empty");
+    ck.positive(key + ".half_life_days", s.half_life_days);
+    if (!(s.min_employees <= s.max_employees))
+      ck.add(key + ".max_employees", "must be >= min_employees");
+  }
+}
+
+}  // namespace
+
+std::vector<ConfigError> validate(const ModelConfig& c) {
+  Checker ck;
+  const auto& w = c.weights;
+  ck.unit("weights.breadth", w.breadth);
+  ck.unit("weights.depth", w.depth);
+  ck.unit("weights.fabric", w.fabric);
+  ck.unit("weights.fit", w.fit);
+  if (std::abs(w.breadth + w.depth + w.fabric + w.fit - 1.0) > 1e-6)
+    ck.add("weights", "breadth + depth + fabric + fit must sum to 1");
+
+  const auto& r = c.roles;
+  for (auto [key, v] : {std::pair{"roles.admin", r.admin},
+                        {"roles.billing_owner", r.billing_owner},
+                        {"roles.champion", r.champion},
+                        {"roles.member", r.member}})
+    ck.positive(key, v);
+  ck.non_negative("roles.invited_inactive", r.invited_inactive);
+  ck.unit("roles.champion_engagement", r.champion_engagement);
+
+  ck.positive("engagement.half_life_days", c.engagement.half_life_days);
+  ck.positive("engagement.scale", c.engagement.scale);
+
+  const auto& b = c.breadth;
+  ck.unit("breadth.users_weight", b.users_weight);
+  ck.unit("breadth.departments_weight", b.departments_weight);
+  ck.unit("breadth.assets_weight", b.assets_weight);
+  if (std::abs(b.users_weight + b.departments_weight + b.assets_weight - 1.0) > 1e-6)
+    ck.add("breadth", "users_weight + departments_weight + assets_weight must sum to 1");
+  ck.positive("breadth.user_cap", b.user_cap);
+  ck.positive("breadth.department_target", b.department_target);
+  ck.positive("breadth.asset_cap", b.asset_cap);
+
+  ck.positive("fabric.scale", c.fabric.scale);
+  ck.non_negative("fabric.breadth_expansion_strength", c.fabric.breadth_expansion_strength);
+  ck.positive("decay.default_half_life_days", c.decay.default_half_life_days);
+
+  const auto& bands = c.bands;
+  if (!(bands.nurture > 0 && bands.nurture < bands.qualified && bands.qualified < bands.hot &&
+        bands.hot <= 100))
+    ck.add("bands", "thresholds must satisfy 0 < nurture < qualified < hot <= 100");
+  if (!(bands.hysteresis >= 0 && bands.hysteresis < bands.qualified - bands.nurture &&
+        bands.hysteresis < bands.hot - bands.qualified && bands.hysteresis < bands.nurture))
+    ck.add("bands.hysteresis", "must be >= 0 and smaller than the gap between thresholds");
+
+  ck.unit("routing.full_sales_expansion_potential", c.routing.full_sales_expansion_potential);
+
+  const auto& s = c.seats;
+  if (s.velocity_window_days < 1 || s.velocity_window_days > 366)
+    ck.add("seats.velocity_window_days", "must be between 1 and 366");
+  ck.unit("seats.fill_high", s.fill_high);
+  ck.unit("seats.fill_low", s.fill_low);
+  if (!(s.fill_low <= s.fill_high)) ck.add("seats.fill_low", "must be <= seats.fill_high");
+  ck.unit("seats.proximity_approaching", s.proximity_approaching);
+  ck.unit("seats.proximity_at_limit", s.proximity_at_limit);
+
+  if (c.activity.active_window_days < 1 || c.activity.active_window_days > 366)
+    ck.add("activity.active_window_days", "must be between 1 and 366");
+  if (c.activity.max_departments < 1 || c.activity.max_departments > 1024)
+    ck.add("activity.max_departments", "must be between 1 and 1024");
+
+  if (c.decoder.max_event_bytes < 64 || c.decoder.max_event_bytes > (16u << 20))
+    ck.add("decoder.max_event_bytes", "must be between 64 and 16777216");
+  if (c.decoder.max_id_bytes < 1 || c.decoder.max_id_bytes > 4096)
+    ck.add("decoder.max_id_bytes", "must be between 1 and 4096");
+
+  ck.non_negative("taxonomy.default_usage_weight", c.default_usage_weight);
+  check_events(c, ck);
+  check_fit(c, ck);
+  check_segments(c, ck);
+  return ck.errors;
+}
+
+namespace {
+
+/// Every parameter in a canonical text form, so that the version changes with any of them.
+std::string canonical(const ModelConfig& c) {
+  std::ostringstream o;
+  o.precision(17);
+  const auto& w = c.weights;
+  o << w.breadth << ' ' << w.depth << ' ' << w.fabric << ' ' << w.fit << '|';
+  const auto& r = c.roles;
+  o << r.admin << ' ' << r.billing_owner << ' ' << r.champion << ' ' << r.member << ' '
+    << r.invited_inactive << ' ' << r.champion_engagement << '|';
+  o << c.engagement.half_life_days << ' ' << c.engagement.scale << '|';
+  const auto& b = c.breadth;
+  o << b.users_weight << ' ' << b.departments_weight << ' ' << b.assets_weight << ' '
+    << b.user_cap << ' ' << b.department_target << ' ' << b.asset_cap << '|';
+  o << c.fabric.scale << ' ' << c.fabric.breadth_expansion_strength << '|';
+  o << c.decay.default_half_life_days;
+  for (const auto& s : c.decay.segments)
+    o << ' ' << s.name << ' ' << s.min_employees << ' ' << s.max_employees << ' '
+      << s.half_life_days;
+  o << '|' << c.bands.nurture << ' ' << c.bands.qualified << ' ' << c.bands.hot << ' '
+    << c.bands.hysteresis << '|' << c.routing.full_sales_expansion_potential << '|';
+  const auto& s = c.seats;
+  o << s.velocity_window_days << ' ' << s.fill_high << ' ' << s.fill_low << ' '
+    << s.proximity_approaching << ' ' << s.proximity_at_limit << '|';
+  o << c.activity.active_window_days << ' ' << c.activity.max_departments << '|';
+  o << c.default_usage_weight;
+  for (const auto& e : c.events)
+    o << '\n' << e.name << '\t' << static_cast<int>(e.kind) << ' ' << e.weight << ' '
+      << e.quantity_property << ' ' << e.seat_delta;
+  for (const auto& f : c.fit_rules) {
+    o << '\n' << f.trait << '\t' << static_cast<int>(f.op) << ' ' << f.min << ' ' << f.max << ' '
+      << f.weight;
+    for (const auto& v : f.values) o << ' ' << v;
+  }
+  return o.str();
+}
+
+}  // namespace
+
+Model::Model(ModelConfig config) : config_(std::move(config)) {
+  for (std::size_t i = 0; i < config_.events.size(); ++i)
+    rule_index_.emplace(config_.events[i].name, i);
+  account_traits_ = {"employees", "industry", "plan", "seat_limit", "seats"};
+  for (const auto& rule : config_.fit_rules) account_traits_.push_back(rule.trait);
+  std::sort(account_traits_.begin(), account_traits_.end());
+  account_traits_.erase(std::unique(account_traits_.begin(), account_traits_.end()),
+                        account_traits_.end());
+  version_ = "pqa-1.";
+  detail::append_hex(version_, detail::mix64(detail::fnv1a64(canonical(config_))) >> 32, 8);
+}
+
+const EventRule* Model::rule_for(std::string_view event_name) const {
+  auto it = rule_index_.find(event_name);
+  return it == rule_index_.end() ? nullptr : &config_.events[it->second];
+}
+
+}  // namespace pqa::rollup

@@ -1,0 +1,336 @@
+#include <simdjson.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstring>
+
+#include "pqa/rollup/event.h"
+
+namespace pqa::rollup {
+
+std::string_view to_string(DecodeError e) {
+  switch (e) {
+    case DecodeError::kOversized: return "oversized";
+    case DecodeError::kMalformedJson: return "malformed_json";
+    case DecodeError::kNotAnObject: return "not_an_object";
+    case DecodeError::kMissingType: return "missing_type";
+    case DecodeError::kUnknownType: return "unknown_type";
+    case DecodeError::kMissingUserId: return "missing_user_id";
+    case DecodeError::kMissingTimestamp: return "missing_timestamp";
+    case DecodeError::kBadTimestamp: return "bad_timestamp";
+    case DecodeError::kMissingEventName: return "missing_event_name";
+    case DecodeError::kMissingGroupId: return "missing_group_id";
+    case DecodeError::kInvalidType: return "invalid_type";
+    case DecodeError::kInvalidValue: return "invalid_value";
+    case DecodeError::kIdTooLong: return "id_too_long";
+    case DecodeError::kUnresolvedAccount: return "unresolved_account";
+  }
+  return "unknown";
+}
+
+std::string DecodeFailure::message() const {
+  std::string m(to_string(code));
+  if (!detail.empty()) m.append(": ").append(detail);
+  return m;
+}
+
+namespace {
+
+using simdjson::dom::element;
+using simdjson::dom::element_type;
+using simdjson::dom::object;
+
+DecodeFailure fail(DecodeError code, std::string detail) { return {code, std::move(detail)}; }
+
+DecodeFailure wrong_type(std::string_view field, std::string_view expected) {
+  return fail(DecodeError::kInvalidType,
+              "field '" + std::string(field) + "' must be " + std::string(expected));
+}
+
+/// A field lookup that tells "absent or null" apart from "present".
+std::optional<element> field(const object& obj, std::string_view key) {
+  element e;
+  if (obj[key].get(e) != simdjson::SUCCESS || e.is_null()) return std::nullopt;
+  return e;
+}
+
+/// Optional string field; error if present with another type.
+std::optional<DecodeFailure> optional_string(const object& obj, std::string_view key,
+                                             std::string_view& out) {
+  auto e = field(obj, key);
+  if (!e) return std::nullopt;
+  if (e->get_string().get(out) != simdjson::SUCCESS) return wrong_type(key, "a string");
+  return std::nullopt;
+}
+
+std::optional<DecodeFailure> optional_object(const object& obj, std::string_view key,
+                                             std::optional<object>& out) {
+  auto e = field(obj, key);
+  if (!e) return std::nullopt;
+  object o;
+  if (e->get_object().get(o) != simdjson::SUCCESS) return wrong_type(key, "an object");
+  out = o;
+  return std::nullopt;
+}
+
+std::string lower_trimmed(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+CallType call_type_of(std::string_view t, bool& known) {
+  known = true;
+  if (t == "track") return CallType::kTrack;
+  if (t == "identify") return CallType::kIdentify;
+  if (t == "group") return CallType::kGroup;
+  if (t == "page" || t == "screen" || t == "alias") return CallType::kIgnored;
+  known = false;
+  return CallType::kIgnored;
+}
+
+}  // namespace
+
+struct EventDecoder::Impl {
+  simdjson::dom::parser parser;
+  std::unique_ptr<char[]> buffer;
+  std::size_t capacity = 0;
+
+  explicit Impl(std::size_t max_bytes)
+      : parser(max_bytes),
+        buffer(std::make_unique<char[]>(max_bytes + simdjson::SIMDJSON_PADDING)),
+        capacity(max_bytes) {}
+};
+
+EventDecoder::EventDecoder(const Model& model)
+    : model_(model), impl_(std::make_unique<Impl>(model.config().decoder.max_event_bytes)) {}
+EventDecoder::~EventDecoder() = default;
+
+namespace {
+
+/// Decoding of one parsed document; split out so each step reads as one short function.
+class Reader {
+ public:
+  Reader(const Model& model, const object& root) : model_(model), root_(root) {}
+
+  DecodeResult run() {
+    std::string_view type;
+    if (auto err = optional_string(root_, "type", type)) return *err;
+    if (type.empty()) return fail(DecodeError::kMissingType, "field 'type' is required");
+    bool known = false;
+    event_.type = call_type_of(type, known);
+    if (!known) return fail(DecodeError::kUnknownType, "type '" + clip(type) + "' is not supported");
+    if (event_.type == CallType::kIgnored) return std::move(event_);
+
+    for (auto step : {&Reader::read_ids, &Reader::read_timestamp, &Reader::read_context,
+                      &Reader::read_call}) {
+      if (auto err = (this->*step)()) return *err;
+    }
+    return std::move(event_);
+  }
+
+ private:
+  static std::string clip(std::string_view s) { return std::string(s.substr(0, 64)); }
+
+  std::optional<DecodeFailure> checked_id(std::string_view key, std::string_view value,
+                                          std::string& out) {
+    if (value.size() > model_.config().decoder.max_id_bytes)
+      return fail(DecodeError::kIdTooLong, "field '" + std::string(key) + "' is longer than " +
+                                               std::to_string(model_.config().decoder.max_id_bytes) +
+                                               " bytes");
+    out.assign(value);
+    return std::nullopt;
+  }
+
+  std::optional<DecodeFailure> read_ids() {
+    std::string_view user, anon, message;
+    if (auto err = optional_string(root_, "userId", user)) return err;
+    if (auto err = optional_string(root_, "anonymousId", anon)) return err;
+    if (auto err = optional_string(root_, "messageId", message)) return err;
+    const std::string_view id = !user.empty() ? user : anon;
+    if (id.empty())
+      return fail(DecodeError::kMissingUserId, "one of 'userId' or 'anonymousId' is required");
+    std::string uid;
+    if (auto err = checked_id(!user.empty() ? "userId" : "anonymousId", id, uid)) return err;
+    event_.user = UserId(std::move(uid));
+    return checked_id("messageId", message, event_.message_id);
+  }
+
+  std::optional<DecodeFailure> read_timestamp() {
+    std::string_view ts;
+    std::string_view key = "timestamp";
+    if (auto err = optional_string(root_, key, ts)) return err;
+    if (ts.empty()) {
+      key = "originalTimestamp";
+      if (auto err = optional_string(root_, key, ts)) return err;
+    }
+    if (ts.empty())
+      return fail(DecodeError::kMissingTimestamp, "field 'timestamp' is required");
+    auto parsed = parse_timestamp(ts);
+    if (!parsed)
+      return fail(DecodeError::kBadTimestamp,
+                  "field '" + std::string(key) + "' is not an ISO-8601 time in 2000..2099: '" +
+                      clip(ts) + "'");
+    event_.timestamp = *parsed;
+    return std::nullopt;
+  }
+
+  std::optional<DecodeFailure> read_context() {
+    std::optional<object> context;
+    if (auto err = optional_object(root_, "context", context)) return err;
+    if (!context) return std::nullopt;
+    std::string_view group;
+    if (auto err = optional_string(*context, "groupId", group)) return err;
+    if (!group.empty()) {
+      std::string id;
+      if (auto err = checked_id("context.groupId", group, id)) return err;
+      event_.explicit_account = AccountId(std::move(id));
+    }
+    std::optional<object> traits;
+    if (auto err = optional_object(*context, "traits", traits)) return err;
+    if (traits) return read_user_traits(*traits);
+    return std::nullopt;
+  }
+
+  std::optional<DecodeFailure> read_user_traits(const object& traits) {
+    std::string_view role, department;
+    if (auto err = optional_string(traits, "role", role)) return err;
+    if (auto err = optional_string(traits, "department", department)) return err;
+    if (!role.empty()) event_.role = lower_trimmed(role);
+    if (!department.empty()) {
+      std::string dept = lower_trimmed(department);
+      if (dept.size() > model_.config().decoder.max_id_bytes)
+        return fail(DecodeError::kIdTooLong, "field 'department' is too long");
+      if (!dept.empty()) event_.department = std::move(dept);
+    }
+    return std::nullopt;
+  }
+
+  std::optional<DecodeFailure> read_call() {
+    switch (event_.type) {
+      case CallType::kTrack: return read_track();
+      case CallType::kIdentify: return read_identify();
+      case CallType::kGroup: return read_group();
+      case CallType::kIgnored: break;
+    }
+    return std::nullopt;
+  }
+
+  std::optional<DecodeFailure> read_track() {
+    std::string_view name;
+    if (auto err = optional_string(root_, "event", name)) return err;
+    if (name.empty()) return fail(DecodeError::kMissingEventName, "field 'event' is required");
+    if (auto err = checked_id("event", name, event_.name)) return err;
+    event_.rule = model_.rule_for(name);
+    if (event_.rule == nullptr || event_.rule->quantity_property.empty()) return std::nullopt;
+
+    std::optional<object> props;
+    if (auto err = optional_object(root_, "properties", props)) return err;
+    if (!props) return std::nullopt;
+    const std::string& key = event_.rule->quantity_property;
+    auto value = field(*props, key);
+    if (!value) return std::nullopt;
+    double q = 0;
+    if (value->get_double().get(q) != simdjson::SUCCESS)
+      return wrong_type("properties." + key, "a number");
+    if (!std::isfinite(q) || q < 0 || q > 1e6 || q != std::floor(q))
+      return fail(DecodeError::kInvalidValue,
+                  "field 'properties." + key + "' must be a whole number in 0..1000000");
+    event_.quantity = q;
+    return std::nullopt;
+  }
+
+  std::optional<DecodeFailure> read_identify() {
+    std::optional<object> traits;
+    if (auto err = optional_object(root_, "traits", traits)) return err;
+    if (traits) return read_user_traits(*traits);
+    return std::nullopt;
+  }
+
+  std::optional<DecodeFailure> read_group() {
+    std::string_view group;
+    if (auto err = optional_string(root_, "groupId", group)) return err;
+    if (group.empty()) return fail(DecodeError::kMissingGroupId, "field 'groupId' is required");
+    if (event_.explicit_account.empty()) {
+      std::string id;
+      if (auto err = checked_id("groupId", group, id)) return err;
+      event_.explicit_account = AccountId(std::move(id));
+    }
+    std::optional<object> traits;
+    if (auto err = optional_object(root_, "traits", traits)) return err;
+    if (traits) return read_account_traits(*traits);
+    return std::nullopt;
+  }
+
+  std::optional<DecodeFailure> read_account_traits(const object& traits) {
+    for (const std::string& name : model_.account_traits()) {
+      auto value = field(traits, name);
+      if (!value) continue;
+      if (auto err = add_trait(name, *value)) return err;
+    }
+    return std::nullopt;
+  }
+
+  std::optional<DecodeFailure> add_trait(const std::string& name, const element& value) {
+    const bool numeric_trait = name == "employees" || name == "seats" || name == "seat_limit";
+    const std::string key = "traits." + name;
+    switch (value.type()) {
+      case element_type::INT64:
+      case element_type::UINT64:
+      case element_type::DOUBLE: {
+        double d = 0;
+        if (value.get_double().get(d) != simdjson::SUCCESS) return wrong_type(key, "a number");
+        if (!std::isfinite(d) || (numeric_trait && (d < 0 || d > 1e9)))
+          return fail(DecodeError::kInvalidValue, "field '" + key + "' is out of range");
+        event_.account_traits.push_back({name, d});
+        return std::nullopt;
+      }
+      case element_type::STRING: {
+        if (numeric_trait) return wrong_type(key, "a number");
+        std::string_view s;
+        if (value.get_string().get(s) != simdjson::SUCCESS) return wrong_type(key, "a string");
+        if (s.size() > model_.config().decoder.max_id_bytes)
+          return fail(DecodeError::kIdTooLong, "field '" + key + "' is too long");
+        event_.account_traits.push_back({name, lower_trimmed(s)});
+        return std::nullopt;
+      }
+      case element_type::BOOL: {
+        if (numeric_trait) return wrong_type(key, "a number");
+        bool b = false;
+        if (value.get_bool().get(b) != simdjson::SUCCESS) return wrong_type(key, "a boolean");
+        event_.account_traits.push_back({name, b});
+        return std::nullopt;
+      }
+      default:
+        return wrong_type(key, "a string, number or boolean");
+    }
+  }
+
+  const Model& model_;
+  const object& root_;
+  Event event_;
+};
+
+}  // namespace
+
+DecodeResult EventDecoder::decode(std::string_view json) {
+  if (json.size() > impl_->capacity)
+    return fail(DecodeError::kOversized, std::to_string(json.size()) + " bytes exceeds the limit of " +
+                                             std::to_string(impl_->capacity));
+  // Copy into a buffer with simdjson's required padding; inputs may be views into larger data.
+  std::memcpy(impl_->buffer.get(), json.data(), json.size());
+  std::memset(impl_->buffer.get() + json.size(), 0, simdjson::SIMDJSON_PADDING);
+  element doc;
+  if (auto err = impl_->parser.parse(impl_->buffer.get(), json.size(), false).get(doc))
+    return fail(DecodeError::kMalformedJson, simdjson::error_message(err));
+  object root;
+  if (doc.get_object().get(root) != simdjson::SUCCESS)
+    return fail(DecodeError::kNotAnObject, "an event must be a JSON object");
+  return Reader(model_, root).run();
+}
+
+}  // namespace pqa::rollup

@@ -1,0 +1,557 @@
+#include "pqa/rollup/scoring.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace pqa::rollup {
+
+std::string_view to_string(SignalKind k) {
+  switch (k) {
+    case SignalKind::kThresholdCrossed: return "threshold_crossed";
+    case SignalKind::kSeatExpansion: return "seat_expansion";
+    case SignalKind::kBreadthExpansion: return "breadth_expansion";
+  }
+  return "unknown";
+}
+
+namespace {
+
+constexpr double days_ms(double days) { return days * static_cast<double>(kMsPerDay); }
+
+const Trait* find_trait(const AccountState& a, std::string_view name) {
+  for (const auto& t : a.traits)
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+std::optional<double> numeric_trait(const AccountState& a, std::string_view name) {
+  const Trait* t = find_trait(a, name);
+  if (t == nullptr) return std::nullopt;
+  if (const double* d = std::get_if<double>(&t->value)) return *d;
+  return std::nullopt;
+}
+
+const SegmentRule* segment_of(const Model& model, const AccountState& a) {
+  const auto employees = numeric_trait(a, "employees");
+  if (!employees) return nullptr;
+  for (const auto& s : model.config().decay.segments)
+    if (*employees >= s.min_employees && *employees <= s.max_employees) return &s;
+  return nullptr;
+}
+
+double account_half_life_ms(const Model& model, const AccountState& a) {
+  const SegmentRule* s = segment_of(model, a);
+  return days_ms(s ? s->half_life_days : model.config().decay.default_half_life_days);
+}
+
+Day window_start(Day today, int window_days) { return today - window_days + 1; }
+
+FabricCategory category_of(EventKind k) {
+  switch (k) {
+    case EventKind::kProvisioning: return FabricCategory::kProvisioning;
+    case EventKind::kAdministration: return FabricCategory::kAdministration;
+    case EventKind::kCommercialIntent: return FabricCategory::kCommercialIntent;
+    case EventKind::kCollaboration: return FabricCategory::kCollaboration;
+    case EventKind::kSharedAsset: return FabricCategory::kSharedAsset;
+    case EventKind::kUsage: break;
+  }
+  return FabricCategory::kProvisioning;
+}
+
+// ---- fabric -----------------------------------------------------------------------------------
+
+void add_fabric(AccountState& a, FabricCategory c, double strength, TimeMs t, double hl_ms) {
+  if (a.fabric_as_of == kNoTime) {
+    a.fabric_as_of = t;
+  } else if (t > a.fabric_as_of) {
+    const double f = decay_factor(t - a.fabric_as_of, hl_ms);
+    for (double& v : a.fabric) v *= f;
+    a.fabric_as_of = t;
+  } else {
+    strength *= decay_factor(a.fabric_as_of - t, hl_ms);
+  }
+  a.fabric[static_cast<std::size_t>(c)] += strength;
+}
+
+// ---- activity buckets -------------------------------------------------------------------------
+
+std::vector<ActivityBucket>::iterator find_bucket(AccountState& a, Day day) {
+  auto it = std::lower_bound(a.buckets.begin(), a.buckets.end(), day,
+                             [](const ActivityBucket& b, Day d) { return b.day < d; });
+  return it != a.buckets.end() && it->day == day ? it : a.buckets.end();
+}
+
+void add_department_count(ActivityBucket& b, std::int32_t dept, int delta) {
+  if (dept < 0) return;
+  auto it = std::lower_bound(b.departments.begin(), b.departments.end(), dept,
+                             [](const auto& p, std::int32_t d) { return p.first < d; });
+  if (it == b.departments.end() || it->first != dept) {
+    if (delta < 0) return;  // nothing booked: nothing to take back
+    it = b.departments.insert(it, {dept, 0u});
+  }
+  it->second = static_cast<std::uint32_t>(static_cast<int>(it->second) + delta);
+  if (it->second == 0) b.departments.erase(it);
+}
+
+void unbook(AccountState& a, const Booking& booking) {
+  if (!booking.active) return;
+  auto it = find_bucket(a, booking.day);
+  if (it == a.buckets.end()) return;  // the bucket expired: the booking left with it
+  it->users -= 1;
+  add_department_count(*it, booking.department, -1);
+  if (it->users == 0) {
+    a.buckets.erase(it);  // also discards accumulated rounding error
+  } else {
+    it->weight -= booking.weight;
+    it->weighted_engagement -= booking.weighted_engagement;
+  }
+}
+
+void book(AccountState& a, const Booking& booking) {
+  if (!booking.active) return;
+  auto it = std::lower_bound(a.buckets.begin(), a.buckets.end(), booking.day,
+                             [](const ActivityBucket& b, Day d) { return b.day < d; });
+  if (it == a.buckets.end() || it->day != booking.day) {
+    ActivityBucket fresh;
+    fresh.day = booking.day;
+    it = a.buckets.insert(it, std::move(fresh));
+  }
+  it->users += 1;
+  it->weight += booking.weight;
+  it->weighted_engagement += booking.weighted_engagement;
+  add_department_count(*it, booking.department, +1);
+}
+
+/// Drops what has left its window: whole activity buckets and seat-velocity days.
+void expire(const Model& model, AccountState& a, Day today) {
+  const Day active_from = window_start(today, model.config().activity.active_window_days);
+  auto first_live = std::find_if(a.buckets.begin(), a.buckets.end(),
+                                 [&](const ActivityBucket& b) { return b.day >= active_from; });
+  a.buckets.erase(a.buckets.begin(), first_live);
+  const Day velocity_from = window_start(today, model.config().seats.velocity_window_days);
+  auto first_delta = std::find_if(a.seat_deltas.begin(), a.seat_deltas.end(),
+                                  [&](const SeatDelta& d) { return d.day >= velocity_from; });
+  a.seat_deltas.erase(a.seat_deltas.begin(), first_delta);
+}
+
+// ---- seats ------------------------------------------------------------------------------------
+
+void record_seat_delta(const Model& model, AccountState& a, double delta, TimeMs t, Day today) {
+  const Day day = day_of(t);
+  if (delta == 0.0 || day < window_start(today, model.config().seats.velocity_window_days)) return;
+  auto it = std::lower_bound(a.seat_deltas.begin(), a.seat_deltas.end(), day,
+                             [](const SeatDelta& d, Day x) { return d.day < x; });
+  if (it == a.seat_deltas.end() || it->day != day) it = a.seat_deltas.insert(it, {day, 0.0});
+  it->delta += delta;
+}
+
+void change_seats(const Model& model, AccountState& a, double delta, TimeMs t, Day today) {
+  const double before = a.seats;
+  a.seats = std::max(0.0, a.seats + delta);
+  a.seats_known = true;
+  record_seat_delta(model, a, a.seats - before, t, today);
+}
+
+// ---- traits -----------------------------------------------------------------------------------
+
+void apply_account_traits(const Model& model, AccountState& a, const Event& e, Day today) {
+  if (e.account_traits.empty() || e.timestamp < a.traits_as_of) return;  // latest call wins
+  a.traits_as_of = e.timestamp;
+  for (const Trait& t : e.account_traits) {
+    auto it = std::lower_bound(a.traits.begin(), a.traits.end(), t.name,
+                               [](const Trait& x, const std::string& n) { return x.name < n; });
+    if (it != a.traits.end() && it->name == t.name)
+      it->value = t.value;
+    else
+      a.traits.insert(it, t);
+  }
+  for (const Trait& t : e.account_traits) {
+    const double* value = std::get_if<double>(&t.value);
+    if (value == nullptr) continue;
+    if (t.name == "seat_limit") a.seat_limit = *value;
+    if (t.name != "seats") continue;
+    const double before = a.seats_known ? a.seats : *value;  // a first snapshot is not growth
+    a.seats = *value;
+    a.seats_known = true;
+    record_seat_delta(model, a, a.seats - before, e.timestamp, today);
+  }
+}
+
+// ---- users ------------------------------------------------------------------------------------
+
+/// Index of a department, adding it (and reporting breadth expansion) on its first activity.
+std::int32_t department_index(const Model& model, AccountState& a, const std::string& name,
+                              bool& is_new) {
+  is_new = false;
+  for (std::size_t i = 0; i < a.departments.size(); ++i)
+    if (a.departments[i] == name) return static_cast<std::int32_t>(i);
+  if (a.departments.size() >= static_cast<std::size_t>(model.config().activity.max_departments))
+    return -1;
+  a.departments.push_back(name);
+  is_new = true;
+  return static_cast<std::int32_t>(a.departments.size() - 1);
+}
+
+struct Aggregates {
+  std::uint32_t active_users = 0;
+  double weight = 0.0;
+  double weighted_engagement = 0.0;
+  std::uint32_t departments = 0;
+};
+
+Aggregates aggregate(const Model& model, const AccountState& a, Day today) {
+  Aggregates g;
+  const Day from = window_start(today, model.config().activity.active_window_days);
+  std::vector<bool> seen(a.departments.size(), false);
+  for (const auto& b : a.buckets) {
+    if (b.day < from) continue;
+    g.active_users += b.users;
+    g.weight += b.weight;
+    g.weighted_engagement += b.weighted_engagement;
+    for (const auto& [dept, users] : b.departments) {
+      if (users > 0 && !seen[static_cast<std::size_t>(dept)]) {
+        seen[static_cast<std::size_t>(dept)] = true;
+        ++g.departments;
+      }
+    }
+  }
+  return g;
+}
+
+// ---- evaluation -------------------------------------------------------------------------------
+
+double threshold_of(const BandParams& p, Band b) {
+  switch (b) {
+    case Band::kNurture: return p.nurture;
+    case Band::kQualified: return p.qualified;
+    case Band::kHot: return p.hot;
+    case Band::kCold: break;
+  }
+  return 0.0;
+}
+
+/// Band for `score` given the published band: up as soon as a threshold is reached, down only
+/// once the score is `hysteresis` points below the edge of the band it is in.
+Band band_with_hysteresis(const BandParams& p, double score, Band previous) {
+  Band raw = Band::kCold;
+  for (Band b : {Band::kNurture, Band::kQualified, Band::kHot})
+    if (score >= threshold_of(p, b)) raw = b;
+  if (raw >= previous) return raw;
+  for (auto b = static_cast<int>(previous); b >= 1; --b) {
+    const auto band = static_cast<Band>(b);
+    if (score >= threshold_of(p, band) - p.hysteresis) return band;
+  }
+  return Band::kCold;
+}
+
+Pattern classify(const SeatParams& p, const SeatMetrics& m) {
+  const bool limit_known = m.seat_limit > 0;
+  if (m.seat_velocity < 0) return Pattern::kContracting;
+  if (m.fill_rate >= p.fill_high && m.seat_velocity == 0 && limit_known &&
+      m.seat_limit_proximity >= p.proximity_at_limit)
+    return Pattern::kSaturated;
+  if (m.fill_rate >= p.fill_high && m.seat_velocity > 0 &&
+      (!limit_known || m.seat_limit_proximity >= p.proximity_approaching))
+    return Pattern::kHealthyExpansion;
+  if (m.fill_rate < p.fill_low && m.seat_velocity > 0 &&
+      (!limit_known || m.seat_limit_proximity < p.proximity_approaching))
+    return Pattern::kStalledProvisioning;
+  return Pattern::kNone;
+}
+
+Routing route(const ModelConfig& c, const Score& s) {
+  if (s.single_user_activation) return Routing::kEnablement;
+  switch (s.band) {
+    case Band::kCold: return Routing::kNone;
+    case Band::kNurture: return Routing::kSelfServe;
+    case Band::kQualified: return Routing::kPlsAssist;
+    case Band::kHot:
+      return s.expansion_potential >= c.routing.full_sales_expansion_potential
+                 ? Routing::kFullSales
+                 : Routing::kPlsAssist;
+  }
+  return Routing::kNone;
+}
+
+double fit_of(const Model& model, const AccountState& a) {
+  double matched = 0.0, possible = 0.0;
+  for (const FitRule& r : model.config().fit_rules) {
+    if (r.weight > 0) possible += r.weight;
+    const Trait* t = find_trait(a, r.trait);
+    if (t == nullptr) continue;
+    const auto* num = std::get_if<double>(&t->value);
+    const auto* str = std::get_if<std::string>(&t->value);
+    bool hit = false;
+    switch (r.op) {
+      case FitOp::kExists: hit = true; break;
+      case FitOp::kEquals:
+      case FitOp::kIn:
+        if (str) hit = std::find(r.values.begin(), r.values.end(), *str) != r.values.end();
+        break;
+      case FitOp::kBetween: hit = num && *num >= r.min && *num <= r.max; break;
+      case FitOp::kAtLeast: hit = num && *num >= r.min; break;
+      case FitOp::kAtMost: hit = num && *num <= r.max; break;
+    }
+    if (hit) matched += r.weight;
+  }
+  return possible > 0 ? std::clamp(matched / possible, 0.0, 1.0) : 0.0;
+}
+
+double log_capped(double n, double cap) { return std::min(1.0, std::log1p(n) / std::log1p(cap)); }
+
+struct Parts {
+  double users = 0, departments = 0, assets = 0;  // normalised breadth parts (0..1)
+  std::array<double, kFabricCategoryCount> fabric{};  // strength per category at last activity
+  double fabric_total = 0;
+};
+
+SeatMetrics seat_metrics(const Model& model, const AccountState& a, const Aggregates& g,
+                         Day today) {
+  SeatMetrics m;
+  const double provisioned = a.seats_known ? a.seats : static_cast<double>(a.known_users);
+  m.active_users = g.active_users;
+  m.provisioned_seats = std::max(provisioned, static_cast<double>(g.active_users));
+  m.fill_rate = m.provisioned_seats > 0 ? g.active_users / m.provisioned_seats : 0.0;
+  const Day from = window_start(today, model.config().seats.velocity_window_days);
+  for (const auto& d : a.seat_deltas)
+    if (d.day >= from) m.seat_velocity += d.delta;
+  m.seat_limit = a.seat_limit;
+  m.seat_limit_proximity = a.seat_limit > 0 ? g.active_users / a.seat_limit : 0.0;
+  return m;
+}
+
+std::vector<Driver> top_drivers(std::vector<Driver> all) {
+  std::sort(all.begin(), all.end(), [](const Driver& x, const Driver& y) {
+    return x.points != y.points ? x.points > y.points : x.name < y.name;
+  });
+  std::erase_if(all, [](const Driver& d) { return !(d.points > 0.005); });
+  if (all.size() > 3) all.resize(3);
+  return all;
+}
+
+}  // namespace
+
+double user_engagement(const Model& model, const UserState& user) {
+  const auto& p = model.config().engagement;
+  const double usage = user.usage.at(user.last_active, days_ms(p.half_life_days));
+  return 1.0 - std::exp(-usage / p.scale);
+}
+
+double role_weight(const Model& model, const UserState& user, Role* effective_role) {
+  const auto& r = model.config().roles;
+  Role role = user.explicit_role;
+  if (role == Role::kUnknown) {
+    if (user.did_admin_action)
+      role = Role::kAdmin;
+    else if (user_engagement(model, user) >= r.champion_engagement)
+      role = Role::kChampion;
+    else
+      role = Role::kMember;
+  }
+  if (effective_role) *effective_role = role;
+  switch (role) {
+    case Role::kAdmin: return r.admin;
+    case Role::kBillingOwner: return r.billing_owner;
+    case Role::kChampion: return r.champion;
+    case Role::kMember:
+    case Role::kUnknown: break;
+  }
+  return r.member;
+}
+
+Score evaluate(const Model& model, const AccountState& a, TimeMs now) {
+  const ModelConfig& c = model.config();
+  now = std::max(now, a.clock);
+  const Day today = day_of(now);
+  const Aggregates g = aggregate(model, a, today);
+  Score s;
+  s.seats = seat_metrics(model, a, g, today);
+  s.active_departments = g.departments;
+  const SegmentRule* segment = segment_of(model, a);
+  s.segment = segment ? segment->name : "default";
+  const double hl = account_half_life_ms(model, a);
+
+  // Depth: role-weighted average engagement; idle provisioned seats weigh in at 0.2 with 0.
+  const double idle = s.seats.provisioned_seats - g.active_users;
+  const double depth_den = g.weight + c.roles.invited_inactive * idle;
+  s.components.depth = depth_den > 0 ? std::clamp(g.weighted_engagement / depth_den, 0.0, 1.0) : 0;
+
+  Parts p;
+  p.users = log_capped(g.active_users, c.breadth.user_cap);
+  p.departments = std::min(1.0, g.departments / c.breadth.department_target);
+  p.assets = log_capped(static_cast<double>(a.shared_assets), c.breadth.asset_cap);
+  s.components.breadth = c.breadth.users_weight * p.users +
+                         c.breadth.departments_weight * p.departments +
+                         c.breadth.assets_weight * p.assets;
+
+  if (a.fabric_as_of != kNoTime) {
+    const double f = decay_factor(a.last_activity - a.fabric_as_of, hl);
+    for (std::size_t i = 0; i < kFabricCategoryCount; ++i) {
+      p.fabric[i] = a.fabric[i] * f;
+      p.fabric_total += p.fabric[i];
+    }
+  }
+  s.components.fabric = 1.0 - std::exp(-p.fabric_total / c.fabric.scale);
+  s.components.fit = fit_of(model, a);
+
+  s.decay = a.last_activity == kNoTime ? 1.0 : decay_factor(now - a.last_activity, hl);
+  const auto& w = c.weights;
+  const double behaviour = 100.0 * s.decay;
+  s.score = std::clamp(behaviour * (w.breadth * s.components.breadth + w.depth * s.components.depth +
+                                    w.fabric * s.components.fabric) +
+                           100.0 * w.fit * s.components.fit,
+                       0.0, 100.0);
+
+  std::vector<Driver> drivers = {
+      {"breadth.active_users", behaviour * w.breadth * c.breadth.users_weight * p.users},
+      {"breadth.departments", behaviour * w.breadth * c.breadth.departments_weight * p.departments},
+      {"breadth.shared_assets", behaviour * w.breadth * c.breadth.assets_weight * p.assets},
+      {"depth", behaviour * w.depth * s.components.depth},
+      {"fit", 100.0 * w.fit * s.components.fit},
+  };
+  for (std::size_t i = 0; i < kFabricCategoryCount && p.fabric_total > 0; ++i)
+    drivers.push_back({"fabric." + std::string(to_string(static_cast<FabricCategory>(i))),
+                       behaviour * w.fabric * s.components.fabric * p.fabric[i] / p.fabric_total});
+  s.drivers = top_drivers(std::move(drivers));
+
+  s.single_user_activation = g.active_users == 1 && s.seats.provisioned_seats >= 2;
+  s.band = band_with_hysteresis(c.bands, s.score, a.band);
+  if (s.single_user_activation) s.band = std::min(s.band, Band::kNurture);
+  s.expansion_potential =
+      std::max(s.components.breadth, std::min(1.0, s.seats.seat_limit_proximity));
+  s.routing = route(c, s);
+  s.pattern = classify(c.seats, s.seats);
+  return s;
+}
+
+namespace {
+
+/// Time at which decay alone takes the score below the lower edge of the published band.
+TimeMs decay_crossing(const Model& model, const AccountState& a, const Score& s) {
+  const ModelConfig& c = model.config();
+  if (a.band == Band::kCold || a.last_activity == kNoTime) return kNever;
+  const double lower = threshold_of(c.bands, a.band) - c.bands.hysteresis;
+  const double fit_points = 100.0 * c.weights.fit * s.components.fit;
+  const double behaviour = 100.0 * (c.weights.breadth * s.components.breadth +
+                                    c.weights.depth * s.components.depth +
+                                    c.weights.fabric * s.components.fabric);
+  if (lower <= fit_points || behaviour <= 0) return kNever;  // fit alone holds the band
+  const double ratio = behaviour / (lower - fit_points);
+  if (ratio <= 1.0) return a.last_activity;  // already below: due now
+  const double dt = account_half_life_ms(model, a) * std::log2(ratio);
+  if (dt > 3.0e12) return kNever;  // ~95 years: treat as never
+  return a.last_activity + static_cast<TimeMs>(std::ceil(dt)) + 1;
+}
+
+TimeMs next_timer(const Model& model, const AccountState& a, const Score& s, TimeMs now) {
+  TimeMs t = kNever;
+  if (!a.buckets.empty())
+    t = std::min(t, start_of_day(a.buckets.front().day + model.config().activity.active_window_days));
+  if (!a.seat_deltas.empty())
+    t = std::min(t, start_of_day(a.seat_deltas.front().day +
+                                 model.config().seats.velocity_window_days));
+  const TimeMs crossing = decay_crossing(model, a, s);
+  if (crossing != kNever) t = std::min(t, std::max(crossing, now + 1));
+  return t;
+}
+
+/// Evaluates at `now` and publishes band and pattern transitions as signals.
+void publish(const Model& model, AccountState& a, TimeMs now, Outcome& out) {
+  Score s = evaluate(model, a, now);
+  a.clock = now;
+  const Band previous = a.band;
+  const Pattern previous_pattern = a.pattern;
+  a.band = s.band;
+  a.pattern = s.pattern;
+  out.next_timer = next_timer(model, a, s, now);
+  if (s.band != previous) {
+    Signal sig{SignalKind::kThresholdCrossed, now, s, previous, {}};
+    out.signals.push_back(std::move(sig));
+  }
+  if (s.pattern != previous_pattern && s.pattern != Pattern::kNone)
+    out.signals.push_back(Signal{SignalKind::kSeatExpansion, now, std::move(s), previous, {}});
+}
+
+/// Moves the user's contribution to the bucket of its last activity (or out of the window).
+void rebook(const Model& model, AccountState& a, UserState& u, Day today, TimeMs now,
+            Outcome& out) {
+  Booking next;
+  const Day from = window_start(today, model.config().activity.active_window_days);
+  if (u.last_active != kNoTime && day_of(u.last_active) >= from) {
+    next.active = true;
+    next.day = day_of(u.last_active);
+    next.weight = role_weight(model, u);
+    next.weighted_engagement = next.weight * user_engagement(model, u);
+    if (!u.department.empty()) {
+      bool is_new = false;
+      next.department = department_index(model, a, u.department, is_new);
+      if (is_new) {
+        add_fabric(a, FabricCategory::kBreadthExpansion,
+                   model.config().fabric.breadth_expansion_strength, u.last_active,
+                   account_half_life_ms(model, a));
+        Signal sig;
+        sig.kind = SignalKind::kBreadthExpansion;
+        sig.event_time = now;
+        sig.department = u.department;
+        out.signals.push_back(std::move(sig));  // score filled in after publish
+      }
+    }
+  }
+  unbook(a, u.booking);
+  book(a, next);
+  u.booking = next;
+}
+
+void apply_track(const Model& model, AccountState& a, UserState& u, const Event& e, Day today) {
+  const EventRule* rule = e.rule;
+  const EventKind kind = rule ? rule->kind : EventKind::kUsage;
+  const double hl = account_half_life_ms(model, a);
+  u.last_active = std::max(u.last_active, e.timestamp);
+  a.last_activity = std::max(a.last_activity, e.timestamp);
+  if (kind == EventKind::kUsage) {
+    const double w = rule ? rule->weight : model.config().default_usage_weight;
+    u.usage.add(w, e.timestamp, days_ms(model.config().engagement.half_life_days));
+    return;
+  }
+  if (kind == EventKind::kAdministration || kind == EventKind::kCommercialIntent)
+    u.did_admin_action = true;
+  const double quantity = std::max(1.0, e.quantity);
+  const double strength = rule->weight * role_weight(model, u) * (1.0 + std::log(quantity));
+  if (strength > 0) add_fabric(a, category_of(kind), strength, e.timestamp, hl);
+  if (rule->seat_delta != 0.0) change_seats(model, a, rule->seat_delta * e.quantity, e.timestamp, today);
+  if (kind == EventKind::kSharedAsset) ++a.shared_assets;
+}
+
+}  // namespace
+
+Outcome apply_event(const Model& model, AccountState& account, UserState& user, bool user_is_new,
+                    const Event& event, TimeMs now) {
+  Outcome out;
+  now = std::max({now, account.clock, event.timestamp});
+  const Day today = day_of(now);
+  expire(model, account, today);
+  if (user_is_new) ++account.known_users;
+  if (event.role) user.explicit_role = parse_role(*event.role);
+  if (event.department) user.department = *event.department;
+  if (event.type == CallType::kGroup) apply_account_traits(model, account, event, today);
+  if (event.type == CallType::kTrack) apply_track(model, account, user, event, today);
+  rebook(model, account, user, today, now, out);
+  const std::size_t breadth_signals = out.signals.size();
+  publish(model, account, now, out);
+  // Breadth-expansion signals carry the published score that includes their own department.
+  if (breadth_signals > 0) {
+    const Score published = evaluate(model, account, now);
+    for (std::size_t i = 0; i < breadth_signals; ++i) out.signals[i].score = published;
+  }
+  return out;
+}
+
+Outcome advance(const Model& model, AccountState& account, TimeMs now) {
+  Outcome out;
+  now = std::max(now, account.clock);
+  expire(model, account, day_of(now));
+  publish(model, account, now, out);
+  return out;
+}
+
+}  // namespace pqa::rollup

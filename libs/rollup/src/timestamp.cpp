@@ -1,0 +1,129 @@
+#include <array>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "pqa/rollup/event.h"
+
+namespace pqa::rollup {
+namespace {
+
+// Howard Hinnant's days_from_civil: proleptic Gregorian date to days since 1970-01-01.
+constexpr std::int64_t days_from_civil(int y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  const int era = (y >= 0 ? y : y - 399) / 400;
+  const auto yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return static_cast<std::int64_t>(era) * 146097 + static_cast<std::int64_t>(doe) - 719468;
+}
+
+struct Civil {
+  int year;
+  unsigned month, day;
+};
+constexpr Civil civil_from_days(std::int64_t z) {
+  z += 719468;
+  const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const auto doe = static_cast<unsigned>(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  const unsigned d = doy - (153 * mp + 2) / 5 + 1;
+  const unsigned m = mp < 10 ? mp + 3 : mp - 9;
+  return {static_cast<int>(static_cast<std::int64_t>(yoe) + era * 400 + (m <= 2)), m, d};
+}
+
+constexpr bool is_leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+constexpr unsigned days_in_month(int y, unsigned m) {
+  constexpr std::array<unsigned, 12> kDays{31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  return m == 2 && is_leap(y) ? 29 : kDays[m - 1];
+}
+
+/// Reads exactly `n` digits at `pos`; advances `pos`.
+bool digits(std::string_view s, std::size_t& pos, int n, int& out) {
+  if (pos + static_cast<std::size_t>(n) > s.size()) return false;
+  out = 0;
+  for (int i = 0; i < n; ++i) {
+    const char c = s[pos + static_cast<std::size_t>(i)];
+    if (c < '0' || c > '9') return false;
+    out = out * 10 + (c - '0');
+  }
+  pos += static_cast<std::size_t>(n);
+  return true;
+}
+
+bool expect(std::string_view s, std::size_t& pos, char c) {
+  if (pos >= s.size() || s[pos] != c) return false;
+  ++pos;
+  return true;
+}
+
+/// Parses "Z" or "+HH:MM" / "-HH:MM" / "+HHMM" into an offset in minutes.
+std::optional<int> parse_offset(std::string_view s, std::size_t& pos) {
+  if (pos >= s.size()) return std::nullopt;
+  if (s[pos] == 'Z' || s[pos] == 'z') {
+    ++pos;
+    return 0;
+  }
+  if (s[pos] != '+' && s[pos] != '-') return std::nullopt;
+  const int sign = s[pos] == '-' ? -1 : 1;
+  ++pos;
+  int hh = 0, mm = 0;
+  if (!digits(s, pos, 2, hh)) return std::nullopt;
+  if (pos < s.size() && s[pos] == ':') ++pos;
+  if (!digits(s, pos, 2, mm) || hh > 23 || mm > 59) return std::nullopt;
+  return sign * (hh * 60 + mm);
+}
+
+}  // namespace
+
+std::optional<TimeMs> parse_timestamp(std::string_view s) {
+  std::size_t pos = 0;
+  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
+  if (!digits(s, pos, 4, year) || !expect(s, pos, '-') || !digits(s, pos, 2, month) ||
+      !expect(s, pos, '-') || !digits(s, pos, 2, day))
+    return std::nullopt;
+  if (pos >= s.size() || (s[pos] != 'T' && s[pos] != 't' && s[pos] != ' ')) return std::nullopt;
+  ++pos;
+  if (!digits(s, pos, 2, hour) || !expect(s, pos, ':') || !digits(s, pos, 2, minute) ||
+      !expect(s, pos, ':') || !digits(s, pos, 2, second))
+    return std::nullopt;
+  if (year < 2000 || year > 2099 || month < 1 || month > 12 || day < 1 ||
+      static_cast<unsigned>(day) > days_in_month(year, static_cast<unsigned>(month)) ||
+      hour > 23 || minute > 59 || second > 59)
+    return std::nullopt;
+  int millis = 0;
+  if (pos < s.size() && s[pos] == '.') {
+    ++pos;
+    int scale = 100, n = 0;
+    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
+      millis += (s[pos] - '0') * scale;  // digits past milliseconds are truncated
+      scale /= 10;
+      ++pos;
+      ++n;
+    }
+    if (n == 0 || n > 9) return std::nullopt;
+  }
+  const auto offset = parse_offset(s, pos);
+  if (!offset || pos != s.size()) return std::nullopt;
+  const std::int64_t days =
+      days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
+  const std::int64_t secs = days * 86400 + hour * 3600 + minute * 60 + second - *offset * 60;
+  return secs * 1000 + millis;
+}
+
+std::string format_timestamp(TimeMs t) {
+  const Day d = day_of(t);
+  const TimeMs in_day = t - start_of_day(d);
+  const Civil c = civil_from_days(d);
+  const auto ms = static_cast<int>(in_day % 1000);
+  const auto secs = static_cast<int>(in_day / 1000);
+  std::array<char, 40> buf{};
+  std::snprintf(buf.data(), buf.size(), "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ", c.year, c.month,
+                c.day, secs / 3600, secs / 60 % 60, secs % 60, ms);
+  return std::string(buf.data());
+}
+
+}  // namespace pqa::rollup

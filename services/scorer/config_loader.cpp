@@ -1,0 +1,359 @@
+#include "config_loader.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+
+namespace pqa::scorer {
+namespace {
+
+using rollup::EventKind;
+using rollup::EventRule;
+using rollup::FitOp;
+using rollup::FitRule;
+
+/// One YAML mapping being read; remembers which keys were used so the rest can be reported.
+class Section {
+ public:
+  Section(YAML::Node node, std::string path) : node_(std::move(node)), path_(std::move(path)) {
+    if (node_ && !node_.IsNull() && !node_.IsMap())
+      throw ConfigException(path_.empty() ? "(top level)" : path_, "must be a mapping");
+  }
+
+  const std::string& path() const { return path_; }
+
+  std::string key_path(const std::string& key) const {
+    return path_.empty() ? key : path_ + "." + key;
+  }
+
+  YAML::Node get(const std::string& key) {
+    seen_.insert(key);
+    if (!node_ || node_.IsNull()) return YAML::Node();
+    return node_[key];
+  }
+
+  template <typename T>
+  void read(const std::string& key, T& out) {
+    YAML::Node n = get(key);
+    if (!n || n.IsNull()) return;
+    out = convert<T>(n, key_path(key));
+  }
+
+  Section child(const std::string& key) { return Section(get(key), key_path(key)); }
+
+  /// Reports keys that no reader asked for.
+  void finish() const {
+    if (!node_ || !node_.IsMap()) return;
+    for (const auto& kv : node_) {
+      const auto key = kv.first.as<std::string>();
+      if (!seen_.count(key)) throw ConfigException(key_path(key), "unknown key");
+    }
+  }
+
+  template <typename T>
+  static T convert(const YAML::Node& n, const std::string& path) {
+    if (!n.IsScalar()) throw ConfigException(path, "must be a " + type_name<T>());
+    try {
+      if constexpr (std::is_same_v<T, std::size_t> || std::is_same_v<T, int>) {
+        const auto v = n.as<long long>();
+        if (v < 0 || static_cast<unsigned long long>(v) >
+                         static_cast<unsigned long long>(std::numeric_limits<T>::max()))
+          throw ConfigException(path, "must be a non-negative whole number");
+        return static_cast<T>(v);
+      } else {
+        return n.as<T>();
+      }
+    } catch (const YAML::Exception&) {
+      throw ConfigException(path, "must be a " + type_name<T>() + ", got '" + n.Scalar() + "'");
+    }
+  }
+
+ private:
+  template <typename T>
+  static std::string type_name() {
+    if constexpr (std::is_same_v<T, bool>) return "boolean (true/false)";
+    if constexpr (std::is_same_v<T, std::string>) return "string";
+    if constexpr (std::is_same_v<T, double>) return "number";
+    return "whole number";
+  }
+
+  YAML::Node node_;
+  std::string path_;
+  std::set<std::string> seen_;
+};
+
+EventKind parse_kind(const std::string& s, const std::string& path) {
+  static const std::pair<const char*, EventKind> kKinds[] = {
+      {"usage", EventKind::kUsage},
+      {"provisioning", EventKind::kProvisioning},
+      {"administration", EventKind::kAdministration},
+      {"commercial_intent", EventKind::kCommercialIntent},
+      {"collaboration", EventKind::kCollaboration},
+      {"shared_asset", EventKind::kSharedAsset}};
+  for (const auto& [name, kind] : kKinds)
+    if (s == name) return kind;
+  throw ConfigException(path,
+                        "unknown kind '" + s +
+                            "' (usage, provisioning, administration, commercial_intent, "
+                            "collaboration, shared_asset)");
+}
+
+template <typename Fn>
+void for_each_item(const YAML::Node& list, const std::string& path, Fn fn) {
+  if (!list || list.IsNull()) return;
+  if (!list.IsSequence()) throw ConfigException(path, "must be a list");
+  for (std::size_t i = 0; i < list.size(); ++i)
+    fn(Section(list[i], path + "[" + std::to_string(i) + "]"));
+}
+
+void read_taxonomy(Section s, rollup::ModelConfig& m) {
+  s.read("default_usage_weight", m.default_usage_weight);
+  for_each_item(s.get("events"), s.key_path("events"), [&](Section item) {
+    EventRule rule;
+    item.read("name", rule.name);
+    if (rule.name.empty()) throw ConfigException(item.key_path("name"), "is required");
+    auto existing = std::find_if(m.events.begin(), m.events.end(),
+                                 [&](const EventRule& r) { return r.name == rule.name; });
+    if (existing != m.events.end()) rule = *existing;  // override the default field by field
+    std::string kind;
+    item.read("kind", kind);
+    if (!kind.empty()) rule.kind = parse_kind(kind, item.key_path("kind"));
+    item.read("weight", rule.weight);
+    item.read("quantity_property", rule.quantity_property);
+    item.read("seat_delta", rule.seat_delta);
+    item.finish();
+    if (existing != m.events.end())
+      *existing = rule;
+    else
+      m.events.push_back(rule);
+  });
+  s.finish();
+}
+
+void read_fit(Section s, rollup::ModelConfig& m) {
+  for_each_item(s.get("rules"), s.key_path("rules"), [&](Section item) {
+    FitRule rule;
+    item.read("trait", rule.trait);
+    item.read("weight", rule.weight);
+    int ops = 0;
+    if (YAML::Node eq = item.get("equals"); eq && !eq.IsNull()) {
+      rule.op = FitOp::kEquals;
+      rule.values = {Section::convert<std::string>(eq, item.key_path("equals"))};
+      ++ops;
+    }
+    if (YAML::Node in = item.get("in"); in && !in.IsNull()) {
+      if (!in.IsSequence()) throw ConfigException(item.key_path("in"), "must be a list");
+      rule.op = FitOp::kIn;
+      for (const auto& v : in) rule.values.push_back(Section::convert<std::string>(v, item.key_path("in")));
+      ++ops;
+    }
+    if (YAML::Node b = item.get("between"); b && !b.IsNull()) {
+      if (!b.IsSequence() || b.size() != 2)
+        throw ConfigException(item.key_path("between"), "must be a list [min, max]");
+      rule.op = FitOp::kBetween;
+      rule.min = Section::convert<double>(b[0], item.key_path("between"));
+      rule.max = Section::convert<double>(b[1], item.key_path("between"));
+      ++ops;
+    }
+    if (YAML::Node v = item.get("at_least"); v && !v.IsNull()) {
+      rule.op = FitOp::kAtLeast;
+      rule.min = Section::convert<double>(v, item.key_path("at_least"));
+      ++ops;
+    }
+    if (YAML::Node v = item.get("at_most"); v && !v.IsNull()) {
+      rule.op = FitOp::kAtMost;
+      rule.max = Section::convert<double>(v, item.key_path("at_most"));
+      ++ops;
+    }
+    bool exists = false;
+    item.read("exists", exists);
+    if (exists) {
+      rule.op = FitOp::kExists;
+      ++ops;
+    }
+    if (ops != 1)
+      throw ConfigException(item.path(),
+                            "needs exactly one of equals, in, between, at_least, at_most, exists");
+    for (auto& v : rule.values)
+      std::transform(v.begin(), v.end(), v.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    item.finish();
+    m.fit_rules.push_back(std::move(rule));
+  });
+  s.finish();
+}
+
+void read_decay(Section s, rollup::ModelConfig& m) {
+  s.read("default_half_life_days", m.decay.default_half_life_days);
+  for_each_item(s.get("segments"), s.key_path("segments"), [&](Section item) {
+    rollup::SegmentRule seg;
+    item.read("name", seg.name);
+    item.read("min_employees", seg.min_employees);
+    item.read("max_employees", seg.max_employees);
+    item.read("half_life_days", seg.half_life_days);
+    item.finish();
+    m.decay.segments.push_back(std::move(seg));
+  });
+  s.finish();
+}
+
+void read_model(Section s, rollup::ModelConfig& m) {
+  {
+    Section w = s.child("weights");
+    w.read("breadth", m.weights.breadth);
+    w.read("depth", m.weights.depth);
+    w.read("fabric", m.weights.fabric);
+    w.read("fit", m.weights.fit);
+    w.finish();
+  }
+  {
+    Section r = s.child("roles");
+    r.read("admin", m.roles.admin);
+    r.read("billing_owner", m.roles.billing_owner);
+    r.read("champion", m.roles.champion);
+    r.read("member", m.roles.member);
+    r.read("invited_inactive", m.roles.invited_inactive);
+    r.read("champion_engagement", m.roles.champion_engagement);
+    r.finish();
+  }
+  {
+    Section e = s.child("engagement");
+    e.read("half_life_days", m.engagement.half_life_days);
+    e.read("scale", m.engagement.scale);
+    e.finish();
+  }
+  {
+    Section b = s.child("breadth");
+    b.read("users_weight", m.breadth.users_weight);
+    b.read("departments_weight", m.breadth.departments_weight);
+    b.read("assets_weight", m.breadth.assets_weight);
+    b.read("user_cap", m.breadth.user_cap);
+    b.read("department_target", m.breadth.department_target);
+    b.read("asset_cap", m.breadth.asset_cap);
+    b.finish();
+  }
+  {
+    Section f = s.child("fabric");
+    f.read("scale", m.fabric.scale);
+    f.read("breadth_expansion_strength", m.fabric.breadth_expansion_strength);
+    f.finish();
+  }
+  read_decay(s.child("decay"), m);
+  {
+    Section b = s.child("bands");
+    b.read("nurture", m.bands.nurture);
+    b.read("qualified", m.bands.qualified);
+    b.read("hot", m.bands.hot);
+    b.read("hysteresis", m.bands.hysteresis);
+    b.finish();
+  }
+  {
+    Section r = s.child("routing");
+    r.read("full_sales_expansion_potential", m.routing.full_sales_expansion_potential);
+    r.finish();
+  }
+  {
+    Section seats = s.child("seats");
+    seats.read("velocity_window_days", m.seats.velocity_window_days);
+    seats.read("fill_high", m.seats.fill_high);
+    seats.read("fill_low", m.seats.fill_low);
+    seats.read("proximity_approaching", m.seats.proximity_approaching);
+    seats.read("proximity_at_limit", m.seats.proximity_at_limit);
+    seats.finish();
+  }
+  {
+    Section a = s.child("activity");
+    a.read("active_window_days", m.activity.active_window_days);
+    a.read("max_departments", m.activity.max_departments);
+    a.finish();
+  }
+  read_taxonomy(s.child("taxonomy"), m);
+  read_fit(s.child("fit"), m);
+  s.finish();
+}
+
+void read_state(Section s, ServiceConfig& c) {
+  {
+    Section cache = s.child("cache");
+    cache.read("accounts", c.processor.account_cache_entries);
+    cache.read("users", c.processor.user_cache_entries);
+    cache.read("identities", c.processor.identity_cache_entries);
+    cache.finish();
+  }
+  s.read("flush_every_events", c.processor.flush_every_events);
+  {
+    Section r = s.child("rocksdb");
+    std::size_t block_cache_mb = c.rocksdb.block_cache_bytes >> 20;
+    std::size_t write_buffer_mb = c.rocksdb.write_buffer_bytes >> 20;
+    r.read("block_cache_mb", block_cache_mb);
+    r.read("write_buffer_mb", write_buffer_mb);
+    r.read("disable_wal", c.rocksdb.disable_wal);
+    r.finish();
+    c.rocksdb.block_cache_bytes = block_cache_mb << 20;
+    c.rocksdb.write_buffer_bytes = write_buffer_mb << 20;
+  }
+  s.finish();
+  if (c.processor.flush_every_events < 1)
+    throw ConfigException("state.flush_every_events", "must be at least 1");
+  if (c.processor.account_cache_entries < 1)
+    throw ConfigException("state.cache.accounts", "must be at least 1");
+  if (c.processor.user_cache_entries < 1)
+    throw ConfigException("state.cache.users", "must be at least 1");
+  if (c.processor.identity_cache_entries < 1)
+    throw ConfigException("state.cache.identities", "must be at least 1");
+  if (c.rocksdb.write_buffer_bytes < (1u << 20))
+    throw ConfigException("state.rocksdb.write_buffer_mb", "must be at least 1");
+}
+
+}  // namespace
+
+ServiceConfig parse_config(const std::string& yaml_text) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigException("(yaml)", "not valid YAML at line " + std::to_string(e.mark.line + 1) +
+                                        ": " + e.msg);
+  }
+  ServiceConfig c;
+  Section top(root, "");
+  read_model(top.child("model"), c.model);
+  {
+    Section input = top.child("input");
+    input.read("max_event_bytes", c.model.decoder.max_event_bytes);
+    input.read("max_id_bytes", c.model.decoder.max_id_bytes);
+    input.finish();
+  }
+  read_state(top.child("state"), c);
+  top.finish();
+  const auto errors = rollup::validate(c.model);
+  if (!errors.empty()) {
+    // validate() names keys relative to the model; map them back to where the YAML has them.
+    const std::string& key = errors.front().key;
+    const std::string_view decoder = "decoder.";
+    throw ConfigException(key.rfind(decoder, 0) == 0 ? "input." + key.substr(decoder.size())
+                                                      : "model." + key,
+                          errors.front().problem);
+  }
+  return c;
+}
+
+ServiceConfig load_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigException(path, "cannot be read");
+  std::stringstream text;
+  text << in.rdbuf();
+  try {
+    return parse_config(text.str());
+  } catch (const ConfigException& e) {
+    throw ConfigException(e.key(), std::string(e.what()).substr(e.key().size() + 2) +
+                                       " (in " + path + ")");
+  }
+}
+
+}  // namespace pqa::scorer

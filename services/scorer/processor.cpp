@@ -1,0 +1,190 @@
+#include "processor.h"
+
+#include "pqa/rollup/hash.h"
+
+namespace pqa::scorer {
+
+using rollup::AccountId;
+using rollup::TimeMs;
+
+std::string make_signal_id(const std::string& model_version, const AccountId& account,
+                           const rollup::Signal& signal, std::string_view cause) {
+  std::string material = model_version;
+  material.push_back('\x1f');
+  material.append(account.str()).push_back('\x1f');
+  material.append(rollup::to_string(signal.kind)).push_back('\x1f');
+  material.append(std::to_string(signal.event_time)).push_back('\x1f');
+  material.append(cause).push_back('\x1f');
+  material.append(rollup::to_string(signal.previous_band)).push_back('>');
+  material.append(rollup::to_string(signal.score.band)).push_back('\x1f');
+  material.append(rollup::to_string(signal.score.pattern)).push_back('\x1f');
+  material.append(signal.department);
+  std::string id;
+  id.reserve(32);
+  rollup::detail::append_hex(id, rollup::detail::mix64(rollup::detail::fnv1a64(material, 1)));
+  rollup::detail::append_hex(id, rollup::detail::mix64(rollup::detail::fnv1a64(material, 2)));
+  return id;
+}
+
+Processor::Processor(const rollup::Model& model, StateStore& store, SignalSink& sink,
+                     ProcessorOptions options)
+    : model_(model),
+      store_(store),
+      sink_(sink),
+      options_(options),
+      decoder_(model),
+      accounts_(store, options.account_cache_entries),
+      users_(store, options.user_cache_entries),
+      identities_(store, options.identity_cache_entries) {
+  restore();
+}
+
+void Processor::restore() {
+  if (auto wm = store_.get(keys::meta("watermark"))) watermark_ = std::stoll(*wm);
+  // Timers are one per account and stored with it; rebuilding the queue is one scan at start.
+  store_.scan(std::string(1, keys::kAccount), [&](std::string_view key, std::string_view value) {
+    auto stored = decode_account(value);
+    if (!stored) throw StoreError("corrupt account record during restore");
+    if (stored->timer_due != rollup::kNever)
+      timers_.emplace(stored->timer_due, std::string(key.substr(1)));
+  });
+}
+
+void Processor::reject(rollup::DecodeError code) {
+  ++stats_.rejected;
+  ++stats_.rejected_by_reason[static_cast<std::size_t>(code)];
+}
+
+std::optional<rollup::DecodeFailure> Processor::process(std::string_view message,
+                                                        std::string_view fallback_cause) {
+  auto result = decoder_.decode(message);
+  if (!result.ok()) {
+    reject(result.failure().code);
+    return result.failure();
+  }
+  rollup::Event& e = result.event();
+  if (e.type == rollup::CallType::kIgnored) {
+    ++stats_.processed;
+    ++stats_.ignored;
+    return std::nullopt;
+  }
+  auto account = resolve_account(e);
+  if (!account) {
+    reject(rollup::DecodeError::kUnresolvedAccount);
+    return rollup::DecodeFailure{rollup::DecodeError::kUnresolvedAccount,
+                                 "no groupId, and user '" + e.user.str().substr(0, 64) +
+                                     "' was never tied to an account by a group call"};
+  }
+  if (watermark_ == rollup::kNoTime || e.timestamp > watermark_) advance_to(e.timestamp);
+
+  std::string cause;
+  if (!e.message_id.empty()) {
+    cause = e.message_id;
+  } else if (!fallback_cause.empty()) {
+    cause = fallback_cause;
+  } else {
+    cause = "sha:";
+    rollup::detail::append_hex(cause, rollup::detail::fnv1a64(message));
+  }
+  if (e.type == rollup::CallType::kGroup) remember_identity(e);
+  apply(e, *account, cause);
+  ++stats_.processed;
+  if (++since_flush_ >= options_.flush_every_events) flush();
+  return std::nullopt;
+}
+
+std::optional<AccountId> Processor::resolve_account(const rollup::Event& e) {
+  if (!e.explicit_account.empty()) return e.explicit_account;
+  if (const Identity* id = identities_.get(keys::identity(e.user.str()))) return id->account;
+  return std::nullopt;
+}
+
+void Processor::remember_identity(const rollup::Event& e) {
+  const std::string key = keys::identity(e.user.str());
+  Identity* current = identities_.get(key);
+  if (current == nullptr) {
+    identities_.insert(key, Identity{e.explicit_account, e.timestamp});
+  } else if (e.timestamp >= current->as_of && !(current->account == e.explicit_account &&
+                                                 current->as_of == e.timestamp)) {
+    *current = Identity{e.explicit_account, e.timestamp};  // the latest group call wins
+    identities_.mark_dirty(key);
+  }
+}
+
+void Processor::apply(rollup::Event& e, const AccountId& account, std::string_view cause) {
+  const std::string account_key = keys::account(account.str());
+  StoredAccount* stored = accounts_.get(account_key);
+  if (stored == nullptr) stored = &accounts_.insert(account_key, StoredAccount{});
+  const std::string user_key = keys::user(account.str(), e.user.str());
+  rollup::UserState* user = users_.get(user_key);
+  const bool user_is_new = user == nullptr;
+  if (user_is_new) user = &users_.insert(user_key, rollup::UserState{});
+  auto outcome = rollup::apply_event(model_, stored->state, *user, user_is_new, e, watermark_);
+  users_.mark_dirty(user_key);
+  accounts_.mark_dirty(account_key);
+  handle(account, account_key, *stored, std::move(outcome), cause);
+}
+
+void Processor::handle(const AccountId& account, const std::string& key, StoredAccount& stored,
+                       rollup::Outcome&& outcome, std::string_view cause) {
+  for (auto& signal : outcome.signals) {
+    OutputSignal out{make_signal_id(model_.version(), account, signal, cause), account,
+                     std::move(signal)};
+    sink_.emit(out);
+    ++stats_.signals;
+  }
+  // Lazy timers: a later due time keeps the earlier registration, which fires, re-evaluates and
+  // re-registers. That keeps the timer set to one write per account in the common case.
+  if (stored.timer_due == rollup::kNever || outcome.next_timer < stored.timer_due)
+    schedule(key.substr(1), stored, outcome.next_timer);
+}
+
+void Processor::schedule(const std::string& account_id, StoredAccount& stored, TimeMs due) {
+  if (stored.timer_due != rollup::kNever) timers_.erase({stored.timer_due, account_id});
+  stored.timer_due = due;
+  if (due != rollup::kNever) timers_.emplace(due, account_id);
+}
+
+void Processor::advance_to(TimeMs t) {
+  while (!timers_.empty() && timers_.begin()->first <= t) {
+    auto [due, account_id] = *timers_.begin();
+    timers_.erase(timers_.begin());
+    fire_timer(due, account_id);
+  }
+  if (watermark_ == rollup::kNoTime || t > watermark_) watermark_ = t;
+}
+
+void Processor::fire_timer(TimeMs due, const std::string& account_id) {
+  const std::string key = keys::account(account_id);
+  StoredAccount* stored = accounts_.get(key);
+  if (stored == nullptr || stored->timer_due != due) return;  // superseded registration
+  stored->timer_due = rollup::kNever;
+  ++stats_.timers_fired;
+  auto outcome = rollup::advance(model_, stored->state, due);
+  accounts_.mark_dirty(key);
+  handle(AccountId(account_id), key, *stored, std::move(outcome), "timer");
+}
+
+void Processor::flush() {
+  WriteSet writes;
+  accounts_.collect_writes(writes);
+  users_.collect_writes(writes);
+  identities_.collect_writes(writes);
+  if (watermark_ != rollup::kNoTime)
+    writes.puts.emplace_back(keys::meta("watermark"), std::to_string(watermark_));
+  store_.commit(writes);
+  since_flush_ = 0;
+  ++stats_.flushes;
+}
+
+void Processor::for_each_account(
+    const std::function<void(const AccountId&, const rollup::AccountState&)>& fn) {
+  flush();
+  store_.scan(std::string(1, keys::kAccount), [&](std::string_view key, std::string_view value) {
+    auto stored = decode_account(value);
+    if (!stored) throw StoreError("corrupt account record");
+    fn(AccountId(std::string(key.substr(1))), stored->state);
+  });
+}
+
+}  // namespace pqa::scorer

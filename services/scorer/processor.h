@@ -1,0 +1,123 @@
+// The scoring pipeline shared by `replay` and the service: decode, resolve the account, load
+// state, apply the model, emit signals, keep timers, write state back.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include "json_output.h"
+#include "pqa/rollup/config.h"
+#include "pqa/rollup/event.h"
+#include "pqa/rollup/scoring.h"
+#include "state_codec.h"
+#include "state_store.h"
+#include "write_back_cache.h"
+
+namespace pqa::scorer {
+
+/// Where signals go (a file in replay, Kafka in the service).
+class SignalSink {
+ public:
+  virtual ~SignalSink() = default;
+  virtual void emit(const OutputSignal& signal) = 0;
+};
+
+struct ProcessorOptions {
+  std::size_t account_cache_entries = 200'000;
+  std::size_t user_cache_entries = 1'000'000;
+  std::size_t identity_cache_entries = 1'000'000;
+  /// Changed state is written to the store in one batch every this many events.
+  std::size_t flush_every_events = 100'000;
+};
+
+struct ProcessorStats {
+  std::uint64_t processed = 0;  ///< valid events applied (ignored call types included)
+  std::uint64_t ignored = 0;    ///< page / screen / alias
+  std::uint64_t rejected = 0;
+  std::array<std::uint64_t, rollup::kDecodeErrorCount> rejected_by_reason{};
+  std::uint64_t signals = 0;
+  std::uint64_t timers_fired = 0;
+  std::uint64_t flushes = 0;
+};
+
+/// Owns the scoring of one stream (one partition in the service).
+///
+/// Time: the processor's clock is the watermark, the largest event time seen (the service
+/// later subtracts an allowed lateness). Events later than the watermark advance it first,
+/// firing every timer due on the way, in due order; a late event is applied at the watermark
+/// (it still counts, decayed by its age). Timers are one per account, lazily rescheduled.
+///
+/// Single-threaded: one thread calls every method.
+class Processor {
+ public:
+  Processor(const rollup::Model& model, StateStore& store, SignalSink& sink,
+            ProcessorOptions options = {});
+
+  /// Processes one message. Returns why it was rejected, if it was; a rejected message
+  /// changes no state. `fallback_cause` identifies the input for signal ids when the event has
+  /// no messageId (e.g. "topic/partition/offset"); empty: a hash of the message bytes.
+  std::optional<rollup::DecodeFailure> process(std::string_view message,
+                                               std::string_view fallback_cause = {});
+
+  /// Moves the clock to `t`, firing every timer due at or before it.
+  void advance_to(rollup::TimeMs t);
+  /// Writes every changed record (and the watermark) to the store in one batch.
+  void flush();
+
+  rollup::TimeMs watermark() const { return watermark_; }
+  const ProcessorStats& stats() const { return stats_; }
+  std::size_t pending_timers() const { return timers_.size(); }
+
+  /// Visits every stored account in ascending id order (flushes first).
+  void for_each_account(
+      const std::function<void(const rollup::AccountId&, const rollup::AccountState&)>& fn);
+
+ private:
+  struct AccountCodec {
+    static std::string encode(const StoredAccount& a) { return scorer::encode(a); }
+    static std::optional<StoredAccount> decode(std::string_view b) { return decode_account(b); }
+  };
+  struct UserCodec {
+    static std::string encode(const rollup::UserState& u) { return scorer::encode(u); }
+    static std::optional<rollup::UserState> decode(std::string_view b) { return decode_user(b); }
+  };
+  struct IdentityCodec {
+    static std::string encode(const Identity& i) { return scorer::encode(i); }
+    static std::optional<Identity> decode(std::string_view b) { return decode_identity(b); }
+  };
+
+  std::optional<rollup::AccountId> resolve_account(const rollup::Event& e);
+  void remember_identity(const rollup::Event& e);
+  void apply(rollup::Event& e, const rollup::AccountId& account, std::string_view cause);
+  void fire_timer(rollup::TimeMs due, const std::string& account_id);
+  void handle(const rollup::AccountId& account, const std::string& key, StoredAccount& stored,
+              rollup::Outcome&& outcome, std::string_view cause);
+  void schedule(const std::string& account_id, StoredAccount& stored, rollup::TimeMs due);
+  void restore();
+  void reject(rollup::DecodeError code);
+
+  const rollup::Model& model_;
+  StateStore& store_;
+  SignalSink& sink_;
+  ProcessorOptions options_;
+  rollup::EventDecoder decoder_;
+  WriteBackCache<StoredAccount, AccountCodec> accounts_;
+  WriteBackCache<rollup::UserState, UserCodec> users_;
+  WriteBackCache<Identity, IdentityCodec> identities_;
+  std::set<std::pair<rollup::TimeMs, std::string>> timers_;  ///< (due, account id)
+  rollup::TimeMs watermark_ = rollup::kNoTime;
+  std::uint64_t since_flush_ = 0;
+  ProcessorStats stats_;
+};
+
+/// Deterministic signal id: a 128-bit hash (hex) of everything that makes the signal unique.
+std::string make_signal_id(const std::string& model_version, const rollup::AccountId& account,
+                           const rollup::Signal& signal, std::string_view cause);
+
+}  // namespace pqa::scorer

@@ -1,0 +1,212 @@
+#include "state_codec.h"
+
+#include "pqa/v1/pqa.pb.h"
+
+namespace pqa::scorer {
+namespace {
+
+using rollup::kNoTime;
+using rollup::TimeMs;
+
+template <typename Msg>
+void set_time(TimeMs t, Msg* msg, void (Msg::*setter)(std::int64_t)) {
+  if (t != kNoTime) (msg->*setter)(t);
+}
+#define PQA_GET_TIME(msg, field) ((msg).has_##field() ? (msg).field() : kNoTime)
+
+void to_record(const rollup::DecayedSum& d, v1::DecayedSumRecord* r) {
+  r->set_value(d.value);
+  if (d.as_of != kNoTime) r->set_as_of_ms(d.as_of);
+}
+
+rollup::DecayedSum from_record(const v1::DecayedSumRecord& r) {
+  return {r.value(), PQA_GET_TIME(r, as_of_ms)};
+}
+
+void to_record(const rollup::Booking& b, v1::BookingRecord* r) {
+  r->set_active(b.active);
+  r->set_day(b.day);
+  r->set_weight(b.weight);
+  r->set_weighted_engagement(b.weighted_engagement);
+  r->set_department(b.department);
+}
+
+rollup::Booking from_record(const v1::BookingRecord& r) {
+  return {r.day(), r.active(), r.weight(), r.weighted_engagement(), r.department()};
+}
+
+void to_record(const rollup::Trait& t, v1::TraitRecord* r) {
+  r->set_name(t.name);
+  if (const auto* s = std::get_if<std::string>(&t.value)) r->set_string_value(*s);
+  if (const auto* d = std::get_if<double>(&t.value)) r->set_number_value(*d);
+  if (const auto* b = std::get_if<bool>(&t.value)) r->set_bool_value(*b);
+}
+
+rollup::Trait from_record(const v1::TraitRecord& r) {
+  switch (r.value_case()) {
+    case v1::TraitRecord::kNumberValue: return {r.name(), r.number_value()};
+    case v1::TraitRecord::kBoolValue: return {r.name(), r.bool_value()};
+    default: return {r.name(), r.string_value()};
+  }
+}
+
+template <typename Msg>
+std::string serialize(const Msg& m) {
+  std::string out;
+  m.SerializeToString(&out);
+  return out;
+}
+
+void buckets_to_record(const rollup::AccountState& a, v1::AccountStateRecord& r) {
+  for (const auto& b : a.buckets) {
+    auto* rb = r.add_buckets();
+    rb->set_day(b.day);
+    rb->set_users(b.users);
+    rb->set_weight(b.weight);
+    rb->set_weighted_engagement(b.weighted_engagement);
+    for (const auto& [dept, users] : b.departments) {
+      auto* d = rb->add_departments();
+      d->set_department(dept);
+      d->set_users(users);
+    }
+  }
+}
+
+void buckets_from_record(const v1::AccountStateRecord& r, rollup::AccountState& a) {
+  for (const auto& rb : r.buckets()) {
+    rollup::ActivityBucket b{rb.day(), rb.users(), rb.weight(), rb.weighted_engagement(), {}};
+    for (const auto& d : rb.departments()) b.departments.emplace_back(d.department(), d.users());
+    a.buckets.push_back(std::move(b));
+  }
+}
+
+}  // namespace
+
+std::string encode(const StoredAccount& stored) {
+  const rollup::AccountState& a = stored.state;
+  v1::AccountStateRecord r;
+  buckets_to_record(a, r);
+  for (const auto& d : a.departments) r.add_departments(d);
+  for (double f : a.fabric) r.add_fabric(f);
+  set_time(a.fabric_as_of, &r, &v1::AccountStateRecord::set_fabric_as_of_ms);
+  set_time(a.last_activity, &r, &v1::AccountStateRecord::set_last_activity_ms);
+  r.set_seats(a.seats);
+  r.set_seats_known(a.seats_known);
+  r.set_seat_limit(a.seat_limit);
+  for (const auto& d : a.seat_deltas) {
+    auto* rd = r.add_seat_deltas();
+    rd->set_day(d.day);
+    rd->set_delta(d.delta);
+  }
+  r.set_shared_assets(a.shared_assets);
+  r.set_known_users(a.known_users);
+  for (const auto& t : a.traits) to_record(t, r.add_traits());
+  set_time(a.traits_as_of, &r, &v1::AccountStateRecord::set_traits_as_of_ms);
+  r.set_band(static_cast<std::uint32_t>(a.band));
+  r.set_pattern(static_cast<std::uint32_t>(a.pattern));
+  set_time(a.clock, &r, &v1::AccountStateRecord::set_clock_ms);
+  if (stored.timer_due != rollup::kNever) r.set_timer_due_ms(stored.timer_due);
+  return serialize(r);
+}
+
+std::optional<StoredAccount> decode_account(std::string_view bytes) {
+  v1::AccountStateRecord r;
+  if (!r.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return std::nullopt;
+  if (r.fabric_size() != 0 && r.fabric_size() != static_cast<int>(rollup::kFabricCategoryCount))
+    return std::nullopt;
+  if (r.band() > static_cast<std::uint32_t>(rollup::Band::kHot) ||
+      r.pattern() > static_cast<std::uint32_t>(rollup::Pattern::kContracting))
+    return std::nullopt;
+  StoredAccount stored;
+  rollup::AccountState& a = stored.state;
+  buckets_from_record(r, a);
+  a.departments.assign(r.departments().begin(), r.departments().end());
+  for (int i = 0; i < r.fabric_size(); ++i) a.fabric[static_cast<std::size_t>(i)] = r.fabric(i);
+  a.fabric_as_of = PQA_GET_TIME(r, fabric_as_of_ms);
+  a.last_activity = PQA_GET_TIME(r, last_activity_ms);
+  a.seats = r.seats();
+  a.seats_known = r.seats_known();
+  a.seat_limit = r.seat_limit();
+  for (const auto& d : r.seat_deltas()) a.seat_deltas.push_back({d.day(), d.delta()});
+  a.shared_assets = r.shared_assets();
+  a.known_users = r.known_users();
+  for (const auto& t : r.traits()) a.traits.push_back(from_record(t));
+  a.traits_as_of = PQA_GET_TIME(r, traits_as_of_ms);
+  a.band = static_cast<rollup::Band>(r.band());
+  a.pattern = static_cast<rollup::Pattern>(r.pattern());
+  a.clock = PQA_GET_TIME(r, clock_ms);
+  stored.timer_due = r.has_timer_due_ms() ? r.timer_due_ms() : rollup::kNever;
+  return stored;
+}
+
+std::string encode(const rollup::UserState& u) {
+  v1::UserStateRecord r;
+  r.set_explicit_role(static_cast<std::uint32_t>(u.explicit_role));
+  r.set_did_admin_action(u.did_admin_action);
+  r.set_department(u.department);
+  to_record(u.usage, r.mutable_usage());
+  set_time(u.last_active, &r, &v1::UserStateRecord::set_last_active_ms);
+  to_record(u.booking, r.mutable_booking());
+  return serialize(r);
+}
+
+std::optional<rollup::UserState> decode_user(std::string_view bytes) {
+  v1::UserStateRecord r;
+  if (!r.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return std::nullopt;
+  if (r.explicit_role() > static_cast<std::uint32_t>(rollup::Role::kBillingOwner))
+    return std::nullopt;
+  rollup::UserState u;
+  u.explicit_role = static_cast<rollup::Role>(r.explicit_role());
+  u.did_admin_action = r.did_admin_action();
+  u.department = r.department();
+  u.usage = from_record(r.usage());
+  u.last_active = PQA_GET_TIME(r, last_active_ms);
+  u.booking = from_record(r.booking());
+  return u;
+}
+
+std::string encode(const Identity& i) {
+  v1::IdentityRecord r;
+  r.set_account_id(i.account.str());
+  r.set_as_of_ms(i.as_of);
+  return serialize(r);
+}
+
+std::optional<Identity> decode_identity(std::string_view bytes) {
+  v1::IdentityRecord r;
+  if (!r.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) || r.account_id().empty())
+    return std::nullopt;
+  return Identity{rollup::AccountId(r.account_id()), r.as_of_ms()};
+}
+
+namespace keys {
+
+std::string account(std::string_view account_id) {
+  std::string k(1, kAccount);
+  k.append(account_id);
+  return k;
+}
+
+std::string user(std::string_view account_id, std::string_view user_id) {
+  std::string k(1, kUser);
+  auto n = static_cast<std::uint32_t>(account_id.size());
+  for (int shift = 24; shift >= 0; shift -= 8) k.push_back(static_cast<char>((n >> shift) & 0xFF));
+  k.append(account_id);
+  k.append(user_id);
+  return k;
+}
+
+std::string identity(std::string_view user_id) {
+  std::string k(1, kIdentity);
+  k.append(user_id);
+  return k;
+}
+
+std::string meta(std::string_view name) {
+  std::string k(1, kMeta);
+  k.append(name);
+  return k;
+}
+
+}  // namespace keys
+}  // namespace pqa::scorer

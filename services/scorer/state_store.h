@@ -1,0 +1,51 @@
+// The key-value store behind the scorer's state, and its two implementations.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pqa::scorer {
+
+/// A set of writes applied atomically.
+struct WriteSet {
+  std::vector<std::pair<std::string, std::string>> puts;
+  std::vector<std::string> deletes;
+  bool empty() const { return puts.empty() && deletes.empty(); }
+};
+
+/// Ordered byte-string key-value store. "Not found" is std::nullopt, never an empty value.
+/// Single-threaded use: one owner (the processor) calls it.
+class StateStore {
+ public:
+  virtual ~StateStore() = default;
+  virtual std::optional<std::string> get(std::string_view key) = 0;
+  /// Applies every write or none; throws StoreError on an I/O failure.
+  virtual void commit(const WriteSet& writes) = 0;
+  /// Visits keys starting with `prefix` in ascending byte order.
+  virtual void scan(std::string_view prefix,
+                    const std::function<void(std::string_view key, std::string_view value)>& fn) = 0;
+};
+
+/// Raised on storage I/O failures: data cannot be guaranteed, so processing must stop.
+class StoreError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct RocksDbOptions {
+  std::string path;
+  std::size_t block_cache_bytes = 256u << 20;
+  std::size_t write_buffer_bytes = 64u << 20;
+  bool disable_wal = false;
+};
+
+/// RocksDB on local disk.
+std::unique_ptr<StateStore> open_rocksdb_store(const RocksDbOptions& options);
+/// In-memory store for unit tests (a std::map).
+std::unique_ptr<StateStore> make_memory_store();
+
+}  // namespace pqa::scorer

@@ -1,0 +1,114 @@
+// A bounded write-back cache of decoded state records in front of the StateStore.
+#pragma once
+
+#include <list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "state_store.h"
+
+namespace pqa::scorer {
+
+/// Keeps up to `capacity` hot records decoded in memory, so the hot path does neither a Get nor
+/// a Put per event. Changed records are written back in one batch by collect_writes() (the
+/// processor calls it every N events and at the end); a changed record evicted before that is
+/// kept encoded in `pending_` so later reads still see it.
+///
+/// Value references returned by get()/insert() stay valid until a later get()/insert() on the
+/// same cache evicts them; the most recently used entry is never evicted.
+/// Not thread-safe: owned by one processor.
+template <typename Value, typename Codec>
+class WriteBackCache {
+ public:
+  WriteBackCache(StateStore& store, std::size_t capacity)
+      : store_(store), capacity_(capacity < 1 ? 1 : capacity) {}
+
+  /// The record under `key`, loaded from the store on a miss; nullptr if there is none.
+  /// Throws StoreError on an undecodable record.
+  Value* get(const std::string& key) {
+    if (auto it = entries_.find(key); it != entries_.end()) {
+      touch(it->second);
+      return &it->second.value;
+    }
+    std::optional<std::string> bytes;
+    if (auto p = pending_.find(key); p != pending_.end()) {
+      bytes = p->second;
+    } else {
+      bytes = store_.get(key);
+    }
+    if (!bytes) return nullptr;
+    auto value = Codec::decode(*bytes);
+    if (!value) throw StoreError("corrupt state record under key of " + std::to_string(key.size()) +
+                                 " bytes (keyspace '" + key.substr(0, 1) + "')");
+    return &emplace(key, std::move(*value), false);
+  }
+
+  /// Adds a new record (marked changed).
+  Value& insert(const std::string& key, Value value) { return emplace(key, std::move(value), true); }
+
+  /// Marks the record under `key` (which must be cached) as changed.
+  void mark_dirty(const std::string& key) {
+    auto it = entries_.find(key);
+    if (it != entries_.end() && !it->second.dirty) {
+      it->second.dirty = true;
+      dirty_.insert(&it->first);
+    }
+  }
+
+  /// Moves every change into `out` and marks the cache clean.
+  void collect_writes(WriteSet& out) {
+    for (auto& [k, v] : pending_) out.puts.emplace_back(k, std::move(v));
+    pending_.clear();
+    for (const std::string* key : dirty_) {
+      auto& entry = entries_.at(*key);
+      out.puts.emplace_back(*key, Codec::encode(entry.value));
+      entry.dirty = false;
+    }
+    dirty_.clear();
+  }
+
+  std::size_t size() const { return entries_.size(); }
+  std::size_t dirty_count() const { return dirty_.size() + pending_.size(); }
+
+ private:
+  struct Entry {
+    Value value;
+    bool dirty = false;
+    typename std::list<const std::string*>::iterator lru;
+  };
+
+  void touch(Entry& e) { lru_.splice(lru_.begin(), lru_, e.lru); }
+
+  Value& emplace(const std::string& key, Value value, bool dirty) {
+    if (entries_.size() >= capacity_) evict_one();
+    auto [it, inserted] = entries_.try_emplace(key, Entry{std::move(value), false, {}});
+    if (!inserted) it->second.value = std::move(value);
+    else it->second.lru = lru_.insert(lru_.begin(), &it->first);
+    touch(it->second);
+    if (dirty) mark_dirty(key);
+    return it->second.value;
+  }
+
+  void evict_one() {
+    const std::string* victim = lru_.back();
+    auto it = entries_.find(*victim);
+    if (it->second.dirty) {
+      pending_[it->first] = Codec::encode(it->second.value);
+      dirty_.erase(&it->first);
+    }
+    lru_.pop_back();
+    entries_.erase(it);
+  }
+
+  StateStore& store_;
+  std::size_t capacity_;
+  std::unordered_map<std::string, Entry> entries_;
+  std::list<const std::string*> lru_;
+  std::unordered_set<const std::string*> dirty_;
+  std::unordered_map<std::string, std::string> pending_;
+};
+
+}  // namespace pqa::scorer
