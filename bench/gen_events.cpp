@@ -41,7 +41,9 @@
 //     so low-numbered users are the most active.
 //   * Track calls are ~80% usage events ("Report Created", "Query Run", ...) and ~20%
 //     account-fabric events with archetype-specific mixes. Administrative fabric events
-//     (seats, invites in bulk, SSO, SCIM, admin roles) are done by user 1, the admin.
+//     (seats, bulk invites, SSO, SCIM, admin roles, adding/removing users) are done by
+//     user 1, the account's first user: always an admin in committee, expanding and
+//     contracting accounts, an admin or role-less elsewhere.
 //     About 1% of calls are page calls (ignored by the scorer).
 //   * "Seat Added"/"Seat Removed" carry {"seats":N} as a delta; seats stay in
 //     1..seat_limit (an expanding account at its limit views plan comparison instead). After
@@ -148,9 +150,7 @@ class Rng {
   /// Uniform in [lo, hi].
   std::uint64_t range(std::uint64_t lo, std::uint64_t hi) { return lo + below(hi - lo + 1); }
   /// Log-uniform in [lo, hi]; lo >= 1.
-  double log_uniform(double lo, double hi) {
-    return lo * std::exp(uniform() * std::log(hi / lo));
-  }
+  double log_uniform(double lo, double hi) { return lo * std::exp(uniform() * std::log(hi / lo)); }
 
  private:
   static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
@@ -391,14 +391,16 @@ class TimeWriter {
  private:
   void cache(std::int64_t day) {
     const Civil c = civil_from_days(day);
-    auto digit = [](std::int64_t v) { return static_cast<char>('0' + v % 10); };
-    date_ = {digit(c.year / 1000), digit(c.year / 100), digit(c.year / 10), digit(c.year), '-',
-             digit(c.month / 10),  digit(c.month),      '-',                digit(c.day / 10),
-             digit(c.day),         'T'};
+    set_digits(0, c.year, 4);
+    set_digits(5, c.month, 2);
+    set_digits(8, c.day, 2);
     cached_day_ = day;
   }
-  static constexpr std::size_t kDateChars = 11;  // "YYYY-MM-DDT"
-  std::array<char, kDateChars> date_{};
+  void set_digits(std::size_t at, std::int64_t v, std::size_t width) {
+    for (std::size_t i = width; i-- > 0; v /= 10) date_[at + i] = static_cast<char>('0' + v % 10);
+  }
+  static constexpr std::size_t kDateChars = 11;
+  std::array<char, kDateChars> date_ = {'Y', 'Y', 'Y', 'Y', '-', 'M', 'M', '-', 'D', 'D', 'T'};
   std::int64_t cached_day_ = INT64_MIN;
 };
 
@@ -407,17 +409,16 @@ class TimeWriter {
 // ---------------------------------------------------------------------------------------
 
 constexpr std::array<std::string_view, 8> kUsageEvents = {
-    "Report Created",  "Dashboard Viewed", "Query Run",          "Document Edited",
-    "Project Opened",  "Export Completed", "Integration Synced", "Search Performed"};
+    "Report Created", "Dashboard Viewed", "Query Run",          "Document Edited",
+    "Project Opened", "Export Completed", "Integration Synced", "Search Performed"};
 constexpr std::array<std::string_view, 8> kDepartments = {
     "engineering", "marketing", "sales", "finance", "operations", "design", "support", "product"};
-constexpr std::array<std::string_view, 8> kIndustries = {
-    "software", "fintech",       "healthcare", "retail",
-    "education", "manufacturing", "media",      "logistics"};
+constexpr std::array<std::string_view, 8> kIndustries = {"software", "fintech",   "healthcare",
+                                                         "retail",   "education", "manufacturing",
+                                                         "media",    "logistics"};
 constexpr std::array<std::string_view, 5> kPlans = {"free", "starter", "team", "business",
                                                     "enterprise"};
-constexpr std::array<std::string_view, 4> kRoles = {"admin", "billing_owner", "champion",
-                                                    "member"};
+constexpr std::array<std::string_view, 4> kRoles = {"admin", "billing_owner", "champion", "member"};
 constexpr std::array<std::string_view, 4> kPageNames = {"Pricing", "Home", "Docs", "Settings"};
 constexpr std::array<std::string_view, 3> kClients = {"web", "desktop", "mobile"};
 
@@ -431,10 +432,26 @@ struct FabricEvent {
 };
 
 enum Fab : std::uint8_t {
-  kSeatAdded, kSeatRemoved, kBulkInvite, kUserInvited, kInviteSent, kAccountAddedUser,
-  kAccountRemovedUser, kAdminRole, kSso, kScim, kBillingPage, kPlanComparison, kContactSales,
-  kTermsPage, kAssetShared, kCommentAdded, kWorkspaceCreated, kSharedProject,
-  kTemplatePublished, kFabCount
+  kSeatAdded,
+  kSeatRemoved,
+  kBulkInvite,
+  kUserInvited,
+  kInviteSent,
+  kAccountAddedUser,
+  kAccountRemovedUser,
+  kAdminRole,
+  kSso,
+  kScim,
+  kBillingPage,
+  kPlanComparison,
+  kContactSales,
+  kTermsPage,
+  kAssetShared,
+  kCommentAdded,
+  kWorkspaceCreated,
+  kSharedProject,
+  kTemplatePublished,
+  kFabCount
 };
 
 constexpr std::array<FabricEvent, kFabCount> kFabric = {{
@@ -460,7 +477,13 @@ constexpr std::array<FabricEvent, kFabCount> kFabric = {{
 }};
 
 enum class Archetype : std::uint8_t {
-  kTypical, kBuyingCommittee, kCasualVolume, kSingleChampion, kExpanding, kContracting, kDormant,
+  kTypical,
+  kBuyingCommittee,
+  kCasualVolume,
+  kSingleChampion,
+  kExpanding,
+  kContracting,
+  kDormant,
   kCount
 };
 constexpr std::size_t kArchetypes = static_cast<std::size_t>(Archetype::kCount);
@@ -482,36 +505,44 @@ struct Behaviour {
 };
 
 std::vector<Weight> typical_mix() {
-  return {{kUserInvited, 6},      {kInviteSent, 5},      {kAccountAddedUser, 3},
-          {kAccountRemovedUser, 1}, {kSeatAdded, 2},     {kSeatRemoved, 1},
-          {kAdminRole, 1},        {kSso, 1},             {kBillingPage, 2},
-          {kPlanComparison, 1},   {kTermsPage, 1},       {kAssetShared, 12},
-          {kCommentAdded, 14},    {kWorkspaceCreated, 3}, {kSharedProject, 4},
-          {kTemplatePublished, 2}};
+  return {
+      {kUserInvited, 6},   {kInviteSent, 5},       {kAccountAddedUser, 3}, {kAccountRemovedUser, 1},
+      {kSeatAdded, 2},     {kSeatRemoved, 1},      {kAdminRole, 1},        {kSso, 1},
+      {kBillingPage, 2},   {kPlanComparison, 1},   {kTermsPage, 1},        {kAssetShared, 12},
+      {kCommentAdded, 14}, {kWorkspaceCreated, 3}, {kSharedProject, 4},    {kTemplatePublished, 2}};
 }
 
+std::vector<Weight> committee_mix() {
+  return {{kBillingPage, 10},  {kPlanComparison, 8}, {kContactSales, 5},     {kTermsPage, 4},
+          {kSso, 2},           {kScim, 1},           {kAdminRole, 3},        {kAssetShared, 10},
+          {kCommentAdded, 12}, {kSharedProject, 5},  {kWorkspaceCreated, 2}, {kUserInvited, 2}};
+}
+
+std::vector<Weight> champion_mix() {
+  return {{kTemplatePublished, 3}, {kWorkspaceCreated, 2}, {kBillingPage, 1}, {kAssetShared, 1}};
+}
+
+std::vector<Weight> expanding_mix() {
+  return {{kSeatAdded, 10},       {kBulkInvite, 5},   {kUserInvited, 10},     {kInviteSent, 8},
+          {kAccountAddedUser, 8}, {kAdminRole, 1},    {kWorkspaceCreated, 3}, {kSharedProject, 4},
+          {kAssetShared, 6},      {kCommentAdded, 6}, {kBillingPage, 2},      {kPlanComparison, 1}};
+}
+
+std::vector<Weight> contracting_mix() {
+  return {{kSeatRemoved, 10},   {kAccountRemovedUser, 10}, {kBillingPage, 3},
+          {kPlanComparison, 3}, {kCommentAdded, 2},        {kSeatAdded, 1}};
+}
+
+/// Behaviours indexed by archetype: {fabric share, user skew, fabric mix}.
 std::vector<Behaviour> make_behaviours() {
   std::vector<Behaviour> b(kArchetypes);
   auto at = [&b](Archetype a) -> Behaviour& { return b[static_cast<std::size_t>(a)]; };
   at(Archetype::kTypical) = {0.22, 2.0, typical_mix()};
-  at(Archetype::kBuyingCommittee) = {
-      0.35, 1.1,
-      {{kBillingPage, 10}, {kPlanComparison, 8}, {kContactSales, 5}, {kTermsPage, 4},
-       {kSso, 2}, {kScim, 1}, {kAdminRole, 3}, {kAssetShared, 10}, {kCommentAdded, 12},
-       {kSharedProject, 5}, {kWorkspaceCreated, 2}, {kUserInvited, 2}}};
+  at(Archetype::kBuyingCommittee) = {0.35, 1.1, committee_mix()};
   at(Archetype::kCasualVolume) = {0.0, 1.2, {}};
-  at(Archetype::kSingleChampion) = {
-      0.12, 1.0,
-      {{kTemplatePublished, 3}, {kWorkspaceCreated, 2}, {kBillingPage, 1}, {kAssetShared, 1}}};
-  at(Archetype::kExpanding) = {
-      0.30, 1.5,
-      {{kSeatAdded, 10}, {kBulkInvite, 5}, {kUserInvited, 10}, {kInviteSent, 8},
-       {kAccountAddedUser, 8}, {kAdminRole, 1}, {kWorkspaceCreated, 3}, {kSharedProject, 4},
-       {kAssetShared, 6}, {kCommentAdded, 6}, {kBillingPage, 2}, {kPlanComparison, 1}}};
-  at(Archetype::kContracting) = {
-      0.20, 2.0,
-      {{kSeatRemoved, 10}, {kAccountRemovedUser, 10}, {kBillingPage, 3}, {kPlanComparison, 3},
-       {kCommentAdded, 2}, {kSeatAdded, 1}}};
+  at(Archetype::kSingleChampion) = {0.12, 1.0, champion_mix()};
+  at(Archetype::kExpanding) = {0.30, 1.5, expanding_mix()};
+  at(Archetype::kContracting) = {0.20, 2.0, contracting_mix()};
   at(Archetype::kDormant) = {0.15, 2.0, typical_mix()};
   for (auto& behaviour : b)
     for (const Weight& w : behaviour.mix) behaviour.total += w.weight;
@@ -642,12 +673,23 @@ std::uint64_t draw_users(Archetype kind, Rng& r, std::uint64_t max_users) {
   const double heavy = 3.0 * std::pow(1.0 - r.uniform(), -1.0 / 1.2);
   double n = std::min(heavy, 1e9);
   switch (kind) {
-    case Archetype::kBuyingCommittee: n = static_cast<double>(r.range(3, 8)); break;
-    case Archetype::kCasualVolume: n = r.log_uniform(20, 200); break;
-    case Archetype::kSingleChampion: n = 1; break;
-    case Archetype::kExpanding: n = std::max(n, static_cast<double>(r.range(6, 40))); break;
-    case Archetype::kContracting: n = std::max(n, static_cast<double>(r.range(4, 30))); break;
-    default: break;
+    case Archetype::kBuyingCommittee:
+      n = static_cast<double>(r.range(3, 8));
+      break;
+    case Archetype::kCasualVolume:
+      n = r.log_uniform(20, 200);
+      break;
+    case Archetype::kSingleChampion:
+      n = 1;
+      break;
+    case Archetype::kExpanding:
+      n = std::max(n, static_cast<double>(r.range(6, 40)));
+      break;
+    case Archetype::kContracting:
+      n = std::max(n, static_cast<double>(r.range(4, 30)));
+      break;
+    default:
+      break;
   }
   return std::clamp<std::uint64_t>(static_cast<std::uint64_t>(n), 1, max_users);
 }
@@ -688,7 +730,10 @@ void draw_seats(Account& a, Rng& r) {
 }
 
 std::size_t plan_for(std::uint64_t seat_limit, Rng& r) {
-  std::size_t plan = seat_limit <= 3 ? r.below(2) : seat_limit <= 20 ? 2 : seat_limit <= 150 ? 3 : 4;
+  std::size_t plan = seat_limit <= 3     ? r.below(2)
+                     : seat_limit <= 20  ? 2
+                     : seat_limit <= 150 ? 3
+                                         : 4;
   if (r.chance(0.15)) plan = std::min<std::size_t>(plan + 1, kPlans.size() - 1);
   return plan;
 }
@@ -696,10 +741,14 @@ std::size_t plan_for(std::uint64_t seat_limit, Rng& r) {
 std::size_t dept_count_for(const Account& a, Rng& r) {
   switch (a.kind) {
     case Archetype::kCasualVolume:
-    case Archetype::kSingleChampion: return 1;
-    case Archetype::kBuyingCommittee: return std::min<std::size_t>(kDepartments.size(), a.users);
-    case Archetype::kExpanding: return r.range(3, 5);
-    default: return r.range(1, 3);
+    case Archetype::kSingleChampion:
+      return 1;
+    case Archetype::kBuyingCommittee:
+      return std::min<std::size_t>(kDepartments.size(), a.users);
+    case Archetype::kExpanding:
+      return r.range(3, 5);
+    default:
+      return r.range(1, 3);
   }
 }
 
@@ -710,7 +759,7 @@ Account make_account(const Options& o, std::uint64_t id) {
   a.kind = o.users_per_account != 0 ? Archetype::kTypical : draw_archetype(r);
   a.users = o.users_per_account != 0 ? o.users_per_account : draw_users(a.kind, r, o.max_users);
   draw_seats(a, r);
-  const double head = static_cast<double>(std::max(a.users, a.seats));
+  const double head = static_cast<double>(std::max(a.users, a.seat_limit));
   a.employees = static_cast<std::uint64_t>(std::min(head * r.log_uniform(1, 30), 1e7));
   a.industry = r.below(kIndustries.size());
   a.plan = plan_for(a.seat_limit, r);
@@ -728,9 +777,15 @@ std::uint64_t user_key(std::uint64_t account, std::uint64_t user) {
 std::string_view department_of(const Account& a, std::uint64_t user, std::uint64_t seed) {
   std::size_t offset = 0;
   switch (a.kind) {
-    case Archetype::kBuyingCommittee: offset = user; break;
-    case Archetype::kExpanding: offset = user * a.dept_count / a.users; break;
-    default: offset = mix(seed ^ 0xde9a, user_key(a.id, user)) % a.dept_count; break;
+    case Archetype::kBuyingCommittee:
+      offset = user;
+      break;
+    case Archetype::kExpanding:
+      offset = user * a.dept_count / a.users;
+      break;
+    default:
+      offset = mix(seed ^ 0xde9a, user_key(a.id, user)) % a.dept_count;
+      break;
   }
   return kDepartments[(a.dept_base + offset) % kDepartments.size()];
 }
@@ -744,6 +799,7 @@ std::string_view role_of(const Account& a, std::uint64_t user, std::uint64_t see
   if (a.kind == Archetype::kBuyingCommittee && user <= 2) return kRoles[user];
   const std::uint64_t h = mix(seed ^ 0x201e, user_key(a.id, user));
   if (h % 100 >= 60) return {};
+  if (user == 0) return kRoles[0];  // the account's first user, when it has a role, is admin
   const std::uint64_t pick = (h >> 8) % 100;
   return kRoles[pick < 15 ? 0 : pick < 23 ? 1 : pick < 35 ? 2 : 3];
 }
@@ -805,10 +861,14 @@ class Generator {
   /// Probability that an account of this archetype is active at stream progress t.
   static double activity(const Account& a, double t) {
     switch (a.kind) {
-      case Archetype::kDormant: return t < a.dormant_at ? 1.0 : 0.0;
-      case Archetype::kContracting: return 1.0 - 0.85 * t;
-      case Archetype::kExpanding: return 0.3 + 0.7 * t;
-      default: return 1.0;
+      case Archetype::kDormant:
+        return t < a.dormant_at ? 1.0 : 0.0;
+      case Archetype::kContracting:
+        return 1.0 - 0.85 * t;
+      case Archetype::kExpanding:
+        return 0.3 + 0.7 * t;
+      default:
+        return 1.0;
     }
   }
 
@@ -1038,26 +1098,32 @@ class Generator {
   /// One invalid line.
   void write_poison() {
     const std::uint64_t account = rank_to_account_(account_zipf_.sample(rng_) - 1);
-    const std::int64_t ts = event_time(static_cast<double>(line_) /
-                                       static_cast<double>(opt_.events));
+    const std::int64_t ts =
+        event_time(static_cast<double>(line_) / static_cast<double>(opt_.events));
     const std::uint64_t kind = rng_.below(7);
     if (kind == 6) return write_not_object();
     if (!begin_raw("track")) return;
     switch (kind) {
-      case 0: return finish_malformed(account, ts);
-      case 1: return finish_wrong_type(account, ts);
-      case 2: return finish_track(account, "Query Run", std::nullopt);
-      case 3: return finish_bad_time(account);
-      case 4: return finish_track(account, {}, ts);
-      default: return finish_oversized(account, ts);
+      case 0:
+        return finish_malformed(account, ts);
+      case 1:
+        return finish_wrong_type(account, ts);
+      case 2:
+        return finish_track(account, "Query Run", std::nullopt);
+      case 3:
+        return finish_bad_time(account);
+      case 4:
+        return finish_track(account, {}, ts);
+      default:
+        return finish_oversized(account, ts);
     }
   }
 
   void write_not_object() {
     if (line_ >= opt_.events) return;
     ++line_;
-    constexpr std::array<std::string_view, 5> kValues = {
-        "[{\"type\":\"track\"}]", "\"track\"", "42", "null", "true"};
+    constexpr std::array<std::string_view, 5> kValues = {"[{\"type\":\"track\"}]", "\"track\"",
+                                                         "42", "null", "true"};
     out_.put(kValues[rng_.below(kValues.size())]);
     out_.end_line();
   }

@@ -240,7 +240,11 @@ void read_model(Section s, rollup::ModelConfig& m) {
   {
     Section f = s.child("fabric");
     f.read("scale", m.fabric.scale);
-    f.read("breadth_expansion_strength", m.fabric.breadth_expansion_strength);
+    Section strengths = f.child("strengths");
+    for (std::size_t i = 0; i < rollup::kFabricCategoryCount; ++i)
+      strengths.read(std::string(rollup::to_string(static_cast<rollup::FabricCategory>(i))),
+                     m.fabric.strengths[i]);
+    strengths.finish();
     f.finish();
   }
   read_decay(s.child("decay"), m);

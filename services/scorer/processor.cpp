@@ -177,6 +177,11 @@ void Processor::flush() {
   ++stats_.flushes;
 }
 
+std::optional<rollup::AccountState> Processor::find_account(const AccountId& id) {
+  if (const StoredAccount* stored = accounts_.get(keys::account(id.str()))) return stored->state;
+  return std::nullopt;
+}
+
 void Processor::for_each_account(
     const std::function<void(const AccountId&, const rollup::AccountState&)>& fn) {
   flush();

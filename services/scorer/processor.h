@@ -74,6 +74,9 @@ class Processor {
   const ProcessorStats& stats() const { return stats_; }
   std::size_t pending_timers() const { return timers_.size(); }
 
+  /// The current state of one account (cache or store); nullopt if it has none.
+  std::optional<rollup::AccountState> find_account(const rollup::AccountId& id);
+
   /// Visits every stored account in ascending id order (flushes first).
   void for_each_account(
       const std::function<void(const rollup::AccountId&, const rollup::AccountState&)>& fn);

@@ -8,31 +8,32 @@
 namespace pqa::rollup {
 
 std::vector<EventRule> ModelConfig::default_event_rules() {
-  // Signal strengths follow seed 000's taxonomy: medium-high 2, high 3, very high 4.
-  // Removals move seats but are not buying signals, so they carry no fabric strength.
+  // Fabric events weigh 1 within their category (the category carries seed 000's strength).
+  // Removals move seats but are not buying signals, so they weigh nothing.
   using K = EventKind;
   return {
-      {"Seat Added", K::kProvisioning, 3.0, "seats", 1.0},
+      {"Seat Added", K::kProvisioning, 1.0, "seats", 1.0},
       {"Seat Removed", K::kProvisioning, 0.0, "seats", -1.0},
-      {"Bulk Invite Sent", K::kProvisioning, 3.0, "count", 1.0},
-      {"User Invited", K::kProvisioning, 3.0, "", 1.0},
-      {"Invite Sent", K::kProvisioning, 3.0, "", 1.0},
-      {"Account Added User", K::kProvisioning, 3.0, "", 1.0},
+      {"Bulk Invite Sent", K::kProvisioning, 1.0, "count", 1.0},
+      {"User Invited", K::kProvisioning, 1.0, "", 1.0},
+      {"Invite Sent", K::kProvisioning, 1.0, "", 1.0},
+      {"Account Added User", K::kProvisioning, 1.0, "", 1.0},
       {"Account Removed User", K::kProvisioning, 0.0, "", -1.0},
-      {"Admin Role Assigned", K::kAdministration, 3.0, "", 0.0},
-      {"SSO Configured", K::kAdministration, 3.0, "", 0.0},
-      {"SCIM Connected", K::kAdministration, 3.0, "", 0.0},
-      {"Billing Page Viewed", K::kCommercialIntent, 4.0, "", 0.0},
-      {"Plan Comparison Viewed", K::kCommercialIntent, 4.0, "", 0.0},
-      {"Contact Sales Clicked", K::kCommercialIntent, 4.0, "", 0.0},
-      {"Terms Page Viewed", K::kCommercialIntent, 4.0, "", 0.0},
-      {"Asset Shared", K::kCollaboration, 3.0, "", 0.0},
-      {"Comment Added", K::kCollaboration, 3.0, "", 0.0},
-      {"Workspace Created", K::kSharedAsset, 2.0, "", 0.0},
-      {"Shared Project Created", K::kSharedAsset, 2.0, "", 0.0},
-      {"Template Published", K::kSharedAsset, 2.0, "", 0.0},
+      {"Admin Role Assigned", K::kAdministration, 1.0, "", 0.0},
+      {"SSO Configured", K::kAdministration, 1.0, "", 0.0},
+      {"SCIM Connected", K::kAdministration, 1.0, "", 0.0},
+      {"Billing Page Viewed", K::kCommercialIntent, 1.0, "", 0.0},
+      {"Plan Comparison Viewed", K::kCommercialIntent, 1.0, "", 0.0},
+      {"Contact Sales Clicked", K::kCommercialIntent, 1.0, "", 0.0},
+      {"Terms Page Viewed", K::kCommercialIntent, 1.0, "", 0.0},
+      {"Asset Shared", K::kCollaboration, 1.0, "", 0.0},
+      {"Comment Added", K::kCollaboration, 1.0, "", 0.0},
+      {"Workspace Created", K::kSharedAsset, 1.0, "", 0.0},
+      {"Shared Project Created", K::kSharedAsset, 1.0, "", 0.0},
+      {"Template Published", K::kSharedAsset, 1.0, "", 0.0},
   };
 }
+
 
 namespace {
 
@@ -129,7 +130,13 @@ std::vector<ConfigError> validate(const ModelConfig& c) {
   ck.positive("breadth.asset_cap", b.asset_cap);
 
   ck.positive("fabric.scale", c.fabric.scale);
-  ck.non_negative("fabric.breadth_expansion_strength", c.fabric.breadth_expansion_strength);
+  double strength_sum = 0.0;
+  for (std::size_t i = 0; i < kFabricCategoryCount; ++i) {
+    ck.non_negative("fabric.strengths." + std::string(to_string(static_cast<FabricCategory>(i))),
+                    c.fabric.strengths[i]);
+    strength_sum += c.fabric.strengths[i];
+  }
+  if (!(strength_sum > 0)) ck.add("fabric.strengths", "at least one strength must be positive");
   ck.positive("decay.default_half_life_days", c.decay.default_half_life_days);
 
   const auto& bands = c.bands;
@@ -183,7 +190,9 @@ std::string canonical(const ModelConfig& c) {
   const auto& b = c.breadth;
   o << b.users_weight << ' ' << b.departments_weight << ' ' << b.assets_weight << ' '
     << b.user_cap << ' ' << b.department_target << ' ' << b.asset_cap << '|';
-  o << c.fabric.scale << ' ' << c.fabric.breadth_expansion_strength << '|';
+  o << c.fabric.scale;
+  for (double v : c.fabric.strengths) o << ' ' << v;
+  o << '|';
   o << c.decay.default_half_life_days;
   for (const auto& s : c.decay.segments)
     o << ' ' << s.name << ' ' << s.min_employees << ' ' << s.max_employees << ' '

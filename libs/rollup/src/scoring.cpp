@@ -230,8 +230,8 @@ double threshold_of(const BandParams& p, Band b) {
   return 0.0;
 }
 
-/// Band for `score` given the published band: up as soon as a threshold is reached, down only
-/// once the score is `hysteresis` points below the edge of the band it is in.
+}  // namespace
+
 Band band_with_hysteresis(const BandParams& p, double score, Band previous) {
   Band raw = Band::kCold;
   for (Band b : {Band::kNurture, Band::kQualified, Band::kHot})
@@ -244,7 +244,7 @@ Band band_with_hysteresis(const BandParams& p, double score, Band previous) {
   return Band::kCold;
 }
 
-Pattern classify(const SeatParams& p, const SeatMetrics& m) {
+Pattern classify_seats(const SeatParams& p, const SeatMetrics& m) {
   const bool limit_known = m.seat_limit > 0;
   if (m.seat_velocity < 0) return Pattern::kContracting;
   if (m.fill_rate >= p.fill_high && m.seat_velocity == 0 && limit_known &&
@@ -272,6 +272,8 @@ Routing route(const ModelConfig& c, const Score& s) {
   }
   return Routing::kNone;
 }
+
+namespace {
 
 double fit_of(const Model& model, const AccountState& a) {
   double matched = 0.0, possible = 0.0;
@@ -301,8 +303,7 @@ double log_capped(double n, double cap) { return std::min(1.0, std::log1p(n) / s
 
 struct Parts {
   double users = 0, departments = 0, assets = 0;  // normalised breadth parts (0..1)
-  std::array<double, kFabricCategoryCount> fabric{};  // strength per category at last activity
-  double fabric_total = 0;
+  std::array<double, kFabricCategoryCount> fabric{};  // share_c * saturation_c, sums to fabric
 };
 
 SeatMetrics seat_metrics(const Model& model, const AccountState& a, const Aggregates& g,
@@ -386,12 +387,14 @@ Score evaluate(const Model& model, const AccountState& a, TimeMs now) {
 
   if (a.fabric_as_of != kNoTime) {
     const double f = decay_factor(a.last_activity - a.fabric_as_of, hl);
+    double strength_sum = 0.0;
+    for (double v : c.fabric.strengths) strength_sum += v;
     for (std::size_t i = 0; i < kFabricCategoryCount; ++i) {
-      p.fabric[i] = a.fabric[i] * f;
-      p.fabric_total += p.fabric[i];
+      const double share = c.fabric.strengths[i] / strength_sum;
+      p.fabric[i] = share * (1.0 - std::exp(-a.fabric[i] * f / c.fabric.scale));
+      s.components.fabric += p.fabric[i];
     }
   }
-  s.components.fabric = 1.0 - std::exp(-p.fabric_total / c.fabric.scale);
   s.components.fit = fit_of(model, a);
 
   s.decay = a.last_activity == kNoTime ? 1.0 : decay_factor(now - a.last_activity, hl);
@@ -409,9 +412,9 @@ Score evaluate(const Model& model, const AccountState& a, TimeMs now) {
       {"depth", behaviour * w.depth * s.components.depth},
       {"fit", 100.0 * w.fit * s.components.fit},
   };
-  for (std::size_t i = 0; i < kFabricCategoryCount && p.fabric_total > 0; ++i)
+  for (std::size_t i = 0; i < kFabricCategoryCount; ++i)
     drivers.push_back({"fabric." + std::string(to_string(static_cast<FabricCategory>(i))),
-                       behaviour * w.fabric * s.components.fabric * p.fabric[i] / p.fabric_total});
+                       behaviour * w.fabric * p.fabric[i]});
   s.drivers = top_drivers(std::move(drivers));
 
   s.single_user_activation = g.active_users == 1 && s.seats.provisioned_seats >= 2;
@@ -420,7 +423,7 @@ Score evaluate(const Model& model, const AccountState& a, TimeMs now) {
   s.expansion_potential =
       std::max(s.components.breadth, std::min(1.0, s.seats.seat_limit_proximity));
   s.routing = route(c, s);
-  s.pattern = classify(c.seats, s.seats);
+  s.pattern = classify_seats(c.seats, s.seats);
   return s;
 }
 
@@ -486,8 +489,7 @@ void rebook(const Model& model, AccountState& a, UserState& u, Day today, TimeMs
       bool is_new = false;
       next.department = department_index(model, a, u.department, is_new);
       if (is_new) {
-        add_fabric(a, FabricCategory::kBreadthExpansion,
-                   model.config().fabric.breadth_expansion_strength, u.last_active,
+        add_fabric(a, FabricCategory::kBreadthExpansion, 1.0, u.last_active,
                    account_half_life_ms(model, a));
         Signal sig;
         sig.kind = SignalKind::kBreadthExpansion;
@@ -516,8 +518,8 @@ void apply_track(const Model& model, AccountState& a, UserState& u, const Event&
   if (kind == EventKind::kAdministration || kind == EventKind::kCommercialIntent)
     u.did_admin_action = true;
   const double quantity = std::max(1.0, e.quantity);
-  const double strength = rule->weight * role_weight(model, u) * (1.0 + std::log(quantity));
-  if (strength > 0) add_fabric(a, category_of(kind), strength, e.timestamp, hl);
+  const double weight = rule->weight * role_weight(model, u) * (1.0 + std::log(quantity));
+  if (weight > 0) add_fabric(a, category_of(kind), weight, e.timestamp, hl);
   if (rule->seat_delta != 0.0) change_seats(model, a, rule->seat_delta * e.quantity, e.timestamp, today);
   if (kind == EventKind::kSharedAsset) ++a.shared_assets;
 }

@@ -25,7 +25,7 @@ struct StringHash {
 struct EventRule {
   std::string name;               ///< Segment event name, e.g. "Seat Added".
   EventKind kind = EventKind::kUsage;
-  double weight = 1.0;            ///< Usage: engagement weight. Fabric: signal strength.
+  double weight = 1.0;            ///< Usage: engagement weight. Fabric: weight within category.
   std::string quantity_property;  ///< Property holding a count (seats, invitees); empty: none.
   double seat_delta = 0.0;        ///< Seats provisioned per unit of quantity (negative: removed).
 };
@@ -81,10 +81,13 @@ struct BreadthParams {
   double asset_cap = 10.0;           ///< shared assets past this add nothing
 };
 
+/// fabric = sum over categories c of  share_c * (1 - exp(-F_c / scale)),  share_c = strength_c /
+/// sum of strengths, F_c = decayed sum of the category's role-weighted event weights. Saturating
+/// per category keeps one frequent event type (comments) from standing in for all the others.
 struct FabricParams {
-  double scale = 8.0;  ///< fabric = 1 - exp(-strength / scale)
-  /// Strength of the derived "first active user in a new department" event (very high).
-  double breadth_expansion_strength = 4.0;
+  double scale = 3.0;
+  /// Seed 000's signal strengths (medium-high 2, high 3, very high 4), by FabricCategory.
+  std::array<double, kFabricCategoryCount> strengths{3.0, 3.0, 4.0, 3.0, 2.0, 4.0};
 };
 
 struct DecayParams {

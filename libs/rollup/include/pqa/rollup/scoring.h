@@ -86,6 +86,15 @@ Outcome advance(const Model& model, AccountState& account, TimeMs now);
 /// published band).
 Score evaluate(const Model& model, const AccountState& account, TimeMs now);
 
+/// Building blocks of evaluate(), exposed for tests and documentation.
+/// Band for `score` given the published band: up as soon as a threshold is reached, down only
+/// once the score is `hysteresis` points below the lower edge of the band it is in.
+Band band_with_hysteresis(const BandParams& bands, double score, Band previous);
+/// Seed 000's seat-expansion table.
+Pattern classify_seats(const SeatParams& params, const SeatMetrics& metrics);
+/// Seed 002's routing (uses band, single-user flag and expansion potential of `score`).
+Routing route(const ModelConfig& config, const Score& score);
+
 /// A user's engagement (0..1) as of its last activity.
 double user_engagement(const Model& model, const UserState& user);
 /// A user's role weight (explicit role, else inferred from behaviour and engagement).

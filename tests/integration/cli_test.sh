@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The replay command line: exit codes, error reporting and the closing summary.
+# Usage: cli_test.sh PQA_SCORER CONFIG
+set -u
+bin=$1
+config=$2
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+failures=0
+check() {  # check DESCRIPTION COMMAND...
+  local what=$1
+  shift
+  if "$@"; then echo "ok   - $what"; else echo "FAIL - $what"; failures=$((failures + 1)); fi
+}
+
+cat >"$dir/in.jsonl" <<'JSON'
+{"type":"group","userId":"u1","groupId":"acme","timestamp":"2026-03-02T09:00:00Z","traits":{"seats":3}}
+not json
+{"type":"track","userId":"u1","event":"Report Created","timestamp":"2026-03-02T09:01:00Z"}
+
+{"type":"track","userId":"u1","timestamp":"2026-03-02T09:02:00Z"}
+{"type":"track","userId":"u2","event":"Report Created","timestamp":"2026-03-02T09:03:00Z"}
+JSON
+
+"$bin" replay --config "$config" --input "$dir/in.jsonl" --signals "$dir/s" --scores "$dir/c" \
+  2>"$dir/err"
+code=$?
+check "bad lines do not fail the run" test "$code" -eq 0
+check "line 2 reported with its reason" grep -q '^line 2: malformed_json' "$dir/err"
+check "line 5 reported with its reason" grep -q "^line 5: missing_event_name: field 'event' is required" "$dir/err"
+check "line 6 reported as unresolved" grep -q '^line 6: unresolved_account' "$dir/err"
+check "summary counts the rejections" grep -q 'replay: 6 lines, 2 processed (0 ignored), 3 rejected' "$dir/err"
+check "summary by reason" grep -q 'replay: rejected malformed_json: 1' "$dir/err"
+check "one score line" test "$(wc -l <"$dir/c")" -eq 1
+
+"$bin" replay --config "$config" --input "$dir/in.jsonl" --signals "$dir/s" --scores "$dir/c" \
+  --strict 2>/dev/null
+check "--strict exits 1 on rejected lines" test $? -eq 1
+
+printf '%s\n' '{"type":"identify","userId":"u1","timestamp":"2026-03-02T09:00:00Z","traits":{"department":"ops"}}' \
+  | cat "$dir/in.jsonl" - | "$bin" replay --config "$config" --input - --signals - --scores "$dir/c" \
+  >"$dir/stdout" 2>/dev/null
+check "stdin in, signals to stdout" grep -q '"kind":"breadth_expansion"' "$dir/stdout"
+
+printf 'model:\n  bands: {hot: abc}\n' >"$dir/bad.yaml"
+"$bin" replay --config "$dir/bad.yaml" --input "$dir/in.jsonl" --signals "$dir/s" \
+  --scores "$dir/c" 2>"$dir/err"
+check "config error exits 2" test $? -eq 2
+check "config error names the key" grep -q "config error: model.bands.hot: must be a number, got 'abc'" "$dir/err"
+
+"$bin" replay --config "$config" --input "$dir/in.jsonl" --signals "$dir/s" --scores "$dir/c" \
+  --as-of yesterday 2>"$dir/err"
+check "bad --as-of exits 2" test $? -eq 2
+
+"$bin" replay --config "$config" --input "$dir/missing.jsonl" --signals "$dir/s" \
+  --scores "$dir/c" 2>"$dir/err"
+check "unreadable input exits 3" test $? -eq 3
+check "unreadable input is named" grep -q "missing.jsonl" "$dir/err"
+
+echo "cli_test: $failures failure(s)"
+test "$failures" -eq 0

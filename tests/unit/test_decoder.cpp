@@ -1,0 +1,187 @@
+// The one event decoder: valid calls, every rejection reason, and hostile inputs.
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include "pqa/rollup/event.h"
+
+using namespace pqa::rollup;
+
+namespace {
+
+struct Fixture {
+  Model model{ModelConfig{}};
+  EventDecoder decoder{model};
+
+  Event ok(const std::string& json) {
+    auto r = decoder.decode(json);
+    INFO(json);
+    REQUIRE(r.ok());
+    return r.event();
+  }
+  DecodeError error(const std::string& json) {
+    auto r = decoder.decode(json);
+    INFO(json);
+    REQUIRE_FALSE(r.ok());
+    return r.failure().code;
+  }
+};
+
+}  // namespace
+
+TEST_CASE_METHOD(Fixture, "decoder reads a track call with context.groupId", "[decoder]") {
+  auto e = ok(R"({"type":"track","userId":"u1","event":"Seat Added","messageId":"m1",
+                  "timestamp":"2026-01-05T10:00:00.250Z","properties":{"seats":5},
+                  "context":{"groupId":"acme","traits":{"role":"Admin","department":" Sales "}}})");
+  CHECK(e.type == CallType::kTrack);
+  CHECK(e.user.str() == "u1");
+  CHECK(e.explicit_account.str() == "acme");
+  CHECK(e.message_id == "m1");
+  CHECK(e.name == "Seat Added");
+  REQUIRE(e.rule != nullptr);
+  CHECK(e.rule->kind == EventKind::kProvisioning);
+  CHECK(e.quantity == 5.0);
+  CHECK(e.timestamp == 1767607200250);
+  CHECK(e.role == "admin");
+  CHECK(e.department == "sales");
+}
+
+TEST_CASE_METHOD(Fixture, "decoder treats unnamed track events as usage", "[decoder]") {
+  auto e = ok(R"({"type":"track","anonymousId":"anon-1","event":"Report Created",
+                  "timestamp":"2026-01-05T10:00:00Z"})");
+  CHECK(e.rule == nullptr);
+  CHECK(e.user.str() == "anon-1");  // anonymousId stands in for a missing userId
+  CHECK(e.explicit_account.empty());
+  CHECK(e.quantity == 1.0);
+}
+
+TEST_CASE_METHOD(Fixture, "decoder reads group calls with account traits", "[decoder]") {
+  auto e = ok(R"({"type":"group","userId":"u1","groupId":"acme","timestamp":"2026-01-05T10:00:00Z",
+                  "traits":{"industry":"Software","employees":250,"plan":"team","seats":12,
+                            "seat_limit":20,"website":"acme.test","nested":{"x":1}}})");
+  CHECK(e.type == CallType::kGroup);
+  CHECK(e.explicit_account.str() == "acme");
+  // Only traits the model reads are kept; names are sorted by Model::account_traits().
+  REQUIRE(e.account_traits.size() == 5);
+  CHECK(e.account_traits[0] == Trait{"employees", 250.0});
+  CHECK(e.account_traits[1] == Trait{"industry", std::string("software")});
+}
+
+TEST_CASE_METHOD(Fixture, "decoder accepts and ignores page, screen and alias", "[decoder]") {
+  for (const char* t : {"page", "screen", "alias"}) {
+    auto e = ok(std::string(R"({"type":")") + t + R"("})");
+    CHECK(e.type == CallType::kIgnored);
+  }
+}
+
+TEST_CASE_METHOD(Fixture, "decoder gives a specific reason for each invalid input", "[decoder]") {
+  const std::string t = R"("timestamp":"2026-01-05T10:00:00Z")";
+  CHECK(error("") == DecodeError::kMalformedJson);
+  CHECK(error("{") == DecodeError::kMalformedJson);
+  CHECK(error(R"({"type":"track",})") == DecodeError::kMalformedJson);
+  CHECK(error("[1,2]") == DecodeError::kNotAnObject);
+  CHECK(error("\"track\"") == DecodeError::kNotAnObject);
+  CHECK(error(R"({"userId":"u"})") == DecodeError::kMissingType);
+  CHECK(error(R"({"type":7})") == DecodeError::kInvalidType);
+  CHECK(error(R"({"type":"purchase"})") == DecodeError::kUnknownType);
+  CHECK(error(R"({"type":"track","event":"x",)" + t + "}") == DecodeError::kMissingUserId);
+  CHECK(error(R"({"type":"track","userId":"","event":"x",)" + t + "}") ==
+        DecodeError::kMissingUserId);
+  CHECK(error(R"({"type":"track","userId":123,"event":"x",)" + t + "}") ==
+        DecodeError::kInvalidType);
+  CHECK(error(R"({"type":"track","userId":"u","event":"x"})") == DecodeError::kMissingTimestamp);
+  CHECK(error(R"({"type":"track","userId":"u","event":"x","timestamp":"2026-13-45T00:00:00Z"})") ==
+        DecodeError::kBadTimestamp);
+  CHECK(error(R"({"type":"track","userId":"u","event":"x","timestamp":1767607200})") ==
+        DecodeError::kInvalidType);
+  CHECK(error(R"({"type":"track","userId":"u",)" + t + "}") == DecodeError::kMissingEventName);
+  CHECK(error(R"({"type":"track","userId":"u","event":["x"],)" + t + "}") ==
+        DecodeError::kInvalidType);
+  CHECK(error(R"({"type":"group","userId":"u",)" + t + "}") == DecodeError::kMissingGroupId);
+  CHECK(error(R"({"type":"track","userId":"u","event":"x","context":"acme",)" + t + "}") ==
+        DecodeError::kInvalidType);
+  CHECK(error(R"({"type":"track","userId":"u","event":"Seat Added","properties":{"seats":"5"},)" +
+              t + "}") == DecodeError::kInvalidType);
+  CHECK(error(R"({"type":"track","userId":"u","event":"Seat Added","properties":{"seats":-2},)" +
+              t + "}") == DecodeError::kInvalidValue);
+  CHECK(error(R"({"type":"track","userId":"u","event":"Seat Added","properties":{"seats":2.5},)" +
+              t + "}") == DecodeError::kInvalidValue);
+  CHECK(error(R"({"type":"group","userId":"u","groupId":"a","traits":{"employees":"many"},)" + t +
+              "}") == DecodeError::kInvalidType);
+  CHECK(error(R"({"type":"identify","userId":"u","traits":{"role":5},)" + t + "}") ==
+        DecodeError::kInvalidType);
+  CHECK(error(R"({"type":"track","userId":")" + std::string(300, 'x') + R"(","event":"x",)" + t +
+              "}") == DecodeError::kIdTooLong);
+}
+
+TEST_CASE_METHOD(Fixture, "failure messages name the field", "[decoder]") {
+  auto r = decoder.decode(R"({"type":"track","userId":42,"event":"x"})");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.failure().message() == "invalid_type: field 'userId' must be a string");
+  CHECK(to_string(DecodeError::kUnresolvedAccount) == "unresolved_account");
+}
+
+TEST_CASE("decoder rejects messages over the configured size", "[decoder]") {
+  ModelConfig config;
+  config.decoder.max_event_bytes = 128;
+  Model model(config);
+  EventDecoder decoder(model);
+  std::string big = R"({"type":"track","userId":"u","event":"x","timestamp":"2026-01-05T10:00:00Z",)"
+                    R"("properties":{"pad":")" +
+                    std::string(200, 'a') + "\"}}";
+  auto r = decoder.decode(big);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.failure().code == DecodeError::kOversized);
+}
+
+TEST_CASE_METHOD(Fixture, "hostile inputs never crash the decoder", "[decoder][hostile]") {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  // An escaped NUL inside an id, and a raw one (which JSON forbids).
+  const std::string nul_inside =
+      R"({"type":"track","userId":"u\u0000","event":"x","timestamp":"2026-01-05T10:00:00Z"})";
+  std::string raw_nul = R"({"type":"track","userId":"u)";
+  raw_nul.push_back('\0');
+  raw_nul += R"(","event":"x","timestamp":"2026-01-05T10:00:00Z"})";
+  const std::vector<std::string> inputs = {
+      deep.substr(0, 20000),
+      std::string("{\"type\":\"track\",\"userId\":\"\xff\xfe\",\"event\":\"x\"}"),  // bad UTF-8
+      R"({"type":"track","userId":"u","event":"x","timestamp":"2026-01-05T10:00:00Z","properties":{"seats":1e400}})",
+      R"({"type":"track","type":"group","userId":"u"})",
+      R"({"type":"track","userId":"u","event":"Seat Added","timestamp":"2026-01-05T10:00:00Z","properties":{"seats":99999999999999999999}})",
+      std::string(1000, ' '),
+      "{\"a\":\"\\ud800\"}",
+      nul_inside,
+      raw_nul,
+      R"({"type":"group","userId":"u","groupId":"a","timestamp":"2026-02-30T00:00:00Z"})",
+      R"({"type":"group","userId":"u","groupId":"a","timestamp":"1999-12-31T23:59:59Z"})",
+      R"({"type":"group","userId":"u","groupId":"a","timestamp":"2026-01-05T10:00:00+25:00"})",
+  };
+  for (const auto& in : inputs) {
+    auto r = decoder.decode(in);  // must return, accepted or rejected, without crashing
+    if (!r.ok()) CHECK_FALSE(r.failure().message().empty());
+  }
+  // A NUL byte inside an id is data, not a terminator: the id keeps all its bytes.
+  auto r = decoder.decode(nul_inside);
+  REQUIRE(r.ok());
+  CHECK(r.event().user.str().size() == 2);
+}
+
+TEST_CASE("timestamps parse ISO-8601 with offsets and fractions", "[decoder][time]") {
+  CHECK(parse_timestamp("1970-01-01T00:00:00Z") == std::nullopt);  // before 2000
+  CHECK(parse_timestamp("2000-01-01T00:00:00Z") == 946684800000);
+  CHECK(parse_timestamp("2026-01-05T10:00:00Z") == 1767607200000);
+  CHECK(parse_timestamp("2026-01-05T12:00:00+02:00") == 1767607200000);
+  CHECK(parse_timestamp("2026-01-05T05:30:00-0430") == 1767607200000);
+  CHECK(parse_timestamp("2026-01-05 10:00:00.5Z") == 1767607200500);
+  CHECK(parse_timestamp("2026-01-05T10:00:00.123456789Z") == 1767607200123);
+  CHECK(parse_timestamp("2028-02-29T00:00:00Z").has_value());
+  CHECK_FALSE(parse_timestamp("2027-02-29T00:00:00Z").has_value());
+  CHECK_FALSE(parse_timestamp("2026-01-05T10:00:00").has_value());  // no zone: ambiguous
+  CHECK_FALSE(parse_timestamp("2026-01-05T24:00:00Z").has_value());
+  CHECK_FALSE(parse_timestamp("2026-01-05T10:00:00.Z").has_value());
+  CHECK_FALSE(parse_timestamp("2026-01-05T10:00:00Zjunk").has_value());
+  CHECK_FALSE(parse_timestamp("").has_value());
+  CHECK(format_timestamp(1767607200123) == "2026-01-05T10:00:00.123Z");
+  for (TimeMs t : {946684800000LL, 1767607200123LL, 4102444799999LL})
+    CHECK(parse_timestamp(format_timestamp(t)) == t);
+}

@@ -1,0 +1,159 @@
+// The pipeline around the core: identity resolution, rejection without side effects,
+// deterministic ids, write-back caching and restart from the store.
+#include <catch2/catch.hpp>
+
+#include <random>
+
+#include "harness_send.h"
+
+using namespace pqa;
+using namespace pqa::test;
+
+namespace {
+
+/// A small mixed stream: three accounts, late events, traits, fabric events.
+std::vector<std::string> sample_stream() {
+  std::vector<std::string> lines;
+  std::mt19937_64 rng(11);
+  const char* events[] = {"Report Created", "Dashboard Viewed", "Comment Added",
+                          "Billing Page Viewed", "Seat Added", "Workspace Created"};
+  for (int a = 0; a < 3; ++a) {
+    const std::string acc = "acc" + std::to_string(a);
+    for (int u = 0; u < 6; ++u) {
+      const std::string user = acc + "-u" + std::to_string(u);
+      lines.push_back(group(user, acc, kT0, R"({"seats":8,"seat_limit":12,"employees":150})"));
+      lines.push_back(identify(user, kT0, R"({"department":"d)" + std::to_string(u % 3) + "\"}"));
+    }
+  }
+  for (int i = 0; i < 600; ++i) {
+    const std::string acc = "acc" + std::to_string(rng() % 3);
+    const std::string user = acc + "-u" + std::to_string(rng() % 6);
+    TimeMs t = kT0 + i * 2 * kHour;
+    if (rng() % 10 == 0) t -= static_cast<TimeMs>(rng() % (3 * kDay));  // late
+    lines.push_back(track(user, events[rng() % 6], t));
+  }
+  return lines;
+}
+
+struct Run {
+  std::vector<std::string> signals;
+  std::vector<std::string> scores;
+};
+
+Run run_stream(const std::vector<std::string>& lines, scorer::ProcessorOptions options) {
+  Harness h(shipped_model_config(), options);
+  h.send_all(lines);
+  h.processor.advance_to(kT0 + 120 * kDay);
+  Run r;
+  for (const auto& s : h.sink.signals) r.signals.push_back(scorer::to_json(s, "v"));
+  h.processor.for_each_account([&](const rollup::AccountId& id, const rollup::AccountState& st) {
+    r.scores.push_back(scorer::score_to_json(id, rollup::evaluate(h.model, st, kT0 + 120 * kDay),
+                                             kT0 + 120 * kDay, "v"));
+  });
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("track events without groupId resolve through the user's group call", "[processor]") {
+  Harness h;
+  h.send(group("u1", "acme", kT0));
+  h.send(track("u1", "Report Created", kT0 + 1));
+  CHECK(h.score_now("acme").seats.active_users == 1);
+  // A later group call re-ties the user; an older one does not.
+  h.send(group("u1", "globex", kT0 + 10));
+  h.send(group("u1", "acme", kT0 + 5));
+  h.send(track("u1", "Report Created", kT0 + 11));
+  CHECK(h.score_now("globex").seats.active_users == 1);
+}
+
+TEST_CASE("an event with no resolvable account is rejected, not guessed", "[processor]") {
+  Harness h;
+  auto failure = h.processor.process(track("stranger", "Report Created", kT0));
+  REQUIRE(failure.has_value());
+  CHECK(failure->code == rollup::DecodeError::kUnresolvedAccount);
+  CHECK(h.processor.stats().rejected == 1);
+  CHECK(h.processor.watermark() == rollup::kNoTime);  // a rejected event does not move time
+}
+
+TEST_CASE("rejected events change no state and leave valid ones unaffected", "[processor]") {
+  const auto clean = sample_stream();
+  std::vector<std::string> poisoned;
+  const std::vector<std::string> poison = {
+      "not json", R"({"type":"track","userId":7})",
+      R"({"type":"track","userId":"acc0-u1","event":"X","timestamp":"2099-13-01T00:00:00Z"})",
+      R"({"type":"group","userId":"acc0-u1","timestamp":"2026-03-02T00:00:00Z"})",
+      track("ghost", "Report Created", kT0 + 400 * kDay)};
+  for (std::size_t i = 0; i < clean.size(); ++i) {
+    poisoned.push_back(clean[i]);
+    if (i % 50 == 0) poisoned.push_back(poison[i / 50 % poison.size()]);
+  }
+  Harness h;
+  std::uint64_t rejected = 0;
+  for (const auto& line : poisoned) rejected += h.processor.process(line).has_value();
+  CHECK(rejected == (clean.size() + 49) / 50);
+  CHECK(h.processor.stats().rejected == rejected);
+  const auto a = run_stream(clean, {});
+  Run b;
+  h.processor.advance_to(kT0 + 120 * kDay);
+  for (const auto& s : h.sink.signals) b.signals.push_back(scorer::to_json(s, "v"));
+  CHECK(a.signals == b.signals);
+}
+
+TEST_CASE("the same input gives the same signals and ids", "[processor][determinism]") {
+  const auto lines = sample_stream();
+  const auto a = run_stream(lines, {});
+  const auto b = run_stream(lines, {});
+  REQUIRE(a.signals.size() > 10);
+  CHECK(a.signals == b.signals);
+  CHECK(a.scores == b.scores);
+}
+
+TEST_CASE("tiny caches and per-event flushes give identical results", "[processor][cache]") {
+  const auto lines = sample_stream();
+  const auto roomy = run_stream(lines, {});
+  scorer::ProcessorOptions tiny;
+  tiny.account_cache_entries = 1;
+  tiny.user_cache_entries = 1;
+  tiny.identity_cache_entries = 1;
+  tiny.flush_every_events = 7;
+  const auto cramped = run_stream(lines, tiny);
+  CHECK(cramped.signals == roomy.signals);
+  CHECK(cramped.scores == roomy.scores);
+}
+
+TEST_CASE("a processor restarted on the same store continues where it stopped",
+          "[processor][restart]") {
+  const auto lines = sample_stream();
+  const auto whole = run_stream(lines, {});
+
+  auto store = scorer::make_memory_store();
+  const rollup::Model model(shipped_model_config());
+  CollectingSink sink;
+  const std::size_t half = lines.size() / 2;
+  {
+    scorer::Processor first(model, *store, sink);
+    for (std::size_t i = 0; i < half; ++i) REQUIRE_FALSE(first.process(lines[i]));
+    first.flush();
+  }
+  scorer::Processor second(model, *store, sink);
+  CHECK(second.pending_timers() > 0);  // timers are rebuilt from the stored accounts
+  for (std::size_t i = half; i < lines.size(); ++i) REQUIRE_FALSE(second.process(lines[i]));
+  second.advance_to(kT0 + 120 * kDay);
+  std::vector<std::string> signals;
+  for (const auto& s : sink.signals) signals.push_back(scorer::to_json(s, "v"));
+  CHECK(signals == whole.signals);
+}
+
+TEST_CASE("signal ids depend on the triggering input and the transition", "[processor]") {
+  rollup::Signal s;
+  s.kind = rollup::SignalKind::kThresholdCrossed;
+  s.event_time = kT0;
+  const rollup::AccountId acc("a");
+  const auto id = scorer::make_signal_id("v", acc, s, "m1");
+  CHECK(id == scorer::make_signal_id("v", acc, s, "m1"));
+  CHECK(id != scorer::make_signal_id("v", acc, s, "m2"));
+  CHECK(id != scorer::make_signal_id("v2", acc, s, "m1"));
+  s.score.band = rollup::Band::kHot;
+  CHECK(id != scorer::make_signal_id("v", acc, s, "m1"));
+}

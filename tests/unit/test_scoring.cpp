@@ -1,0 +1,265 @@
+// Each formula of docs/scoring.md, timers, hysteresis, routing and seat patterns.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include "harness_send.h"
+
+using namespace pqa;
+using namespace pqa::test;
+using rollup::Band;
+using rollup::Pattern;
+using rollup::Routing;
+
+namespace {
+const std::string kDept = R"({"department":"engineering"})";
+double eng(double usage) { return 1.0 - std::exp(-usage / 10.0); }
+
+/// n usage events of weight 1 ("Dashboard Viewed") at time t.
+void use(Harness& h, const std::string& user, int n, TimeMs t, const std::string& account = "") {
+  for (int i = 0; i < n; ++i) h.send(track(user, "Dashboard Viewed", t, "{}", account));
+}
+}  // namespace
+
+TEST_CASE("depth is the role-weighted average engagement of active users", "[scoring][depth]") {
+  Harness h;
+  h.send(group("admin", "a", kT0));
+  h.send(group("member", "a", kT0));
+  h.send(identify("admin", kT0, R"({"role":"admin"})"));
+  use(h, "admin", 10, kT0);
+  use(h, "member", 5, kT0);
+  const double expected = (1.5 * eng(10) + 1.0 * eng(5)) / (1.5 + 1.0);
+  CHECK(h.score_now("a").components.depth == Approx(expected).epsilon(1e-9));
+}
+
+TEST_CASE("idle provisioned seats weigh in at the invited-but-inactive weight", "[scoring][depth]") {
+  Harness h;
+  h.send(group("u", "a", kT0, R"({"seats":6})"));
+  use(h, "u", 10, kT0);
+  // One active member and five idle seats at 0.2 each.
+  CHECK(h.score_now("a").components.depth == Approx(eng(10) / (1.0 + 0.2 * 5)).epsilon(1e-9));
+}
+
+TEST_CASE("breadth combines users, departments and shared assets", "[scoring][breadth]") {
+  Harness h;
+  for (const char* u : {"u1", "u2", "u3"}) h.send(group(u, "a", kT0));
+  h.send(identify("u1", kT0, R"({"department":"sales"})"));
+  h.send(identify("u2", kT0, R"({"department":"finance"})"));
+  use(h, "u1", 1, kT0);
+  use(h, "u2", 1, kT0);
+  use(h, "u3", 1, kT0);  // no department: counts as a user, not a department
+  h.send(track("u1", "Workspace Created", kT0));
+  const double expected = 0.3 * std::log(4.0) / std::log(11.0) + 0.5 * 2.0 / 4.0 +
+                          0.2 * std::log(2.0) / std::log(11.0);
+  CHECK(h.score_now("a").components.breadth == Approx(expected).epsilon(1e-9));
+  CHECK(h.score_now("a").active_departments == 2);
+}
+
+TEST_CASE("active users are capped so head count cannot run away", "[scoring][breadth]") {
+  Harness h;
+  for (int i = 0; i < 40; ++i) {
+    const std::string u = "u" + std::to_string(i);
+    h.send(group(u, "a", kT0));
+    use(h, u, 1, kT0);
+  }
+  CHECK(h.score_now("a").components.breadth == Approx(0.3));  // users term maxed, nothing else
+}
+
+TEST_CASE("fabric saturates per category", "[scoring][fabric]") {
+  Harness h;
+  h.send(group("u", "a", kT0));
+  for (int i = 0; i < 200; ++i) h.send(track("u", "Comment Added", kT0));
+  const auto s = h.score_now("a");
+  // Collaboration's share is 3/19 however many comments; breadth expansion adds nothing here.
+  CHECK(s.components.fabric == Approx(3.0 / 19.0).epsilon(1e-6));
+  h.send(track("u", "SSO Configured", kT0));  // the user becomes an inferred admin: 1.5
+  CHECK(h.score_now("a").components.fabric ==
+        Approx(3.0 / 19.0 + 3.0 / 19.0 * (1 - std::exp(-1.5 / 3.0))).epsilon(1e-6));
+}
+
+TEST_CASE("fit adds matched rule weights over all positive weights", "[scoring][fit]") {
+  auto config = shipped_model_config();
+  config.fit_rules.push_back({"industry", rollup::FitOp::kEquals, {"gambling"}, 0, 0, -0.5});
+  config.fit_rules.push_back({"soc2", rollup::FitOp::kExists, {}, 0, 0, 0.2});
+  config.fit_rules.push_back({"seat_limit", rollup::FitOp::kAtLeast, {}, 100, 0, 0.1});
+  Harness h(config);
+  h.send(group("u", "a", kT0, R"({"employees":40,"industry":"Software","plan":"team"})"));
+  CHECK(h.score_now("a").components.fit == Approx((0.3 + 0.3) / 1.3));
+  h.send(group("u", "a", kT0 + 1, R"({"employees":60,"soc2":true,"seat_limit":100})"));
+  CHECK(h.score_now("a").components.fit == Approx(1.0));
+  h.send(group("u", "b", kT0 + 2, R"({"industry":"gambling"})"));
+  CHECK(h.score_now("b").components.fit == 0.0);  // clamped at 0
+}
+
+TEST_CASE("the composite is the weighted sum of components", "[scoring][composite]") {
+  Harness h;
+  h.send(group("u1", "a", kT0, R"({"employees":250,"industry":"fintech"})"));
+  h.send(identify("u1", kT0, kDept));
+  use(h, "u1", 7, kT0);
+  h.send(track("u1", "Billing Page Viewed", kT0));
+  const auto s = h.score_now("a");
+  const auto& c = s.components;
+  CHECK(s.score == Approx(100 * (0.35 * c.breadth + 0.25 * c.depth + 0.25 * c.fabric + 0.15 * c.fit)));
+  double driver_points = 0;
+  for (const auto& d : s.drivers) driver_points += d.points;
+  CHECK(driver_points <= s.score + 1e-9);
+  REQUIRE(s.drivers.size() == 3);
+  CHECK(s.drivers[0].points >= s.drivers[1].points);
+  CHECK(s.drivers[1].points >= s.drivers[2].points);
+}
+
+TEST_CASE("bands move up at thresholds and down only past the hysteresis", "[scoring][bands]") {
+  const rollup::BandParams p;  // 40 / 60 / 80, hysteresis 3
+  CHECK(rollup::band_with_hysteresis(p, 39.99, Band::kCold) == Band::kCold);
+  CHECK(rollup::band_with_hysteresis(p, 60.0, Band::kCold) == Band::kQualified);
+  CHECK(rollup::band_with_hysteresis(p, 85.0, Band::kNurture) == Band::kHot);
+  CHECK(rollup::band_with_hysteresis(p, 57.5, Band::kQualified) == Band::kQualified);
+  CHECK(rollup::band_with_hysteresis(p, 56.9, Band::kQualified) == Band::kNurture);
+  CHECK(rollup::band_with_hysteresis(p, 77.0, Band::kHot) == Band::kHot);
+  CHECK(rollup::band_with_hysteresis(p, 58.0, Band::kHot) == Band::kQualified);
+  CHECK(rollup::band_with_hysteresis(p, 10.0, Band::kHot) == Band::kCold);
+}
+
+TEST_CASE("routing follows seed 002", "[scoring][routing]") {
+  const auto config = shipped_model_config();
+  rollup::Score s;
+  s.band = Band::kCold;
+  CHECK(rollup::route(config, s) == Routing::kNone);
+  s.band = Band::kNurture;
+  CHECK(rollup::route(config, s) == Routing::kSelfServe);
+  s.band = Band::kQualified;
+  CHECK(rollup::route(config, s) == Routing::kPlsAssist);
+  s.band = Band::kHot;
+  s.expansion_potential = 0.5;
+  CHECK(rollup::route(config, s) == Routing::kPlsAssist);
+  s.expansion_potential = 0.8;
+  CHECK(rollup::route(config, s) == Routing::kFullSales);
+  s.single_user_activation = true;
+  CHECK(rollup::route(config, s) == Routing::kEnablement);
+}
+
+TEST_CASE("seat patterns follow seed 000's table", "[scoring][seats]") {
+  const rollup::SeatParams p;
+  auto m = [](double fill, double velocity, double proximity, double limit) {
+    rollup::SeatMetrics x;
+    x.fill_rate = fill;
+    x.seat_velocity = velocity;
+    x.seat_limit_proximity = proximity;
+    x.seat_limit = limit;
+    return x;
+  };
+  CHECK(rollup::classify_seats(p, m(0.9, 5, 0.8, 50)) == Pattern::kHealthyExpansion);
+  CHECK(rollup::classify_seats(p, m(0.9, 5, 0, 0)) == Pattern::kHealthyExpansion);
+  CHECK(rollup::classify_seats(p, m(0.2, 5, 0.2, 50)) == Pattern::kStalledProvisioning);
+  CHECK(rollup::classify_seats(p, m(0.95, 0, 0.98, 50)) == Pattern::kSaturated);
+  CHECK(rollup::classify_seats(p, m(0.5, -3, 0.5, 50)) == Pattern::kContracting);
+  CHECK(rollup::classify_seats(p, m(0.5, 0, 0.5, 50)) == Pattern::kNone);
+  CHECK(rollup::classify_seats(p, m(0.9, 5, 0.3, 50)) == Pattern::kNone);  // far from limit
+}
+
+TEST_CASE("seat metrics come from snapshots and provisioning events", "[scoring][seats]") {
+  Harness h;
+  h.send(group("admin", "a", kT0, R"({"seats":10,"seat_limit":12})"));
+  h.send(track("admin", "Seat Added", kT0 + kHour, R"({"seats":2})"));
+  h.send(track("admin", "Bulk Invite Sent", kT0 + kHour, R"({"count":3})"));
+  h.send(track("admin", "Seat Removed", kT0 + kHour, R"({"seats":1})"));
+  const auto s = h.score_now("a").seats;
+  CHECK(s.provisioned_seats == 14);
+  CHECK(s.seat_velocity == 4);  // the first snapshot is not growth
+  CHECK(s.active_users == 1);
+  CHECK(s.fill_rate == Approx(1.0 / 14));
+  CHECK(s.seat_limit_proximity == Approx(1.0 / 12));
+  // The velocity window (14 days) forgets the additions on a timer.
+  h.processor.advance_to(kT0 + 15 * kDay);
+  CHECK(h.score_now("a").seats.seat_velocity == 0);
+}
+
+TEST_CASE("users leave the active window on a timer", "[scoring][timers]") {
+  Harness h;
+  h.send(group("u1", "a", kT0));
+  h.send(group("u2", "a", kT0));
+  use(h, "u1", 3, kT0);
+  use(h, "u2", 3, kT0 + 10 * kDay);
+  CHECK(h.score_now("a").seats.active_users == 2);
+  const auto fired_before = h.processor.stats().timers_fired;
+  h.processor.advance_to(kT0 + 28 * kDay);  // start of day(t0) + 28: u1 leaves
+  CHECK(h.processor.stats().timers_fired > fired_before);
+  CHECK(h.state("a").buckets.size() == 1);
+  CHECK(h.score_now("a").seats.active_users == 1);
+  h.processor.advance_to(kT0 + 38 * kDay);
+  CHECK(h.score_now("a").seats.active_users == 0);
+  CHECK(h.state("a").buckets.empty());
+}
+
+TEST_CASE("a returning user moves to its new activity day", "[scoring][timers]") {
+  Harness h;
+  h.send(group("u", "a", kT0));
+  use(h, "u", 1, kT0);
+  use(h, "u", 1, kT0 + 20 * kDay);
+  h.processor.advance_to(kT0 + 30 * kDay);
+  CHECK(h.score_now("a").seats.active_users == 1);  // still active: last seen on day 20
+  CHECK(h.state("a").buckets.size() == 1);
+}
+
+TEST_CASE("a late event still counts and matches in-order processing", "[scoring][late]") {
+  auto run = [](bool late) {
+    Harness h;
+    h.send(group("u1", "a", kT0));
+    h.send(group("u2", "a", kT0));
+    h.send(identify("u1", kT0, R"({"role":"admin","department":"ops"})"));
+    h.send(identify("u2", kT0, R"({"department":"sales"})"));
+    std::vector<std::string> events;
+    for (int i = 0; i < 24; ++i) {
+      events.push_back(track("u1", "Report Created", kT0 + i * kHour));
+      events.push_back(track("u2", "Comment Added", kT0 + i * kHour + 60'000));
+      events.push_back(track("u1", "Billing Page Viewed", kT0 + i * kHour + 120'000));
+    }
+    if (late) std::reverse(events.begin() + 10, events.end() - 1);  // most arrive late
+    h.send_all(events);
+    return h.score(std::string("a"), kT0 + 2 * kDay);
+  };
+  const auto in_order = run(false);
+  const auto shuffled = run(true);
+  CHECK(shuffled.score == Approx(in_order.score).epsilon(1e-9));
+  CHECK(shuffled.components.depth == Approx(in_order.components.depth).epsilon(1e-9));
+  CHECK(shuffled.components.fabric == Approx(in_order.components.fabric).epsilon(1e-9));
+  CHECK(shuffled.components.breadth == Approx(in_order.components.breadth).epsilon(1e-9));
+}
+
+TEST_CASE("an event older than the active window counts but does not activate", "[scoring][late]") {
+  Harness h;
+  h.send(group("u1", "a", kT0 + 40 * kDay));
+  use(h, "u1", 1, kT0 + 40 * kDay);
+  h.send(group("u2", "a", kT0 + 40 * kDay));
+  use(h, "u2", 1, kT0);  // 40 days late
+  CHECK(h.score_now("a").seats.active_users == 1);
+}
+
+TEST_CASE("segments choose the decay half-life", "[scoring][decay]") {
+  auto config = shipped_model_config();
+  config.decay.segments = {{"smb", 0, 99, 7.0}, {"enterprise", 1000, 1e18, 30.0}};
+  Harness h(config);
+  h.send(group("u", "small", kT0, R"({"employees":20})"));
+  use(h, "u", 5, kT0, "small");
+  h.send(group("v", "big", kT0, R"({"employees":5000})"));
+  use(h, "v", 5, kT0, "big");
+  CHECK(h.score("small", kT0 + 7 * kDay).decay == Approx(0.5));
+  CHECK(h.score("small", kT0 + 7 * kDay).segment == "smb");
+  CHECK(h.score("big", kT0 + 30 * kDay).decay == Approx(0.5));
+}
+
+TEST_CASE("roles are inferred from behaviour when no role trait is given", "[scoring][roles]") {
+  const rollup::Model model{shipped_model_config()};
+  rollup::UserState u;
+  rollup::Role role{};
+  CHECK(rollup::role_weight(model, u, &role) == 1.0);
+  CHECK(role == rollup::Role::kMember);
+  u.usage.add(20.0, kT0, 7.0 * kDay);  // engagement 0.86 >= 0.75
+  u.last_active = kT0;
+  CHECK(rollup::role_weight(model, u, &role) == 1.3);
+  CHECK(role == rollup::Role::kChampion);
+  u.did_admin_action = true;
+  CHECK(rollup::role_weight(model, u, &role) == 1.5);
+  u.explicit_role = rollup::Role::kMember;  // an explicit role always wins
+  CHECK(rollup::role_weight(model, u, &role) == 1.0);
+}
