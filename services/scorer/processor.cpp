@@ -95,12 +95,14 @@ std::optional<rollup::DecodeFailure> Processor::process(std::string_view message
 
 std::optional<AccountId> Processor::resolve_account(const rollup::Event& e) {
   if (!e.explicit_account.empty()) return e.explicit_account;
-  if (const Identity* id = identities_.get(keys::identity(e.user.str()))) return id->account;
+  keys::identity(identity_key_, e.user.str());
+  if (const Identity* id = identities_.get(identity_key_)) return id->account;
   return std::nullopt;
 }
 
 void Processor::remember_identity(const rollup::Event& e) {
-  const std::string key = keys::identity(e.user.str());
+  keys::identity(identity_key_, e.user.str());
+  const std::string& key = identity_key_;
   Identity* current = identities_.get(key);
   if (current == nullptr) {
     identities_.insert(key, Identity{e.explicit_account, e.timestamp});
@@ -112,10 +114,12 @@ void Processor::remember_identity(const rollup::Event& e) {
 }
 
 void Processor::apply(rollup::Event& e, const AccountId& account, std::string_view cause) {
-  const std::string account_key = keys::account(account.str());
+  keys::account(account_key_, account.str());
+  const std::string& account_key = account_key_;
   StoredAccount* stored = accounts_.get(account_key);
   if (stored == nullptr) stored = &accounts_.insert(account_key, StoredAccount{});
-  const std::string user_key = keys::user(account.str(), e.user.str());
+  keys::user(user_key_, account.str(), e.user.str());
+  const std::string& user_key = user_key_;
   rollup::UserState* user = users_.get(user_key);
   const bool user_is_new = user == nullptr;
   if (user_is_new) user = &users_.insert(user_key, rollup::UserState{});
@@ -155,7 +159,8 @@ void Processor::advance_to(TimeMs t) {
 }
 
 void Processor::fire_timer(TimeMs due, const std::string& account_id) {
-  const std::string key = keys::account(account_id);
+  keys::account(account_key_, account_id);
+  const std::string& key = account_key_;
   StoredAccount* stored = accounts_.get(key);
   if (stored == nullptr || stored->timer_due != due) return;  // superseded registration
   stored->timer_due = rollup::kNever;

@@ -114,6 +114,8 @@ class Processor {
   WriteBackCache<rollup::UserState, UserCodec> users_;
   WriteBackCache<Identity, IdentityCodec> identities_;
   std::set<std::pair<rollup::TimeMs, std::string>> timers_;  ///< (due, account id)
+  // Reused key buffers: building a key allocates nothing once they have grown.
+  std::string account_key_, user_key_, identity_key_;
   rollup::TimeMs watermark_ = rollup::kNoTime;
   std::uint64_t since_flush_ = 0;
   ProcessorStats stats_;

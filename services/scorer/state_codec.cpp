@@ -181,24 +181,40 @@ std::optional<Identity> decode_identity(std::string_view bytes) {
 
 namespace keys {
 
+void account(std::string& out, std::string_view account_id) {
+  out.assign(1, kAccount);
+  out.append(account_id);
+}
+
+void user(std::string& out, std::string_view account_id, std::string_view user_id) {
+  out.assign(1, kUser);
+  auto n = static_cast<std::uint32_t>(account_id.size());
+  for (int shift = 24; shift >= 0; shift -= 8)
+    out.push_back(static_cast<char>((n >> shift) & 0xFF));
+  out.append(account_id);
+  out.append(user_id);
+}
+
+void identity(std::string& out, std::string_view user_id) {
+  out.assign(1, kIdentity);
+  out.append(user_id);
+}
+
 std::string account(std::string_view account_id) {
-  std::string k(1, kAccount);
-  k.append(account_id);
+  std::string k;
+  account(k, account_id);
   return k;
 }
 
 std::string user(std::string_view account_id, std::string_view user_id) {
-  std::string k(1, kUser);
-  auto n = static_cast<std::uint32_t>(account_id.size());
-  for (int shift = 24; shift >= 0; shift -= 8) k.push_back(static_cast<char>((n >> shift) & 0xFF));
-  k.append(account_id);
-  k.append(user_id);
+  std::string k;
+  user(k, account_id, user_id);
   return k;
 }
 
 std::string identity(std::string_view user_id) {
-  std::string k(1, kIdentity);
-  k.append(user_id);
+  std::string k;
+  identity(k, user_id);
   return k;
 }
 

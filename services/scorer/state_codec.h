@@ -44,6 +44,10 @@ std::string account(std::string_view account_id);
 std::string user(std::string_view account_id, std::string_view user_id);
 std::string identity(std::string_view user_id);
 std::string meta(std::string_view name);
+/// The same, written into a reused buffer (no allocation on the hot path once it has grown).
+void account(std::string& out, std::string_view account_id);
+void user(std::string& out, std::string_view account_id, std::string_view user_id);
+void identity(std::string& out, std::string_view user_id);
 }  // namespace keys
 
 }  // namespace pqa::scorer

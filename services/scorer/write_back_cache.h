@@ -1,12 +1,13 @@
 // A bounded write-back cache of decoded state records in front of the StateStore.
 #pragma once
 
-#include <list>
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "state_store.h"
 
@@ -17,20 +18,26 @@ namespace pqa::scorer {
 /// processor calls it every N events and at the end); a changed record evicted before that is
 /// kept encoded in `pending_` so later reads still see it.
 ///
-/// Value references returned by get()/insert() stay valid until a later get()/insert() on the
-/// same cache evicts them; the most recently used entry is never evicted.
-/// Not thread-safe: owned by one processor.
+/// Eviction is CLOCK (second chance), an LRU approximation that costs one flag write per hit
+/// instead of a list splice. Value references returned by get()/insert() stay valid until a
+/// later get()/insert() on the same cache evicts them; the entry just returned is never the
+/// next victim (it was marked referenced). Not thread-safe: owned by one processor.
 template <typename Value, typename Codec>
 class WriteBackCache {
  public:
   WriteBackCache(StateStore& store, std::size_t capacity)
-      : store_(store), capacity_(capacity < 1 ? 1 : capacity) {}
+      : store_(store), capacity_(capacity < 1 ? 1 : capacity) {
+    // Grown to its bound anyway on a busy stream: reserve up front, rehash never (capped so a
+    // huge configured bound does not allocate before it is used).
+    entries_.reserve(std::min<std::size_t>(capacity_, 1u << 20));
+    ring_.reserve(std::min<std::size_t>(capacity_, 1u << 20));
+  }
 
   /// The record under `key`, loaded from the store on a miss; nullptr if there is none.
   /// Throws StoreError on an undecodable record.
   Value* get(const std::string& key) {
     if (auto it = entries_.find(key); it != entries_.end()) {
-      touch(it->second);
+      it->second.referenced = true;
       return &it->second.value;
     }
     std::optional<std::string> bytes;
@@ -77,36 +84,52 @@ class WriteBackCache {
   struct Entry {
     Value value;
     bool dirty = false;
-    typename std::list<const std::string*>::iterator lru;
+    bool referenced = true;
   };
 
-  void touch(Entry& e) { lru_.splice(lru_.begin(), lru_, e.lru); }
-
   Value& emplace(const std::string& key, Value value, bool dirty) {
-    if (entries_.size() >= capacity_) evict_one();
-    auto [it, inserted] = entries_.try_emplace(key, Entry{std::move(value), false, {}});
-    if (!inserted) it->second.value = std::move(value);
-    else it->second.lru = lru_.insert(lru_.begin(), &it->first);
-    touch(it->second);
+    if (auto existing = entries_.find(key); existing != entries_.end()) {
+      existing->second.value = std::move(value);
+      existing->second.referenced = true;
+      if (dirty) mark_dirty(key);
+      return existing->second.value;
+    }
+    std::size_t slot = ring_.size();
+    if (entries_.size() >= capacity_) slot = evict_one();
+    auto it = entries_.try_emplace(key, Entry{std::move(value), false, true}).first;
+    if (slot == ring_.size())
+      ring_.push_back(&it->first);
+    else
+      ring_[slot] = &it->first;
     if (dirty) mark_dirty(key);
     return it->second.value;
   }
 
-  void evict_one() {
-    const std::string* victim = lru_.back();
-    auto it = entries_.find(*victim);
-    if (it->second.dirty) {
-      pending_[it->first] = Codec::encode(it->second.value);
-      dirty_.erase(&it->first);
+  /// Frees the ring slot under the clock hand (giving referenced entries a second chance) and
+  /// returns it.
+  std::size_t evict_one() {
+    for (;;) {
+      if (hand_ >= ring_.size()) hand_ = 0;
+      auto it = entries_.find(*ring_[hand_]);
+      if (it->second.referenced) {
+        it->second.referenced = false;
+        ++hand_;
+        continue;
+      }
+      if (it->second.dirty) {
+        pending_[it->first] = Codec::encode(it->second.value);
+        dirty_.erase(&it->first);
+      }
+      entries_.erase(it);
+      return hand_++;
     }
-    lru_.pop_back();
-    entries_.erase(it);
   }
 
   StateStore& store_;
   std::size_t capacity_;
   std::unordered_map<std::string, Entry> entries_;
-  std::list<const std::string*> lru_;
+  std::vector<const std::string*> ring_;  ///< keys in clock order (pointers into entries_)
+  std::size_t hand_ = 0;
   std::unordered_set<const std::string*> dirty_;
   std::unordered_map<std::string, std::string> pending_;
 };

@@ -225,6 +225,12 @@ Model::Model(ModelConfig config) : config_(std::move(config)) {
   std::sort(account_traits_.begin(), account_traits_.end());
   account_traits_.erase(std::unique(account_traits_.begin(), account_traits_.end()),
                         account_traits_.end());
+  derived_.log1p_user_cap = std::log1p(config_.breadth.user_cap);
+  derived_.log1p_asset_cap = std::log1p(config_.breadth.asset_cap);
+  double strength_sum = 0.0;
+  for (double v : config_.fabric.strengths) strength_sum += v;
+  for (std::size_t i = 0; i < kFabricCategoryCount; ++i)
+    derived_.fabric_share[i] = config_.fabric.strengths[i] / strength_sum;
   version_ = "pqa-1.";
   detail::append_hex(version_, detail::mix64(detail::fnv1a64(canonical(config_))) >> 32, 8);
 }

@@ -1,6 +1,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cmath>
 #include <cstring>
@@ -48,25 +49,35 @@ DecodeFailure wrong_type(std::string_view field, std::string_view expected) {
               "field '" + std::string(field) + "' must be " + std::string(expected));
 }
 
-/// A field lookup that tells "absent or null" apart from "present".
-std::optional<element> field(const object& obj, std::string_view key) {
-  element e;
-  if (obj[key].get(e) != simdjson::SUCCESS || e.is_null()) return std::nullopt;
-  return e;
+using Field = std::optional<element>;  ///< absent or null: nullopt
+
+/// One pass over an object picking out the named fields (the first occurrence of a duplicated
+/// key wins, as with a lookup). Looking each key up separately would rescan the object.
+template <std::size_t N>
+std::array<Field, N> pick(const object& obj, const std::array<std::string_view, N>& names) {
+  std::array<Field, N> out{};
+  for (const simdjson::dom::key_value_pair kv : obj) {
+    if (kv.value.is_null()) continue;
+    for (std::size_t i = 0; i < N; ++i) {
+      if (kv.key == names[i]) {
+        if (!out[i]) out[i] = kv.value;
+        break;
+      }
+    }
+  }
+  return out;
 }
 
 /// Optional string field; error if present with another type.
-std::optional<DecodeFailure> optional_string(const object& obj, std::string_view key,
-                                             std::string_view& out) {
-  auto e = field(obj, key);
+std::optional<DecodeFailure> as_string(const Field& e, std::string_view key,
+                                       std::string_view& out) {
   if (!e) return std::nullopt;
   if (e->get_string().get(out) != simdjson::SUCCESS) return wrong_type(key, "a string");
   return std::nullopt;
 }
 
-std::optional<DecodeFailure> optional_object(const object& obj, std::string_view key,
-                                             std::optional<object>& out) {
-  auto e = field(obj, key);
+std::optional<DecodeFailure> as_object(const Field& e, std::string_view key,
+                                       std::optional<object>& out) {
   if (!e) return std::nullopt;
   object o;
   if (e->get_object().get(o) != simdjson::SUCCESS) return wrong_type(key, "an object");
@@ -115,11 +126,11 @@ namespace {
 /// Decoding of one parsed document; split out so each step reads as one short function.
 class Reader {
  public:
-  Reader(const Model& model, const object& root) : model_(model), root_(root) {}
+  Reader(const Model& model, const object& root) : model_(model), f_(pick(root, kTopFields)) {}
 
   DecodeResult run() {
     std::string_view type;
-    if (auto err = optional_string(root_, "type", type)) return *err;
+    if (auto err = as_string(f_[kType], "type", type)) return *err;
     if (type.empty()) return fail(DecodeError::kMissingType, "field 'type' is required");
     bool known = false;
     event_.type = call_type_of(type, known);
@@ -134,6 +145,14 @@ class Reader {
   }
 
  private:
+  enum TopField {
+    kType, kUserId, kAnonymousId, kMessageId, kTimestamp, kOriginalTimestamp, kContext, kEvent,
+    kProperties, kTraits, kGroupId, kTopFieldCount
+  };
+  static constexpr std::array<std::string_view, kTopFieldCount> kTopFields = {
+      "type",    "userId", "anonymousId", "messageId", "timestamp", "originalTimestamp",
+      "context", "event",  "properties",  "traits",    "groupId"};
+
   static std::string clip(std::string_view s) { return std::string(s.substr(0, 64)); }
 
   std::optional<DecodeFailure> checked_id(std::string_view key, std::string_view value,
@@ -148,9 +167,9 @@ class Reader {
 
   std::optional<DecodeFailure> read_ids() {
     std::string_view user, anon, message;
-    if (auto err = optional_string(root_, "userId", user)) return err;
-    if (auto err = optional_string(root_, "anonymousId", anon)) return err;
-    if (auto err = optional_string(root_, "messageId", message)) return err;
+    if (auto err = as_string(f_[kUserId], "userId", user)) return err;
+    if (auto err = as_string(f_[kAnonymousId], "anonymousId", anon)) return err;
+    if (auto err = as_string(f_[kMessageId], "messageId", message)) return err;
     const std::string_view id = !user.empty() ? user : anon;
     if (id.empty())
       return fail(DecodeError::kMissingUserId, "one of 'userId' or 'anonymousId' is required");
@@ -163,10 +182,10 @@ class Reader {
   std::optional<DecodeFailure> read_timestamp() {
     std::string_view ts;
     std::string_view key = "timestamp";
-    if (auto err = optional_string(root_, key, ts)) return err;
+    if (auto err = as_string(f_[kTimestamp], key, ts)) return err;
     if (ts.empty()) {
       key = "originalTimestamp";
-      if (auto err = optional_string(root_, key, ts)) return err;
+      if (auto err = as_string(f_[kOriginalTimestamp], key, ts)) return err;
     }
     if (ts.empty())
       return fail(DecodeError::kMissingTimestamp, "field 'timestamp' is required");
@@ -181,25 +200,27 @@ class Reader {
 
   std::optional<DecodeFailure> read_context() {
     std::optional<object> context;
-    if (auto err = optional_object(root_, "context", context)) return err;
+    if (auto err = as_object(f_[kContext], "context", context)) return err;
     if (!context) return std::nullopt;
+    const auto fields = pick(*context, std::array<std::string_view, 2>{"groupId", "traits"});
     std::string_view group;
-    if (auto err = optional_string(*context, "groupId", group)) return err;
+    if (auto err = as_string(fields[0], "context.groupId", group)) return err;
     if (!group.empty()) {
       std::string id;
       if (auto err = checked_id("context.groupId", group, id)) return err;
       event_.explicit_account = AccountId(std::move(id));
     }
     std::optional<object> traits;
-    if (auto err = optional_object(*context, "traits", traits)) return err;
+    if (auto err = as_object(fields[1], "context.traits", traits)) return err;
     if (traits) return read_user_traits(*traits);
     return std::nullopt;
   }
 
   std::optional<DecodeFailure> read_user_traits(const object& traits) {
+    const auto fields = pick(traits, std::array<std::string_view, 2>{"role", "department"});
     std::string_view role, department;
-    if (auto err = optional_string(traits, "role", role)) return err;
-    if (auto err = optional_string(traits, "department", department)) return err;
+    if (auto err = as_string(fields[0], "role", role)) return err;
+    if (auto err = as_string(fields[1], "department", department)) return err;
     if (!role.empty()) event_.role = lower_trimmed(role);
     if (!department.empty()) {
       std::string dept = lower_trimmed(department);
@@ -222,17 +243,17 @@ class Reader {
 
   std::optional<DecodeFailure> read_track() {
     std::string_view name;
-    if (auto err = optional_string(root_, "event", name)) return err;
+    if (auto err = as_string(f_[kEvent], "event", name)) return err;
     if (name.empty()) return fail(DecodeError::kMissingEventName, "field 'event' is required");
     if (auto err = checked_id("event", name, event_.name)) return err;
     event_.rule = model_.rule_for(name);
     if (event_.rule == nullptr || event_.rule->quantity_property.empty()) return std::nullopt;
 
     std::optional<object> props;
-    if (auto err = optional_object(root_, "properties", props)) return err;
+    if (auto err = as_object(f_[kProperties], "properties", props)) return err;
     if (!props) return std::nullopt;
     const std::string& key = event_.rule->quantity_property;
-    auto value = field(*props, key);
+    const Field value = pick(*props, std::array<std::string_view, 1>{key})[0];
     if (!value) return std::nullopt;
     double q = 0;
     if (value->get_double().get(q) != simdjson::SUCCESS)
@@ -246,14 +267,14 @@ class Reader {
 
   std::optional<DecodeFailure> read_identify() {
     std::optional<object> traits;
-    if (auto err = optional_object(root_, "traits", traits)) return err;
+    if (auto err = as_object(f_[kTraits], "traits", traits)) return err;
     if (traits) return read_user_traits(*traits);
     return std::nullopt;
   }
 
   std::optional<DecodeFailure> read_group() {
     std::string_view group;
-    if (auto err = optional_string(root_, "groupId", group)) return err;
+    if (auto err = as_string(f_[kGroupId], "groupId", group)) return err;
     if (group.empty()) return fail(DecodeError::kMissingGroupId, "field 'groupId' is required");
     if (event_.explicit_account.empty()) {
       std::string id;
@@ -261,17 +282,25 @@ class Reader {
       event_.explicit_account = AccountId(std::move(id));
     }
     std::optional<object> traits;
-    if (auto err = optional_object(root_, "traits", traits)) return err;
+    if (auto err = as_object(f_[kTraits], "traits", traits)) return err;
     if (traits) return read_account_traits(*traits);
     return std::nullopt;
   }
 
+  /// Keeps the traits the model reads, in the order of Model::account_traits() (sorted).
   std::optional<DecodeFailure> read_account_traits(const object& traits) {
-    for (const std::string& name : model_.account_traits()) {
-      auto value = field(traits, name);
-      if (!value) continue;
-      if (auto err = add_trait(name, *value)) return err;
+    const auto& names = model_.account_traits();
+    std::vector<Field> values(names.size());
+    for (const simdjson::dom::key_value_pair kv : traits) {
+      if (kv.value.is_null()) continue;
+      auto it = std::lower_bound(names.begin(), names.end(), kv.key);
+      if (it == names.end() || *it != kv.key) continue;
+      auto& slot = values[static_cast<std::size_t>(it - names.begin())];
+      if (!slot) slot = kv.value;
     }
+    for (std::size_t i = 0; i < names.size(); ++i)
+      if (values[i])
+        if (auto err = add_trait(names[i], *values[i])) return err;
     return std::nullopt;
   }
 
@@ -311,7 +340,7 @@ class Reader {
   }
 
   const Model& model_;
-  const object& root_;
+  std::array<Field, kTopFieldCount> f_;
   Event event_;
 };
 

@@ -1,6 +1,7 @@
 #include "pqa/rollup/scoring.h"
 
 #include <algorithm>
+#include <bitset>
 #include <cmath>
 
 namespace pqa::rollup {
@@ -202,19 +203,16 @@ struct Aggregates {
 Aggregates aggregate(const Model& model, const AccountState& a, Day today) {
   Aggregates g;
   const Day from = window_start(today, model.config().activity.active_window_days);
-  std::vector<bool> seen(a.departments.size(), false);
+  std::bitset<kMaxDepartments> seen;
   for (const auto& b : a.buckets) {
     if (b.day < from) continue;
     g.active_users += b.users;
     g.weight += b.weight;
     g.weighted_engagement += b.weighted_engagement;
-    for (const auto& [dept, users] : b.departments) {
-      if (users > 0 && !seen[static_cast<std::size_t>(dept)]) {
-        seen[static_cast<std::size_t>(dept)] = true;
-        ++g.departments;
-      }
-    }
+    for (const auto& [dept, users] : b.departments)
+      if (users > 0) seen.set(static_cast<std::size_t>(dept));
   }
+  g.departments = static_cast<std::uint32_t>(seen.count());
   return g;
 }
 
@@ -299,8 +297,6 @@ double fit_of(const Model& model, const AccountState& a) {
   return possible > 0 ? std::clamp(matched / possible, 0.0, 1.0) : 0.0;
 }
 
-double log_capped(double n, double cap) { return std::min(1.0, std::log1p(n) / std::log1p(cap)); }
-
 struct Parts {
   double users = 0, departments = 0, assets = 0;  // normalised breadth parts (0..1)
   std::array<double, kFabricCategoryCount> fabric{};  // share_c * saturation_c, sums to fabric
@@ -321,14 +317,24 @@ SeatMetrics seat_metrics(const Model& model, const AccountState& a, const Aggreg
   return m;
 }
 
-std::vector<Driver> top_drivers(std::vector<Driver> all) {
-  std::sort(all.begin(), all.end(), [](const Driver& x, const Driver& y) {
+constexpr std::size_t kDriverCount = 5 + kFabricCategoryCount;
+
+/// The three largest contributions (ties by name), skipping those that round to nothing.
+std::vector<Driver> top_drivers(std::array<Driver, kDriverCount>& all) {
+  auto larger = [](const Driver& x, const Driver& y) {
     return x.points != y.points ? x.points > y.points : x.name < y.name;
-  });
-  std::erase_if(all, [](const Driver& d) { return !(d.points > 0.005); });
-  if (all.size() > 3) all.resize(3);
-  return all;
+  };
+  std::partial_sort(all.begin(), all.begin() + 3, all.end(), larger);
+  std::vector<Driver> top;
+  top.reserve(3);
+  for (std::size_t i = 0; i < 3; ++i)
+    if (all[i].points > 0.005) top.push_back(all[i]);
+  return top;
 }
+
+constexpr std::array<std::string_view, kFabricCategoryCount> kFabricDriverNames = {
+    "fabric.provisioning",  "fabric.administration", "fabric.commercial_intent",
+    "fabric.collaboration", "fabric.shared_asset",   "fabric.breadth_expansion"};
 
 }  // namespace
 
@@ -360,7 +366,11 @@ double role_weight(const Model& model, const UserState& user, Role* effective_ro
   return r.member;
 }
 
-Score evaluate(const Model& model, const AccountState& a, TimeMs now) {
+namespace {
+
+/// evaluate() with the drivers optional: publishing a transition needs them, checking whether
+/// one happened (every event) does not.
+Score evaluate_impl(const Model& model, const AccountState& a, TimeMs now, bool with_drivers) {
   const ModelConfig& c = model.config();
   now = std::max(now, a.clock);
   const Day today = day_of(now);
@@ -369,7 +379,7 @@ Score evaluate(const Model& model, const AccountState& a, TimeMs now) {
   s.seats = seat_metrics(model, a, g, today);
   s.active_departments = g.departments;
   const SegmentRule* segment = segment_of(model, a);
-  s.segment = segment ? segment->name : "default";
+  s.segment = segment ? std::string_view(segment->name) : std::string_view("default");
   const double hl = account_half_life_ms(model, a);
 
   // Depth: role-weighted average engagement; idle provisioned seats weigh in at 0.2 with 0.
@@ -378,20 +388,19 @@ Score evaluate(const Model& model, const AccountState& a, TimeMs now) {
   s.components.depth = depth_den > 0 ? std::clamp(g.weighted_engagement / depth_den, 0.0, 1.0) : 0;
 
   Parts p;
-  p.users = log_capped(g.active_users, c.breadth.user_cap);
+  const Model::Derived& k = model.derived();
+  p.users = std::min(1.0, std::log1p(g.active_users) / k.log1p_user_cap);
   p.departments = std::min(1.0, g.departments / c.breadth.department_target);
-  p.assets = log_capped(static_cast<double>(a.shared_assets), c.breadth.asset_cap);
+  p.assets = std::min(1.0, std::log1p(static_cast<double>(a.shared_assets)) / k.log1p_asset_cap);
   s.components.breadth = c.breadth.users_weight * p.users +
                          c.breadth.departments_weight * p.departments +
                          c.breadth.assets_weight * p.assets;
 
   if (a.fabric_as_of != kNoTime) {
     const double f = decay_factor(a.last_activity - a.fabric_as_of, hl);
-    double strength_sum = 0.0;
-    for (double v : c.fabric.strengths) strength_sum += v;
     for (std::size_t i = 0; i < kFabricCategoryCount; ++i) {
-      const double share = c.fabric.strengths[i] / strength_sum;
-      p.fabric[i] = share * (1.0 - std::exp(-a.fabric[i] * f / c.fabric.scale));
+      if (a.fabric[i] == 0.0) continue;
+      p.fabric[i] = k.fabric_share[i] * (1.0 - std::exp(-a.fabric[i] * f / c.fabric.scale));
       s.components.fabric += p.fabric[i];
     }
   }
@@ -405,17 +414,18 @@ Score evaluate(const Model& model, const AccountState& a, TimeMs now) {
                            100.0 * w.fit * s.components.fit,
                        0.0, 100.0);
 
-  std::vector<Driver> drivers = {
+  if (with_drivers) {
+  std::array<Driver, kDriverCount> drivers = {{
       {"breadth.active_users", behaviour * w.breadth * c.breadth.users_weight * p.users},
       {"breadth.departments", behaviour * w.breadth * c.breadth.departments_weight * p.departments},
       {"breadth.shared_assets", behaviour * w.breadth * c.breadth.assets_weight * p.assets},
       {"depth", behaviour * w.depth * s.components.depth},
       {"fit", 100.0 * w.fit * s.components.fit},
-  };
+  }};
   for (std::size_t i = 0; i < kFabricCategoryCount; ++i)
-    drivers.push_back({"fabric." + std::string(to_string(static_cast<FabricCategory>(i))),
-                       behaviour * w.fabric * p.fabric[i]});
-  s.drivers = top_drivers(std::move(drivers));
+    drivers[5 + i] = {kFabricDriverNames[i], behaviour * w.fabric * p.fabric[i]};
+  s.drivers = top_drivers(drivers);
+  }
 
   s.single_user_activation = g.active_users == 1 && s.seats.provisioned_seats >= 2;
   s.band = band_with_hysteresis(c.bands, s.score, a.band);
@@ -425,6 +435,12 @@ Score evaluate(const Model& model, const AccountState& a, TimeMs now) {
   s.routing = route(c, s);
   s.pattern = classify_seats(c.seats, s.seats);
   return s;
+}
+
+}  // namespace
+
+Score evaluate(const Model& model, const AccountState& a, TimeMs now) {
+  return evaluate_impl(model, a, now, true);
 }
 
 namespace {
@@ -460,18 +476,19 @@ TimeMs next_timer(const Model& model, const AccountState& a, const Score& s, Tim
 
 /// Evaluates at `now` and publishes band and pattern transitions as signals.
 void publish(const Model& model, AccountState& a, TimeMs now, Outcome& out) {
-  Score s = evaluate(model, a, now);
-  a.clock = now;
+  Score s = evaluate_impl(model, a, now, false);
   const Band previous = a.band;
   const Pattern previous_pattern = a.pattern;
+  const bool band_changed = s.band != previous;
+  const bool pattern_entered = s.pattern != previous_pattern && s.pattern != Pattern::kNone;
+  // Drivers are computed only for what is published; most events publish nothing.
+  if (band_changed || pattern_entered) s = evaluate_impl(model, a, now, true);
+  a.clock = now;
   a.band = s.band;
   a.pattern = s.pattern;
   out.next_timer = next_timer(model, a, s, now);
-  if (s.band != previous) {
-    Signal sig{SignalKind::kThresholdCrossed, now, s, previous, {}};
-    out.signals.push_back(std::move(sig));
-  }
-  if (s.pattern != previous_pattern && s.pattern != Pattern::kNone)
+  if (band_changed) out.signals.push_back(Signal{SignalKind::kThresholdCrossed, now, s, previous, {}});
+  if (pattern_entered)
     out.signals.push_back(Signal{SignalKind::kSeatExpansion, now, std::move(s), previous, {}});
 }
 

@@ -120,7 +120,7 @@ std::string format_timestamp(TimeMs t) {
   const Civil c = civil_from_days(d);
   const auto ms = static_cast<int>(in_day % 1000);
   const auto secs = static_cast<int>(in_day / 1000);
-  std::array<char, 40> buf{};
+  std::array<char, 128> buf{};  // roomy: the compiler cannot prove the fields are small
   std::snprintf(buf.data(), buf.size(), "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ", c.year, c.month,
                 c.day, secs / 3600, secs / 60 % 60, secs % 60, ms);
   return std::string(buf.data());

@@ -115,6 +115,9 @@ struct SeatParams {
   double proximity_at_limit = 0.95;
 };
 
+/// Upper bound of ActivityParams::max_departments (a fixed-size set in the scorer).
+inline constexpr std::size_t kMaxDepartments = 1024;
+
 struct ActivityParams {
   int active_window_days = 28;
   int max_departments = 64;  ///< departments tracked per account; later ones are not counted
@@ -167,11 +170,20 @@ class Model {
   /// Stable identifier of the model and its parameters, stamped on every signal.
   const std::string& version() const { return version_; }
 
+  /// Constants derived from the parameters once, instead of on every evaluation.
+  struct Derived {
+    double log1p_user_cap = 0.0;
+    double log1p_asset_cap = 0.0;
+    std::array<double, kFabricCategoryCount> fabric_share{};  ///< strength_c / sum of strengths
+  };
+  const Derived& derived() const { return derived_; }
+
  private:
   ModelConfig config_;
   std::unordered_map<std::string, std::size_t, StringHash, std::equal_to<>> rule_index_;
   std::vector<std::string> account_traits_;
   std::string version_;
+  Derived derived_;
 };
 
 }  // namespace pqa::rollup

@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "pqa/rollup/config.h"
@@ -22,7 +23,7 @@ struct Components {
 };
 
 struct Driver {
-  std::string name;     ///< e.g. "breadth.departments", "fabric.commercial_intent"
+  std::string_view name;  ///< static text, e.g. "breadth.departments", "fabric.commercial_intent"
   double points = 0.0;  ///< contribution to the 0..100 score
 };
 
@@ -48,7 +49,7 @@ struct Score {
   std::uint32_t active_departments = 0;
   bool single_user_activation = false;
   double expansion_potential = 0.0;
-  std::string segment;
+  std::string_view segment;  ///< name of the segment rule (lives as long as the Model)
 };
 
 enum class SignalKind : std::uint8_t { kThresholdCrossed, kSeatExpansion, kBreadthExpansion };

@@ -1,0 +1,193 @@
+// Whole-pipeline throughput on one core, measured side by side in one run on the same lines:
+//
+//   floor     simdjson on-demand parse + extraction of the fields the scorer reads, nothing else
+//   decode    the scorer's EventDecoder (validation, taxonomy lookup, owned strings)
+//   score     decode + identity resolution + scoring core + timers, state in memory (no store)
+//   replay    the full replay path: the same plus RocksDB state on disk (write-back cache,
+//             batched writes), as `pqa-scorer replay` runs it, without writing output files
+//
+// Usage: pqa-bench-throughput --config config/scorer.yaml --input FILE [--repeat N]
+//                             [--stages floor,decode,score,replay]
+// Prints one line per stage: events/s, and the ratio to the floor.
+#include <simdjson.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "config_loader.h"
+#include "processor.h"
+#include "pqa/rollup/event.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Input {
+  std::string text;  // padded for simdjson
+  std::vector<std::string_view> lines;
+};
+
+Input load(const std::string& path) {
+  Input in;
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error("cannot read " + path);
+  std::stringstream s;
+  s << f.rdbuf();
+  in.text = s.str();
+  in.text.append(simdjson::SIMDJSON_PADDING, '\0');
+  const std::size_t size = in.text.size() - simdjson::SIMDJSON_PADDING;
+  std::size_t start = 0;
+  while (start < size) {
+    std::size_t end = in.text.find('\n', start);
+    if (end == std::string::npos || end > size) end = size;
+    if (end > start) in.lines.emplace_back(in.text.data() + start, end - start);
+    start = end + 1;
+  }
+  return in;
+}
+
+/// The decode floor: parse and pull out the fields the scorer uses, keep nothing.
+std::uint64_t floor_pass(const Input& in) {
+  simdjson::ondemand::parser parser;
+  std::uint64_t sink = 0;
+  for (auto line : in.lines) {
+    simdjson::padded_string_view view(line.data(), line.size(), line.size() + simdjson::SIMDJSON_PADDING);
+    simdjson::ondemand::document doc;
+    if (parser.iterate(view).get(doc)) continue;
+    simdjson::ondemand::object obj;
+    if (doc.get_object().get(obj)) continue;
+    for (auto field : obj) {
+      std::string_view key;
+      if (field.unescaped_key().get(key)) break;
+      auto value = field.value();
+      if (key == "type" || key == "userId" || key == "event" || key == "timestamp" ||
+          key == "messageId" || key == "groupId") {
+        std::string_view s;
+        if (!value.get_string().get(s)) sink += s.size();
+      } else if (key == "context" || key == "traits" || key == "properties") {
+        simdjson::ondemand::object inner;
+        if (value.get_object().get(inner)) continue;
+        for (auto f2 : inner) {
+          std::string_view k2;
+          if (f2.unescaped_key().get(k2)) break;
+          auto v2 = f2.value();
+          std::string_view s2;
+          double d2 = 0;
+          if (!v2.get_string().get(s2)) sink += s2.size();
+          else if (!v2.get_double().get(d2)) sink += static_cast<std::uint64_t>(d2);
+        }
+      }
+    }
+  }
+  return sink;
+}
+
+std::uint64_t decode_pass(const Input& in, const pqa::rollup::Model& model) {
+  pqa::rollup::EventDecoder decoder(model);
+  std::uint64_t ok = 0;
+  for (auto line : in.lines) ok += decoder.decode(line).ok();
+  return ok;
+}
+
+class CountingSink final : public pqa::scorer::SignalSink {
+ public:
+  void emit(const pqa::scorer::OutputSignal&) override { ++count; }
+  std::uint64_t count = 0;
+};
+
+std::uint64_t score_pass(const Input& in, const pqa::rollup::Model& model) {
+  auto store = pqa::scorer::make_memory_store();
+  CountingSink sink;
+  pqa::scorer::ProcessorOptions options;
+  options.account_cache_entries = options.user_cache_entries = options.identity_cache_entries =
+      100'000'000;  // everything stays in memory: no store traffic until the end
+  options.flush_every_events = ~std::size_t{0};
+  pqa::scorer::Processor processor(model, *store, sink, options);
+  for (auto line : in.lines) (void)processor.process(line);
+  return sink.count;
+}
+
+std::uint64_t replay_pass(const Input& in, const pqa::rollup::Model& model,
+                          const pqa::scorer::ServiceConfig& config) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("pqa-bench-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  std::uint64_t signals = 0;
+  {
+    auto db = config.rocksdb;
+    db.path = dir.string();
+    auto store = pqa::scorer::open_rocksdb_store(db);
+    CountingSink sink;
+    pqa::scorer::Processor processor(model, *store, sink, config.processor);
+    for (auto line : in.lines) (void)processor.process(line);
+    processor.flush();
+    signals = sink.count;
+  }
+  fs::remove_all(dir);
+  return signals;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path = "config/scorer.yaml", input_path, stages = "floor,decode,score,replay";
+  int repeat = 3;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i];
+    if (flag == "--config") config_path = argv[i + 1];
+    else if (flag == "--input") input_path = argv[i + 1];
+    else if (flag == "--repeat") repeat = std::stoi(argv[i + 1]);
+    else if (flag == "--stages") stages = argv[i + 1];
+    else {
+      std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
+      return 2;
+    }
+  }
+  if (input_path.empty()) {
+    std::fprintf(stderr, "usage: %s --config FILE --input FILE [--repeat N] [--stages LIST]\n", argv[0]);
+    return 2;
+  }
+  const auto config = pqa::scorer::load_config(config_path);
+  const pqa::rollup::Model model(config.model);
+  const Input in = load(input_path);
+  std::printf("input: %zu events, %.1f MB\n", in.lines.size(), static_cast<double>(in.text.size()) / 1e6);
+
+  const std::vector<std::pair<std::string, std::function<std::uint64_t()>>> all = {
+      {"floor", [&] { return floor_pass(in); }},
+      {"decode", [&] { return decode_pass(in, model); }},
+      {"score", [&] { return score_pass(in, model); }},
+      {"replay", [&] { return replay_pass(in, model, config); }},
+  };
+  double floor_rate = 0;
+  // Stages are interleaved round by round so that machine noise hits all of them alike;
+  // each stage reports its best round.
+  std::vector<double> best(all.size(), 0.0);
+  for (int r = 0; r < repeat; ++r) {
+    for (std::size_t s = 0; s < all.size(); ++s) {
+      if (stages.find(all[s].first) == std::string::npos) continue;
+      const auto start = Clock::now();
+      const auto result = all[s].second();
+      const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+      const double rate = static_cast<double>(in.lines.size()) / secs;
+      best[s] = std::max(best[s], rate);
+      std::fprintf(stderr, "  round %d %-7s %10.0f events/s (%llu)\n", r + 1, all[s].first.c_str(),
+                   rate, static_cast<unsigned long long>(result));
+    }
+  }
+  for (std::size_t s = 0; s < all.size(); ++s) {
+    if (best[s] == 0) continue;
+    if (all[s].first == "floor") floor_rate = best[s];
+    std::printf("%-7s %10.0f events/s", all[s].first.c_str(), best[s]);
+    if (floor_rate > 0) std::printf("   %.3f x floor", best[s] / floor_rate);
+    std::printf("\n");
+  }
+  return 0;
+}
