@@ -1,5 +1,7 @@
 #include "processor.h"
 
+#include <algorithm>
+
 #include "pqa/rollup/hash.h"
 
 namespace pqa::scorer {
@@ -41,13 +43,24 @@ Processor::Processor(const rollup::Model& model, StateStore& store, SignalSink& 
 
 void Processor::restore() {
   if (auto wm = store_.get(keys::meta("watermark"))) watermark_ = std::stoll(*wm);
+  // State written under other model parameters keeps its history, but what the parameters
+  // derive from traits (fit, segment) is recomputed before use.
+  const auto version = store_.get(keys::meta("model_version"));
+  const bool model_changed = version.has_value() && *version != model_.version();
+  WriteSet rewritten;
   // Timers are one per account and stored with it; rebuilding the queue is one scan at start.
   store_.scan(std::string(1, keys::kAccount), [&](std::string_view key, std::string_view value) {
     auto stored = decode_account(value);
     if (!stored) throw StoreError("corrupt account record during restore");
     if (stored->timer_due != rollup::kNever)
       timers_.emplace(stored->timer_due, std::string(key.substr(1)));
+    if (model_changed) {
+      rollup::refresh_trait_derived(model_, stored->state);
+      rewritten.puts.emplace_back(std::string(key), encode(*stored));
+    }
   });
+  rewritten.puts.emplace_back(keys::meta("model_version"), model_.version());
+  store_.commit(rewritten);
 }
 
 void Processor::reject(rollup::DecodeError code) {
@@ -77,17 +90,8 @@ std::optional<rollup::DecodeFailure> Processor::process(std::string_view message
   }
   if (watermark_ == rollup::kNoTime || e.timestamp > watermark_) advance_to(e.timestamp);
 
-  std::string cause;
-  if (!e.message_id.empty()) {
-    cause = e.message_id;
-  } else if (!fallback_cause.empty()) {
-    cause = fallback_cause;
-  } else {
-    cause = "sha:";
-    rollup::detail::append_hex(cause, rollup::detail::fnv1a64(message));
-  }
   if (e.type == rollup::CallType::kGroup) remember_identity(e);
-  apply(e, *account, cause);
+  apply(e, *account, Cause{e.message_id, fallback_cause, message});
   ++stats_.processed;
   if (++since_flush_ >= options_.flush_every_events) flush();
   return std::nullopt;
@@ -113,7 +117,15 @@ void Processor::remember_identity(const rollup::Event& e) {
   }
 }
 
-void Processor::apply(rollup::Event& e, const AccountId& account, std::string_view cause) {
+std::string Processor::Cause::text() const {
+  if (!message_id.empty()) return std::string(message_id);
+  if (!fallback.empty()) return std::string(fallback);
+  std::string hashed = "sha:";
+  rollup::detail::append_hex(hashed, rollup::detail::fnv1a64(message));
+  return hashed;
+}
+
+void Processor::apply(rollup::Event& e, const AccountId& account, const Cause& cause) {
   keys::account(account_key_, account.str());
   const std::string& account_key = account_key_;
   StoredAccount* stored = accounts_.get(account_key);
@@ -130,9 +142,10 @@ void Processor::apply(rollup::Event& e, const AccountId& account, std::string_vi
 }
 
 void Processor::handle(const AccountId& account, const std::string& key, StoredAccount& stored,
-                       rollup::Outcome&& outcome, std::string_view cause) {
+                       rollup::Outcome&& outcome, const Cause& cause) {
+  const std::string cause_text = outcome.signals.empty() ? std::string() : cause.text();
   for (auto& signal : outcome.signals) {
-    OutputSignal out{make_signal_id(model_.version(), account, signal, cause), account,
+    OutputSignal out{make_signal_id(model_.version(), account, signal, cause_text), account,
                      std::move(signal)};
     sink_.emit(out);
     ++stats_.signals;
@@ -167,7 +180,7 @@ void Processor::fire_timer(TimeMs due, const std::string& account_id) {
   ++stats_.timers_fired;
   auto outcome = rollup::advance(model_, stored->state, due);
   accounts_.mark_dirty(key);
-  handle(AccountId(account_id), key, *stored, std::move(outcome), "timer");
+  handle(AccountId(account_id), key, *stored, std::move(outcome), Cause{{}, "timer", {}});
 }
 
 void Processor::flush() {
@@ -177,6 +190,9 @@ void Processor::flush() {
   identities_.collect_writes(writes);
   if (watermark_ != rollup::kNoTime)
     writes.puts.emplace_back(keys::meta("watermark"), std::to_string(watermark_));
+  // Key order lets RocksDB's memtable reuse its insertion point from one key to the next.
+  std::sort(writes.puts.begin(), writes.puts.end(),
+            [](const auto& x, const auto& y) { return x.first < y.first; });
   store_.commit(writes);
   since_flush_ = 0;
   ++stats_.flushes;

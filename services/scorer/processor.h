@@ -95,12 +95,20 @@ class Processor {
     static std::optional<Identity> decode(std::string_view b) { return decode_identity(b); }
   };
 
+  /// What triggered a transition, for signal ids; turned into text only when a signal fires.
+  struct Cause {
+    std::string_view message_id;
+    std::string_view fallback;
+    std::string_view message;
+    std::string text() const;
+  };
+
   std::optional<rollup::AccountId> resolve_account(const rollup::Event& e);
   void remember_identity(const rollup::Event& e);
-  void apply(rollup::Event& e, const rollup::AccountId& account, std::string_view cause);
+  void apply(rollup::Event& e, const rollup::AccountId& account, const Cause& cause);
   void fire_timer(rollup::TimeMs due, const std::string& account_id);
   void handle(const rollup::AccountId& account, const std::string& key, StoredAccount& stored,
-              rollup::Outcome&& outcome, std::string_view cause);
+              rollup::Outcome&& outcome, const Cause& cause);
   void schedule(const std::string& account_id, StoredAccount& stored, rollup::TimeMs due);
   void restore();
   void reject(rollup::DecodeError code);

@@ -106,6 +106,8 @@ std::string encode(const StoredAccount& stored) {
   r.set_pattern(static_cast<std::uint32_t>(a.pattern));
   set_time(a.clock, &r, &v1::AccountStateRecord::set_clock_ms);
   if (stored.timer_due != rollup::kNever) r.set_timer_due_ms(stored.timer_due);
+  r.set_fit(a.fit);
+  r.set_segment(a.segment);
   return serialize(r);
 }
 
@@ -136,6 +138,8 @@ std::optional<StoredAccount> decode_account(std::string_view bytes) {
   a.pattern = static_cast<rollup::Pattern>(r.pattern());
   a.clock = PQA_GET_TIME(r, clock_ms);
   stored.timer_due = r.has_timer_due_ms() ? r.timer_due_ms() : rollup::kNever;
+  a.fit = r.fit();
+  a.segment = r.segment();
   return stored;
 }
 

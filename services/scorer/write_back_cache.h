@@ -40,17 +40,16 @@ class WriteBackCache {
       it->second.referenced = true;
       return &it->second.value;
     }
-    std::optional<std::string> bytes;
     if (auto p = pending_.find(key); p != pending_.end()) {
-      bytes = p->second;
-    } else {
-      bytes = store_.get(key);
+      // Back from pending: it becomes a changed entry again, and pending forgets it, so a key
+      // is never written twice in one batch.
+      auto value = decode_or_throw(p->second, key);
+      pending_.erase(p);
+      return &emplace(key, std::move(value), true);
     }
+    auto bytes = store_.get(key);
     if (!bytes) return nullptr;
-    auto value = Codec::decode(*bytes);
-    if (!value) throw StoreError("corrupt state record under key of " + std::to_string(key.size()) +
-                                 " bytes (keyspace '" + key.substr(0, 1) + "')");
-    return &emplace(key, std::move(*value), false);
+    return &emplace(key, decode_or_throw(*bytes, key), false);
   }
 
   /// Adds a new record (marked changed).
@@ -65,7 +64,7 @@ class WriteBackCache {
     }
   }
 
-  /// Moves every change into `out` and marks the cache clean.
+  /// Moves every change into `out` (each key at most once) and marks the cache clean.
   void collect_writes(WriteSet& out) {
     for (auto& [k, v] : pending_) out.puts.emplace_back(k, std::move(v));
     pending_.clear();
@@ -81,6 +80,14 @@ class WriteBackCache {
   std::size_t dirty_count() const { return dirty_.size() + pending_.size(); }
 
  private:
+  static Value decode_or_throw(const std::string& bytes, const std::string& key) {
+    auto value = Codec::decode(bytes);
+    if (!value)
+      throw StoreError("corrupt state record under key of " + std::to_string(key.size()) +
+                       " bytes (keyspace '" + key.substr(0, 1) + "')");
+    return std::move(*value);
+  }
+
   struct Entry {
     Value value;
     bool dirty = false;

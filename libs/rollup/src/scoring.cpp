@@ -33,11 +33,9 @@ std::optional<double> numeric_trait(const AccountState& a, std::string_view name
 }
 
 const SegmentRule* segment_of(const Model& model, const AccountState& a) {
-  const auto employees = numeric_trait(a, "employees");
-  if (!employees) return nullptr;
-  for (const auto& s : model.config().decay.segments)
-    if (*employees >= s.min_employees && *employees <= s.max_employees) return &s;
-  return nullptr;
+  const auto& segments = model.config().decay.segments;
+  if (a.segment < 0 || static_cast<std::size_t>(a.segment) >= segments.size()) return nullptr;
+  return &segments[static_cast<std::size_t>(a.segment)];
 }
 
 double account_half_life_ms(const Model& model, const AccountState& a) {
@@ -166,6 +164,7 @@ void apply_account_traits(const Model& model, AccountState& a, const Event& e, D
     else
       a.traits.insert(it, t);
   }
+  refresh_trait_derived(model, a);
   for (const Trait& t : e.account_traits) {
     const double* value = std::get_if<double>(&t.value);
     if (value == nullptr) continue;
@@ -338,6 +337,20 @@ constexpr std::array<std::string_view, kFabricCategoryCount> kFabricDriverNames 
 
 }  // namespace
 
+void refresh_trait_derived(const Model& model, AccountState& a) {
+  a.fit = fit_of(model, a);
+  a.segment = -1;
+  const auto employees = numeric_trait(a, "employees");
+  if (!employees) return;
+  const auto& segments = model.config().decay.segments;
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    if (*employees >= segments[i].min_employees && *employees <= segments[i].max_employees) {
+      a.segment = static_cast<std::int32_t>(i);
+      return;
+    }
+  }
+}
+
 double user_engagement(const Model& model, const UserState& user) {
   const auto& p = model.config().engagement;
   const double usage = user.usage.at(user.last_active, days_ms(p.half_life_days));
@@ -404,7 +417,7 @@ Score evaluate_impl(const Model& model, const AccountState& a, TimeMs now, bool 
       s.components.fabric += p.fabric[i];
     }
   }
-  s.components.fit = fit_of(model, a);
+  s.components.fit = a.fit;
 
   s.decay = a.last_activity == kNoTime ? 1.0 : decay_factor(now - a.last_activity, hl);
   const auto& w = c.weights;

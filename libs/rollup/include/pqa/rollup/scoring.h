@@ -83,6 +83,10 @@ Outcome apply_event(const Model& model, AccountState& account, UserState& user, 
 /// window and publishes band / pattern transitions.
 Outcome advance(const Model& model, AccountState& account, TimeMs now);
 
+/// Recomputes what the account's traits determine (fit, segment). apply_event calls it when a
+/// group call changes traits; call it for stored state when the model's parameters changed.
+void refresh_trait_derived(const Model& model, AccountState& account);
+
 /// Scores an account at time `now` without changing it (band hysteresis relative to the
 /// published band).
 Score evaluate(const Model& model, const AccountState& account, TimeMs now);

@@ -76,6 +76,10 @@ struct AccountState {
 
   std::vector<Trait> traits;  ///< account traits the model reads, sorted by name
   TimeMs traits_as_of = kNoTime;  ///< time of the group call the traits come from (latest wins)
+  /// Derived from the traits by refresh_trait_derived() whenever they (or the model) change,
+  /// so that scoring an event does not re-run the fit rules and segment rules.
+  double fit = 0.0;
+  std::int32_t segment = -1;  ///< index into the model's segments; -1: the default half-life
 
   // What has been published, so that signals fire on transitions only.
   Band band = Band::kCold;
