@@ -306,36 +306,36 @@ class Reader {
 
   std::optional<DecodeFailure> add_trait(const std::string& name, const element& value) {
     const bool numeric_trait = name == "employees" || name == "seats" || name == "seat_limit";
-    const std::string key = "traits." + name;
+    const auto key = [&name] { return "traits." + name; };  // built only for an error
     switch (value.type()) {
       case element_type::INT64:
       case element_type::UINT64:
       case element_type::DOUBLE: {
         double d = 0;
-        if (value.get_double().get(d) != simdjson::SUCCESS) return wrong_type(key, "a number");
+        if (value.get_double().get(d) != simdjson::SUCCESS) return wrong_type(key(), "a number");
         if (!std::isfinite(d) || (numeric_trait && (d < 0 || d > 1e9)))
-          return fail(DecodeError::kInvalidValue, "field '" + key + "' is out of range");
+          return fail(DecodeError::kInvalidValue, "field '" + key() + "' is out of range");
         event_.account_traits.push_back({name, d});
         return std::nullopt;
       }
       case element_type::STRING: {
-        if (numeric_trait) return wrong_type(key, "a number");
+        if (numeric_trait) return wrong_type(key(), "a number");
         std::string_view s;
-        if (value.get_string().get(s) != simdjson::SUCCESS) return wrong_type(key, "a string");
+        if (value.get_string().get(s) != simdjson::SUCCESS) return wrong_type(key(), "a string");
         if (s.size() > model_.config().decoder.max_id_bytes)
-          return fail(DecodeError::kIdTooLong, "field '" + key + "' is too long");
+          return fail(DecodeError::kIdTooLong, "field '" + key() + "' is too long");
         event_.account_traits.push_back({name, lower_trimmed(s)});
         return std::nullopt;
       }
       case element_type::BOOL: {
-        if (numeric_trait) return wrong_type(key, "a number");
+        if (numeric_trait) return wrong_type(key(), "a number");
         bool b = false;
-        if (value.get_bool().get(b) != simdjson::SUCCESS) return wrong_type(key, "a boolean");
+        if (value.get_bool().get(b) != simdjson::SUCCESS) return wrong_type(key(), "a boolean");
         event_.account_traits.push_back({name, b});
         return std::nullopt;
       }
       default:
-        return wrong_type(key, "a string, number or boolean");
+        return wrong_type(key(), "a string, number or boolean");
     }
   }
 

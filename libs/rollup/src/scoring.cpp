@@ -208,10 +208,14 @@ Aggregates aggregate(const Model& model, const AccountState& a, Day today) {
     g.active_users += b.users;
     g.weight += b.weight;
     g.weighted_engagement += b.weighted_engagement;
-    for (const auto& [dept, users] : b.departments)
-      if (users > 0) seen.set(static_cast<std::size_t>(dept));
+    for (const auto& [dept, users] : b.departments) {
+      const auto d = static_cast<std::size_t>(dept);
+      if (users > 0 && !seen.test(d)) {
+        seen.set(d);
+        ++g.departments;
+      }
+    }
   }
-  g.departments = static_cast<std::uint32_t>(seen.count());
   return g;
 }
 
