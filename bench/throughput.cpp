@@ -23,8 +23,8 @@
 #include <vector>
 
 #include "config_loader.h"
-#include "processor.h"
 #include "pqa/rollup/event.h"
+#include "processor.h"
 
 namespace {
 
@@ -59,7 +59,8 @@ std::uint64_t floor_pass(const Input& in) {
   simdjson::ondemand::parser parser;
   std::uint64_t sink = 0;
   for (auto line : in.lines) {
-    simdjson::padded_string_view view(line.data(), line.size(), line.size() + simdjson::SIMDJSON_PADDING);
+    simdjson::padded_string_view view(line.data(), line.size(),
+                                      line.size() + simdjson::SIMDJSON_PADDING);
     simdjson::ondemand::document doc;
     if (parser.iterate(view).get(doc)) continue;
     simdjson::ondemand::object obj;
@@ -81,8 +82,10 @@ std::uint64_t floor_pass(const Input& in) {
           auto v2 = f2.value();
           std::string_view s2;
           double d2 = 0;
-          if (!v2.get_string().get(s2)) sink += s2.size();
-          else if (!v2.get_double().get(d2)) sink += static_cast<std::uint64_t>(d2);
+          if (!v2.get_string().get(s2))
+            sink += s2.size();
+          else if (!v2.get_double().get(d2))
+            sink += static_cast<std::uint64_t>(d2);
         }
       }
     }
@@ -142,23 +145,29 @@ int main(int argc, char** argv) {
   int repeat = 3;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
-    if (flag == "--config") config_path = argv[i + 1];
-    else if (flag == "--input") input_path = argv[i + 1];
-    else if (flag == "--repeat") repeat = std::stoi(argv[i + 1]);
-    else if (flag == "--stages") stages = argv[i + 1];
+    if (flag == "--config")
+      config_path = argv[i + 1];
+    else if (flag == "--input")
+      input_path = argv[i + 1];
+    else if (flag == "--repeat")
+      repeat = std::stoi(argv[i + 1]);
+    else if (flag == "--stages")
+      stages = argv[i + 1];
     else {
       std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
       return 2;
     }
   }
   if (input_path.empty()) {
-    std::fprintf(stderr, "usage: %s --config FILE --input FILE [--repeat N] [--stages LIST]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s --config FILE --input FILE [--repeat N] [--stages LIST]\n",
+                 argv[0]);
     return 2;
   }
   const auto config = pqa::scorer::load_config(config_path);
   const pqa::rollup::Model model(config.model);
   const Input in = load(input_path);
-  std::printf("input: %zu events, %.1f MB\n", in.lines.size(), static_cast<double>(in.text.size()) / 1e6);
+  std::printf("input: %zu events, %.1f MB\n", in.lines.size(),
+              static_cast<double>(in.text.size()) / 1e6);
 
   const std::vector<std::pair<std::string, std::function<std::uint64_t()>>> all = {
       {"floor", [&] { return floor_pass(in); }},

@@ -97,10 +97,9 @@ EventKind parse_kind(const std::string& s, const std::string& path) {
       {"shared_asset", EventKind::kSharedAsset}};
   for (const auto& [name, kind] : kKinds)
     if (s == name) return kind;
-  throw ConfigException(path,
-                        "unknown kind '" + s +
-                            "' (usage, provisioning, administration, commercial_intent, "
-                            "collaboration, shared_asset)");
+  throw ConfigException(path, "unknown kind '" + s +
+                                  "' (usage, provisioning, administration, commercial_intent, "
+                                  "collaboration, shared_asset)");
 }
 
 template <typename Fn>
@@ -149,7 +148,8 @@ void read_fit(Section s, rollup::ModelConfig& m) {
     if (YAML::Node in = item.get("in"); in && !in.IsNull()) {
       if (!in.IsSequence()) throw ConfigException(item.key_path("in"), "must be a list");
       rule.op = FitOp::kIn;
-      for (const auto& v : in) rule.values.push_back(Section::convert<std::string>(v, item.key_path("in")));
+      for (const auto& v : in)
+        rule.values.push_back(Section::convert<std::string>(v, item.key_path("in")));
       ++ops;
     }
     if (YAML::Node b = item.get("between"); b && !b.IsNull()) {
@@ -321,8 +321,8 @@ ServiceConfig parse_config(const std::string& yaml_text) {
   try {
     root = YAML::Load(yaml_text);
   } catch (const YAML::Exception& e) {
-    throw ConfigException("(yaml)", "not valid YAML at line " + std::to_string(e.mark.line + 1) +
-                                        ": " + e.msg);
+    throw ConfigException(
+        "(yaml)", "not valid YAML at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
   }
   ServiceConfig c;
   Section top(root, "");
@@ -340,9 +340,9 @@ ServiceConfig parse_config(const std::string& yaml_text) {
     // validate() names keys relative to the model; map them back to where the YAML has them.
     const std::string& key = errors.front().key;
     const std::string_view decoder = "decoder.";
-    throw ConfigException(key.rfind(decoder, 0) == 0 ? "input." + key.substr(decoder.size())
-                                                      : "model." + key,
-                          errors.front().problem);
+    throw ConfigException(
+        key.rfind(decoder, 0) == 0 ? "input." + key.substr(decoder.size()) : "model." + key,
+        errors.front().problem);
   }
   return c;
 }
@@ -355,8 +355,8 @@ ServiceConfig load_config(const std::string& path) {
   try {
     return parse_config(text.str());
   } catch (const ConfigException& e) {
-    throw ConfigException(e.key(), std::string(e.what()).substr(e.key().size() + 2) +
-                                       " (in " + path + ")");
+    throw ConfigException(e.key(),
+                          std::string(e.what()).substr(e.key().size() + 2) + " (in " + path + ")");
   }
 }
 

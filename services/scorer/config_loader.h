@@ -4,8 +4,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "processor.h"
 #include "pqa/rollup/config.h"
+#include "processor.h"
 #include "state_store.h"
 
 namespace pqa::scorer {

@@ -20,7 +20,8 @@ FilePtr open_file(const std::string& path, const char* mode, std::FILE* dash) {
 }  // namespace
 
 LineReader::LineReader(const std::string& path, std::size_t max_line_bytes)
-    : file_(open_file(path, "rb", stdin)), buffer_(std::max<std::size_t>(max_line_bytes + 2, 1 << 20)) {}
+    : file_(open_file(path, "rb", stdin)),
+      buffer_(std::max<std::size_t>(max_line_bytes + 2, 1 << 20)) {}
 
 bool LineReader::refill() {
   if (eof_) return false;
@@ -78,7 +79,8 @@ bool LineReader::next(std::string_view& line, bool& overlong) {
   }
 }
 
-LineWriter::LineWriter(const std::string& path) : file_(open_file(path, "wb", stdout)), path_(path) {
+LineWriter::LineWriter(const std::string& path)
+    : file_(open_file(path, "wb", stdout)), path_(path) {
   buffer_.reserve(1 << 20);
 }
 

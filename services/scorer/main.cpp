@@ -10,8 +10,9 @@ int main(int argc, char** argv) {
   pqa::scorer::ReplayOptions replay;
   std::string as_of, state_dir;
   auto* cmd = app.add_subcommand(
-      "replay", "Score a file of events offline (file order, event time) and write signals and "
-                "final scores as JSON lines");
+      "replay",
+      "Score a file of events offline (file order, event time) and write signals and "
+      "final scores as JSON lines");
   cmd->add_option("--config", replay.config_path, "Scorer configuration (YAML)")->required();
   cmd->add_option("--input", replay.input, "Events, one JSON object per line; - for stdin")
       ->required();

@@ -54,16 +54,15 @@ class FileSignalSink final : public SignalSink {
 
 void print_summary(const ProcessorStats& s, std::uint64_t lines, std::uint64_t accounts,
                    double seconds) {
-  std::fprintf(stderr,
-               "replay: %llu lines, %llu processed (%llu ignored), %llu rejected, %llu signals, "
-               "%llu timers fired, %llu accounts, %.2f s (%.0f lines/s)\n",
-               static_cast<unsigned long long>(lines), static_cast<unsigned long long>(s.processed),
-               static_cast<unsigned long long>(s.ignored),
-               static_cast<unsigned long long>(s.rejected),
-               static_cast<unsigned long long>(s.signals),
-               static_cast<unsigned long long>(s.timers_fired),
-               static_cast<unsigned long long>(accounts), seconds,
-               seconds > 0 ? static_cast<double>(lines) / seconds : 0.0);
+  std::fprintf(
+      stderr,
+      "replay: %llu lines, %llu processed (%llu ignored), %llu rejected, %llu signals, "
+      "%llu timers fired, %llu accounts, %.2f s (%.0f lines/s)\n",
+      static_cast<unsigned long long>(lines), static_cast<unsigned long long>(s.processed),
+      static_cast<unsigned long long>(s.ignored), static_cast<unsigned long long>(s.rejected),
+      static_cast<unsigned long long>(s.signals), static_cast<unsigned long long>(s.timers_fired),
+      static_cast<unsigned long long>(accounts), seconds,
+      seconds > 0 ? static_cast<double>(lines) / seconds : 0.0);
   for (std::size_t i = 0; i < s.rejected_by_reason.size(); ++i)
     if (s.rejected_by_reason[i] > 0)
       std::fprintf(stderr, "replay: rejected %s: %llu\n",
@@ -91,13 +90,13 @@ int replay_with(const ReplayOptions& o, const ServiceConfig& config,
     if (line.find_first_not_of(" \t") == std::string_view::npos) continue;  // blank line
     if (overlong) line = std::string_view(line.data(), config.model.decoder.max_event_bytes + 1);
     if (auto failure = processor.process(line))
-      std::fprintf(stderr, "line %llu: %s\n",
-                   static_cast<unsigned long long>(reader.line_number()),
+      std::fprintf(stderr, "line %llu: %s\n", static_cast<unsigned long long>(reader.line_number()),
                    failure->message().c_str());
   }
   if (as_of) {
     if (processor.watermark() != rollup::kNoTime && *as_of < processor.watermark())
-      std::fprintf(stderr, "replay: --as-of %s is before the last event time %s; using the latter\n",
+      std::fprintf(stderr,
+                   "replay: --as-of %s is before the last event time %s; using the latter\n",
                    rollup::format_timestamp(*as_of).c_str(),
                    rollup::format_timestamp(processor.watermark()).c_str());
     processor.advance_to(*as_of);
@@ -106,7 +105,8 @@ int replay_with(const ReplayOptions& o, const ServiceConfig& config,
   LineWriter scores(o.scores_path);
   std::uint64_t accounts = 0;
   processor.for_each_account([&](const rollup::AccountId& id, const rollup::AccountState& state) {
-    scores.write_line(score_to_json(id, rollup::evaluate(model, state, clock), clock, model.version()));
+    scores.write_line(
+        score_to_json(id, rollup::evaluate(model, state, clock), clock, model.version()));
     ++accounts;
   });
   signals.flush();

@@ -44,9 +44,12 @@ void to_record(const rollup::Trait& t, v1::TraitRecord* r) {
 
 rollup::Trait from_record(const v1::TraitRecord& r) {
   switch (r.value_case()) {
-    case v1::TraitRecord::kNumberValue: return {r.name(), r.number_value()};
-    case v1::TraitRecord::kBoolValue: return {r.name(), r.bool_value()};
-    default: return {r.name(), r.string_value()};
+    case v1::TraitRecord::kNumberValue:
+      return {r.name(), r.number_value()};
+    case v1::TraitRecord::kBoolValue:
+      return {r.name(), r.bool_value()};
+    default:
+      return {r.name(), r.string_value()};
   }
 }
 

@@ -96,6 +96,8 @@ std::unique_ptr<StateStore> open_rocksdb_store(const RocksDbOptions& options) {
   return std::make_unique<RocksDbStore>(options);
 }
 
-std::unique_ptr<StateStore> make_memory_store() { return std::make_unique<MemoryStore>(); }
+std::unique_ptr<StateStore> make_memory_store() {
+  return std::make_unique<MemoryStore>();
+}
 
 }  // namespace pqa::scorer

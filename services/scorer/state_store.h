@@ -26,8 +26,9 @@ class StateStore {
   /// Applies every write or none; throws StoreError on an I/O failure.
   virtual void commit(const WriteSet& writes) = 0;
   /// Visits keys starting with `prefix` in ascending byte order.
-  virtual void scan(std::string_view prefix,
-                    const std::function<void(std::string_view key, std::string_view value)>& fn) = 0;
+  virtual void scan(
+      std::string_view prefix,
+      const std::function<void(std::string_view key, std::string_view value)>& fn) = 0;
 };
 
 /// Raised on storage I/O failures: data cannot be guaranteed, so processing must stop.

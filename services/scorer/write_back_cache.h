@@ -53,7 +53,9 @@ class WriteBackCache {
   }
 
   /// Adds a new record (marked changed).
-  Value& insert(const std::string& key, Value value) { return emplace(key, std::move(value), true); }
+  Value& insert(const std::string& key, Value value) {
+    return emplace(key, std::move(value), true);
+  }
 
   /// Marks the record under `key` (which must be cached) as changed.
   void mark_dirty(const std::string& key) {

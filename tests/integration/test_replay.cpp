@@ -1,6 +1,5 @@
 // `replay` end to end with real RocksDB state on disk.
 #include <catch2/catch.hpp>
-
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -45,9 +44,9 @@ void write_lines(const std::string& path, const std::vector<std::string>& lines)
 std::vector<std::string> stream(int accounts, int events, std::uint64_t seed) {
   std::vector<std::string> lines;
   std::mt19937_64 rng(seed);
-  const char* names[] = {"Report Created", "Dashboard Viewed", "Comment Added", "Seat Added",
-                         "Billing Page Viewed", "SSO Configured", "Workspace Created",
-                         "Seat Removed"};
+  const char* names[] = {"Report Created",    "Dashboard Viewed",    "Comment Added",
+                         "Seat Added",        "Billing Page Viewed", "SSO Configured",
+                         "Workspace Created", "Seat Removed"};
   for (int a = 0; a < accounts; ++a) {
     for (int u = 0; u < 5; ++u) {
       const std::string user = "a" + std::to_string(a) + "u" + std::to_string(u);

@@ -18,7 +18,9 @@ constexpr TimeMs kT0 = 1772409600000;
 constexpr TimeMs kHour = 3'600'000;
 constexpr TimeMs kDay = rollup::kMsPerDay;
 
-inline std::string ts(TimeMs t) { return rollup::format_timestamp(t); }
+inline std::string ts(TimeMs t) {
+  return rollup::format_timestamp(t);
+}
 
 inline std::string group(const std::string& user, const std::string& account, TimeMs t,
                          const std::string& traits = "{}") {

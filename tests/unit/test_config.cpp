@@ -22,9 +22,8 @@ std::string key_of_error(const std::string& yaml) {
 TEST_CASE("the shipped config loads and matches the documented defaults", "[config]") {
   const auto config = scorer::load_config(std::string(PQA_SOURCE_DIR) + "/config/scorer.yaml");
   auto expected = test::shipped_model_config();
-  expected.decay.segments = {{"smb", 0, 99, 10.0},
-                             {"mid_market", 100, 999, 14.0},
-                             {"enterprise", 1000, 1e18, 30.0}};
+  expected.decay.segments = {
+      {"smb", 0, 99, 10.0}, {"mid_market", 100, 999, 14.0}, {"enterprise", 1000, 1e18, 30.0}};
   CHECK(rollup::Model(config.model).version() == rollup::Model(expected).version());
   CHECK(config.processor.flush_every_events == 100000);
   CHECK(config.rocksdb.block_cache_bytes == 256u << 20);

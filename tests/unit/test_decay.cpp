@@ -1,7 +1,6 @@
 // Forward-decayed sums: half-life arithmetic and independence from arrival order.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <random>
 
 #include "pqa/rollup/decay.h"

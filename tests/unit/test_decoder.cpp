@@ -1,6 +1,5 @@
 // The one event decoder: valid calls, every rejection reason, and hostile inputs.
 #include <catch2/catch.hpp>
-
 #include <string>
 
 #include "pqa/rollup/event.h"
@@ -126,9 +125,10 @@ TEST_CASE("decoder rejects messages over the configured size", "[decoder]") {
   config.decoder.max_event_bytes = 128;
   Model model(config);
   EventDecoder decoder(model);
-  std::string big = R"({"type":"track","userId":"u","event":"x","timestamp":"2026-01-05T10:00:00Z",)"
-                    R"("properties":{"pad":")" +
-                    std::string(200, 'a') + "\"}}";
+  std::string big =
+      R"({"type":"track","userId":"u","event":"x","timestamp":"2026-01-05T10:00:00Z",)"
+      R"("properties":{"pad":")" +
+      std::string(200, 'a') + "\"}}";
   auto r = decoder.decode(big);
   REQUIRE_FALSE(r.ok());
   CHECK(r.failure().code == DecodeError::kOversized);

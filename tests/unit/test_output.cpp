@@ -1,6 +1,7 @@
 // The JSON form of signals and scores is exactly the documented proto JSON form.
-#include <catch2/catch.hpp>
 #include <google/protobuf/util/json_util.h>
+
+#include <catch2/catch.hpp>
 
 #include "harness_send.h"
 #include "pqa/v1/pqa.pb.h"

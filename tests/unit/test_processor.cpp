@@ -1,7 +1,6 @@
 // The pipeline around the core: identity resolution, rejection without side effects,
 // deterministic ids, write-back caching and restart from the store.
 #include <catch2/catch.hpp>
-
 #include <random>
 
 #include "harness_send.h"
@@ -15,8 +14,8 @@ namespace {
 std::vector<std::string> sample_stream() {
   std::vector<std::string> lines;
   std::mt19937_64 rng(11);
-  const char* events[] = {"Report Created", "Dashboard Viewed", "Comment Added",
-                          "Billing Page Viewed", "Seat Added", "Workspace Created"};
+  const char* events[] = {"Report Created",      "Dashboard Viewed", "Comment Added",
+                          "Billing Page Viewed", "Seat Added",       "Workspace Created"};
   for (int a = 0; a < 3; ++a) {
     const std::string acc = "acc" + std::to_string(a);
     for (int u = 0; u < 6; ++u) {

@@ -1,6 +1,5 @@
 // Each formula of docs/scoring.md, timers, hysteresis, routing and seat patterns.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 
 #include "harness_send.h"
@@ -13,7 +12,9 @@ using rollup::Routing;
 
 namespace {
 const std::string kDept = R"({"department":"engineering"})";
-double eng(double usage) { return 1.0 - std::exp(-usage / 10.0); }
+double eng(double usage) {
+  return 1.0 - std::exp(-usage / 10.0);
+}
 
 /// n usage events of weight 1 ("Dashboard Viewed") at time t.
 void use(Harness& h, const std::string& user, int n, TimeMs t, const std::string& account = "") {
@@ -32,7 +33,8 @@ TEST_CASE("depth is the role-weighted average engagement of active users", "[sco
   CHECK(h.score_now("a").components.depth == Approx(expected).epsilon(1e-9));
 }
 
-TEST_CASE("idle provisioned seats weigh in at the invited-but-inactive weight", "[scoring][depth]") {
+TEST_CASE("idle provisioned seats weigh in at the invited-but-inactive weight",
+          "[scoring][depth]") {
   Harness h;
   h.send(group("u", "a", kT0, R"({"seats":6})"));
   use(h, "u", 10, kT0);
@@ -49,8 +51,8 @@ TEST_CASE("breadth combines users, departments and shared assets", "[scoring][br
   use(h, "u2", 1, kT0);
   use(h, "u3", 1, kT0);  // no department: counts as a user, not a department
   h.send(track("u1", "Workspace Created", kT0));
-  const double expected = 0.3 * std::log(4.0) / std::log(11.0) + 0.5 * 2.0 / 4.0 +
-                          0.2 * std::log(2.0) / std::log(11.0);
+  const double expected =
+      0.3 * std::log(4.0) / std::log(11.0) + 0.5 * 2.0 / 4.0 + 0.2 * std::log(2.0) / std::log(11.0);
   CHECK(h.score_now("a").components.breadth == Approx(expected).epsilon(1e-9));
   CHECK(h.score_now("a").active_departments == 2);
 }
@@ -99,7 +101,8 @@ TEST_CASE("the composite is the weighted sum of components", "[scoring][composit
   h.send(track("u1", "Billing Page Viewed", kT0));
   const auto s = h.score_now("a");
   const auto& c = s.components;
-  CHECK(s.score == Approx(100 * (0.35 * c.breadth + 0.25 * c.depth + 0.25 * c.fabric + 0.15 * c.fit)));
+  CHECK(s.score ==
+        Approx(100 * (0.35 * c.breadth + 0.25 * c.depth + 0.25 * c.fabric + 0.15 * c.fit)));
   double driver_points = 0;
   for (const auto& d : s.drivers) driver_points += d.points;
   CHECK(driver_points <= s.score + 1e-9);

@@ -1,6 +1,5 @@
 // Every claim of the seeds that the model relies on, one test each, named after the claim.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 
 #include "harness_send.h"
@@ -63,10 +62,13 @@ TEST_CASE("breadth beats headcount: five users across three departments beat fiv
   // Departments are weighted above head count: one more department is worth more than one
   // more user in the same department.
   Harness g;
-  for (int i = 0; i < 3; ++i) member(g, "base", "b" + std::to_string(i), R"({"department":"eng"})", 5);
-  for (int i = 0; i < 3; ++i) member(g, "plus_user", "p" + std::to_string(i), R"({"department":"eng"})", 5);
+  for (int i = 0; i < 3; ++i)
+    member(g, "base", "b" + std::to_string(i), R"({"department":"eng"})", 5);
+  for (int i = 0; i < 3; ++i)
+    member(g, "plus_user", "p" + std::to_string(i), R"({"department":"eng"})", 5);
   member(g, "plus_user", "p3", R"({"department":"eng"})", 5);
-  for (int i = 0; i < 3; ++i) member(g, "plus_dept", "d" + std::to_string(i), R"({"department":"eng"})", 5);
+  for (int i = 0; i < 3; ++i)
+    member(g, "plus_dept", "d" + std::to_string(i), R"({"department":"eng"})", 5);
   member(g, "plus_dept", "d3", R"({"department":"legal"})", 5);
   CHECK(g.score_now("plus_dept").components.breadth - g.score_now("base").components.breadth >
         g.score_now("plus_user").components.breadth - g.score_now("base").components.breadth);

@@ -11,8 +11,9 @@ TEST_CASE("worked example of docs/scoring.md", "[scoring][worked_example]") {
   Harness h;
   const TimeMs t0 = kT0 + 9 * kHour;  // 2026-03-02T09:00:00Z
   REQUIRE(ts(t0) == "2026-03-02T09:00:00.000Z");
-  h.send(group("u1", "acme", t0,
-               R"({"employees":250,"industry":"Software","plan":"team","seats":10,"seat_limit":20})"));
+  h.send(
+      group("u1", "acme", t0,
+            R"({"employees":250,"industry":"Software","plan":"team","seats":10,"seat_limit":20})"));
   for (const char* u : {"u2", "u3", "u4"}) h.send(group(u, "acme", t0));
   h.send(identify("u1", t0, R"({"role":"admin","department":"engineering"})"));
   h.send(identify("u2", t0, R"({"role":"member","department":"marketing"})"));
@@ -22,8 +23,8 @@ TEST_CASE("worked example of docs/scoring.md", "[scoring][worked_example]") {
   for (int i = 0; i < 5; ++i) h.send(track("u2", "Dashboard Viewed", t0));
   for (int i = 0; i < 20; ++i) h.send(track("u3", "Report Created", t0));
   for (int i = 0; i < 3; ++i) h.send(track("u4", "Dashboard Viewed", t0));
-  for (const char* e : {"SSO Configured", "Billing Page Viewed", "Plan Comparison Viewed",
-                        "Contact Sales Clicked"})
+  for (const char* e :
+       {"SSO Configured", "Billing Page Viewed", "Plan Comparison Viewed", "Contact Sales Clicked"})
     h.send(track("u1", e, t0));
   h.send(track("u1", "Seat Added", t0, R"({"seats":5})"));
   h.send(track("u2", "Asset Shared", t0));

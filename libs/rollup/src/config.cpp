@@ -1,9 +1,10 @@
+#include "pqa/rollup/config.h"
+
 #include <algorithm>
 #include <cmath>
 #include <sstream>
 
 #include "pqa/rollup/hash.h"
-#include "pqa/rollup/config.h"
 
 namespace pqa::rollup {
 
@@ -33,7 +34,6 @@ std::vector<EventRule> ModelConfig::default_event_rules() {
       {"Template Published", K::kSharedAsset, 1.0, "", 0.0},
   };
 }
-
 
 namespace {
 
@@ -188,8 +188,8 @@ std::string canonical(const ModelConfig& c) {
     << r.invited_inactive << ' ' << r.champion_engagement << '|';
   o << c.engagement.half_life_days << ' ' << c.engagement.scale << '|';
   const auto& b = c.breadth;
-  o << b.users_weight << ' ' << b.departments_weight << ' ' << b.assets_weight << ' '
-    << b.user_cap << ' ' << b.department_target << ' ' << b.asset_cap << '|';
+  o << b.users_weight << ' ' << b.departments_weight << ' ' << b.assets_weight << ' ' << b.user_cap
+    << ' ' << b.department_target << ' ' << b.asset_cap << '|';
   o << c.fabric.scale;
   for (double v : c.fabric.strengths) o << ' ' << v;
   o << '|';
@@ -205,10 +205,12 @@ std::string canonical(const ModelConfig& c) {
   o << c.activity.active_window_days << ' ' << c.activity.max_departments << '|';
   o << c.default_usage_weight;
   for (const auto& e : c.events)
-    o << '\n' << e.name << '\t' << static_cast<int>(e.kind) << ' ' << e.weight << ' '
-      << e.quantity_property << ' ' << e.seat_delta;
+    o << '\n'
+      << e.name << '\t' << static_cast<int>(e.kind) << ' ' << e.weight << ' ' << e.quantity_property
+      << ' ' << e.seat_delta;
   for (const auto& f : c.fit_rules) {
-    o << '\n' << f.trait << '\t' << static_cast<int>(f.op) << ' ' << f.min << ' ' << f.max << ' '
+    o << '\n'
+      << f.trait << '\t' << static_cast<int>(f.op) << ' ' << f.min << ' ' << f.max << ' '
       << f.weight;
     for (const auto& v : f.values) o << ' ' << v;
   }

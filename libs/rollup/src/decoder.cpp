@@ -12,20 +12,34 @@ namespace pqa::rollup {
 
 std::string_view to_string(DecodeError e) {
   switch (e) {
-    case DecodeError::kOversized: return "oversized";
-    case DecodeError::kMalformedJson: return "malformed_json";
-    case DecodeError::kNotAnObject: return "not_an_object";
-    case DecodeError::kMissingType: return "missing_type";
-    case DecodeError::kUnknownType: return "unknown_type";
-    case DecodeError::kMissingUserId: return "missing_user_id";
-    case DecodeError::kMissingTimestamp: return "missing_timestamp";
-    case DecodeError::kBadTimestamp: return "bad_timestamp";
-    case DecodeError::kMissingEventName: return "missing_event_name";
-    case DecodeError::kMissingGroupId: return "missing_group_id";
-    case DecodeError::kInvalidType: return "invalid_type";
-    case DecodeError::kInvalidValue: return "invalid_value";
-    case DecodeError::kIdTooLong: return "id_too_long";
-    case DecodeError::kUnresolvedAccount: return "unresolved_account";
+    case DecodeError::kOversized:
+      return "oversized";
+    case DecodeError::kMalformedJson:
+      return "malformed_json";
+    case DecodeError::kNotAnObject:
+      return "not_an_object";
+    case DecodeError::kMissingType:
+      return "missing_type";
+    case DecodeError::kUnknownType:
+      return "unknown_type";
+    case DecodeError::kMissingUserId:
+      return "missing_user_id";
+    case DecodeError::kMissingTimestamp:
+      return "missing_timestamp";
+    case DecodeError::kBadTimestamp:
+      return "bad_timestamp";
+    case DecodeError::kMissingEventName:
+      return "missing_event_name";
+    case DecodeError::kMissingGroupId:
+      return "missing_group_id";
+    case DecodeError::kInvalidType:
+      return "invalid_type";
+    case DecodeError::kInvalidValue:
+      return "invalid_value";
+    case DecodeError::kIdTooLong:
+      return "id_too_long";
+    case DecodeError::kUnresolvedAccount:
+      return "unresolved_account";
   }
   return "unknown";
 }
@@ -42,7 +56,9 @@ using simdjson::dom::element;
 using simdjson::dom::element_type;
 using simdjson::dom::object;
 
-DecodeFailure fail(DecodeError code, std::string detail) { return {code, std::move(detail)}; }
+DecodeFailure fail(DecodeError code, std::string detail) {
+  return {code, std::move(detail)};
+}
 
 DecodeFailure wrong_type(std::string_view field, std::string_view expected) {
   return fail(DecodeError::kInvalidType,
@@ -134,11 +150,12 @@ class Reader {
     if (type.empty()) return fail(DecodeError::kMissingType, "field 'type' is required");
     bool known = false;
     event_.type = call_type_of(type, known);
-    if (!known) return fail(DecodeError::kUnknownType, "type '" + clip(type) + "' is not supported");
+    if (!known)
+      return fail(DecodeError::kUnknownType, "type '" + clip(type) + "' is not supported");
     if (event_.type == CallType::kIgnored) return std::move(event_);
 
-    for (auto step : {&Reader::read_ids, &Reader::read_timestamp, &Reader::read_context,
-                      &Reader::read_call}) {
+    for (auto step :
+         {&Reader::read_ids, &Reader::read_timestamp, &Reader::read_context, &Reader::read_call}) {
       if (auto err = (this->*step)()) return *err;
     }
     return std::move(event_);
@@ -146,8 +163,18 @@ class Reader {
 
  private:
   enum TopField {
-    kType, kUserId, kAnonymousId, kMessageId, kTimestamp, kOriginalTimestamp, kContext, kEvent,
-    kProperties, kTraits, kGroupId, kTopFieldCount
+    kType,
+    kUserId,
+    kAnonymousId,
+    kMessageId,
+    kTimestamp,
+    kOriginalTimestamp,
+    kContext,
+    kEvent,
+    kProperties,
+    kTraits,
+    kGroupId,
+    kTopFieldCount
   };
   static constexpr std::array<std::string_view, kTopFieldCount> kTopFields = {
       "type",    "userId", "anonymousId", "messageId", "timestamp", "originalTimestamp",
@@ -158,9 +185,9 @@ class Reader {
   std::optional<DecodeFailure> checked_id(std::string_view key, std::string_view value,
                                           std::string& out) {
     if (value.size() > model_.config().decoder.max_id_bytes)
-      return fail(DecodeError::kIdTooLong, "field '" + std::string(key) + "' is longer than " +
-                                               std::to_string(model_.config().decoder.max_id_bytes) +
-                                               " bytes");
+      return fail(DecodeError::kIdTooLong,
+                  "field '" + std::string(key) + "' is longer than " +
+                      std::to_string(model_.config().decoder.max_id_bytes) + " bytes");
     out.assign(value);
     return std::nullopt;
   }
@@ -187,13 +214,12 @@ class Reader {
       key = "originalTimestamp";
       if (auto err = as_string(f_[kOriginalTimestamp], key, ts)) return err;
     }
-    if (ts.empty())
-      return fail(DecodeError::kMissingTimestamp, "field 'timestamp' is required");
+    if (ts.empty()) return fail(DecodeError::kMissingTimestamp, "field 'timestamp' is required");
     auto parsed = parse_timestamp(ts);
     if (!parsed)
-      return fail(DecodeError::kBadTimestamp,
-                  "field '" + std::string(key) + "' is not an ISO-8601 time in 2000..2099: '" +
-                      clip(ts) + "'");
+      return fail(DecodeError::kBadTimestamp, "field '" + std::string(key) +
+                                                  "' is not an ISO-8601 time in 2000..2099: '" +
+                                                  clip(ts) + "'");
     event_.timestamp = *parsed;
     return std::nullopt;
   }
@@ -233,10 +259,14 @@ class Reader {
 
   std::optional<DecodeFailure> read_call() {
     switch (event_.type) {
-      case CallType::kTrack: return read_track();
-      case CallType::kIdentify: return read_identify();
-      case CallType::kGroup: return read_group();
-      case CallType::kIgnored: break;
+      case CallType::kTrack:
+        return read_track();
+      case CallType::kIdentify:
+        return read_identify();
+      case CallType::kGroup:
+        return read_group();
+      case CallType::kIgnored:
+        break;
     }
     return std::nullopt;
   }
@@ -348,7 +378,8 @@ class Reader {
 
 DecodeResult EventDecoder::decode(std::string_view json) {
   if (json.size() > impl_->capacity)
-    return fail(DecodeError::kOversized, std::to_string(json.size()) + " bytes exceeds the limit of " +
+    return fail(DecodeError::kOversized, std::to_string(json.size()) +
+                                             " bytes exceeds the limit of " +
                                              std::to_string(impl_->capacity));
   // Copy into a buffer with simdjson's required padding; inputs may be views into larger data.
   std::memcpy(impl_->buffer.get(), json.data(), json.size());

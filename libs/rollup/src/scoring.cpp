@@ -8,16 +8,21 @@ namespace pqa::rollup {
 
 std::string_view to_string(SignalKind k) {
   switch (k) {
-    case SignalKind::kThresholdCrossed: return "threshold_crossed";
-    case SignalKind::kSeatExpansion: return "seat_expansion";
-    case SignalKind::kBreadthExpansion: return "breadth_expansion";
+    case SignalKind::kThresholdCrossed:
+      return "threshold_crossed";
+    case SignalKind::kSeatExpansion:
+      return "seat_expansion";
+    case SignalKind::kBreadthExpansion:
+      return "breadth_expansion";
   }
   return "unknown";
 }
 
 namespace {
 
-constexpr double days_ms(double days) { return days * static_cast<double>(kMsPerDay); }
+constexpr double days_ms(double days) {
+  return days * static_cast<double>(kMsPerDay);
+}
 
 const Trait* find_trait(const AccountState& a, std::string_view name) {
   for (const auto& t : a.traits)
@@ -43,16 +48,24 @@ double account_half_life_ms(const Model& model, const AccountState& a) {
   return days_ms(s ? s->half_life_days : model.config().decay.default_half_life_days);
 }
 
-Day window_start(Day today, int window_days) { return today - window_days + 1; }
+Day window_start(Day today, int window_days) {
+  return today - window_days + 1;
+}
 
 FabricCategory category_of(EventKind k) {
   switch (k) {
-    case EventKind::kProvisioning: return FabricCategory::kProvisioning;
-    case EventKind::kAdministration: return FabricCategory::kAdministration;
-    case EventKind::kCommercialIntent: return FabricCategory::kCommercialIntent;
-    case EventKind::kCollaboration: return FabricCategory::kCollaboration;
-    case EventKind::kSharedAsset: return FabricCategory::kSharedAsset;
-    case EventKind::kUsage: break;
+    case EventKind::kProvisioning:
+      return FabricCategory::kProvisioning;
+    case EventKind::kAdministration:
+      return FabricCategory::kAdministration;
+    case EventKind::kCommercialIntent:
+      return FabricCategory::kCommercialIntent;
+    case EventKind::kCollaboration:
+      return FabricCategory::kCollaboration;
+    case EventKind::kSharedAsset:
+      return FabricCategory::kSharedAsset;
+    case EventKind::kUsage:
+      break;
   }
   return FabricCategory::kProvisioning;
 }
@@ -223,10 +236,14 @@ Aggregates aggregate(const Model& model, const AccountState& a, Day today) {
 
 double threshold_of(const BandParams& p, Band b) {
   switch (b) {
-    case Band::kNurture: return p.nurture;
-    case Band::kQualified: return p.qualified;
-    case Band::kHot: return p.hot;
-    case Band::kCold: break;
+    case Band::kNurture:
+      return p.nurture;
+    case Band::kQualified:
+      return p.qualified;
+    case Band::kHot:
+      return p.hot;
+    case Band::kCold:
+      break;
   }
   return 0.0;
 }
@@ -263,9 +280,12 @@ Pattern classify_seats(const SeatParams& p, const SeatMetrics& m) {
 Routing route(const ModelConfig& c, const Score& s) {
   if (s.single_user_activation) return Routing::kEnablement;
   switch (s.band) {
-    case Band::kCold: return Routing::kNone;
-    case Band::kNurture: return Routing::kSelfServe;
-    case Band::kQualified: return Routing::kPlsAssist;
+    case Band::kCold:
+      return Routing::kNone;
+    case Band::kNurture:
+      return Routing::kSelfServe;
+    case Band::kQualified:
+      return Routing::kPlsAssist;
     case Band::kHot:
       return s.expansion_potential >= c.routing.full_sales_expansion_potential
                  ? Routing::kFullSales
@@ -286,14 +306,22 @@ double fit_of(const Model& model, const AccountState& a) {
     const auto* str = std::get_if<std::string>(&t->value);
     bool hit = false;
     switch (r.op) {
-      case FitOp::kExists: hit = true; break;
+      case FitOp::kExists:
+        hit = true;
+        break;
       case FitOp::kEquals:
       case FitOp::kIn:
         if (str) hit = std::find(r.values.begin(), r.values.end(), *str) != r.values.end();
         break;
-      case FitOp::kBetween: hit = num && *num >= r.min && *num <= r.max; break;
-      case FitOp::kAtLeast: hit = num && *num >= r.min; break;
-      case FitOp::kAtMost: hit = num && *num <= r.max; break;
+      case FitOp::kBetween:
+        hit = num && *num >= r.min && *num <= r.max;
+        break;
+      case FitOp::kAtLeast:
+        hit = num && *num >= r.min;
+        break;
+      case FitOp::kAtMost:
+        hit = num && *num <= r.max;
+        break;
     }
     if (hit) matched += r.weight;
   }
@@ -301,7 +329,7 @@ double fit_of(const Model& model, const AccountState& a) {
 }
 
 struct Parts {
-  double users = 0, departments = 0, assets = 0;  // normalised breadth parts (0..1)
+  double users = 0, departments = 0, assets = 0;      // normalised breadth parts (0..1)
   std::array<double, kFabricCategoryCount> fabric{};  // share_c * saturation_c, sums to fabric
 };
 
@@ -374,11 +402,15 @@ double role_weight(const Model& model, const UserState& user, Role* effective_ro
   }
   if (effective_role) *effective_role = role;
   switch (role) {
-    case Role::kAdmin: return r.admin;
-    case Role::kBillingOwner: return r.billing_owner;
-    case Role::kChampion: return r.champion;
+    case Role::kAdmin:
+      return r.admin;
+    case Role::kBillingOwner:
+      return r.billing_owner;
+    case Role::kChampion:
+      return r.champion;
     case Role::kMember:
-    case Role::kUnknown: break;
+    case Role::kUnknown:
+      break;
   }
   return r.member;
 }
@@ -426,22 +458,23 @@ Score evaluate_impl(const Model& model, const AccountState& a, TimeMs now, bool 
   s.decay = a.last_activity == kNoTime ? 1.0 : decay_factor(now - a.last_activity, hl);
   const auto& w = c.weights;
   const double behaviour = 100.0 * s.decay;
-  s.score = std::clamp(behaviour * (w.breadth * s.components.breadth + w.depth * s.components.depth +
-                                    w.fabric * s.components.fabric) +
+  s.score = std::clamp(behaviour * (w.breadth * s.components.breadth +
+                                    w.depth * s.components.depth + w.fabric * s.components.fabric) +
                            100.0 * w.fit * s.components.fit,
                        0.0, 100.0);
 
   if (with_drivers) {
-  std::array<Driver, kDriverCount> drivers = {{
-      {"breadth.active_users", behaviour * w.breadth * c.breadth.users_weight * p.users},
-      {"breadth.departments", behaviour * w.breadth * c.breadth.departments_weight * p.departments},
-      {"breadth.shared_assets", behaviour * w.breadth * c.breadth.assets_weight * p.assets},
-      {"depth", behaviour * w.depth * s.components.depth},
-      {"fit", 100.0 * w.fit * s.components.fit},
-  }};
-  for (std::size_t i = 0; i < kFabricCategoryCount; ++i)
-    drivers[5 + i] = {kFabricDriverNames[i], behaviour * w.fabric * p.fabric[i]};
-  s.drivers = top_drivers(drivers);
+    std::array<Driver, kDriverCount> drivers = {{
+        {"breadth.active_users", behaviour * w.breadth * c.breadth.users_weight * p.users},
+        {"breadth.departments",
+         behaviour * w.breadth * c.breadth.departments_weight * p.departments},
+        {"breadth.shared_assets", behaviour * w.breadth * c.breadth.assets_weight * p.assets},
+        {"depth", behaviour * w.depth * s.components.depth},
+        {"fit", 100.0 * w.fit * s.components.fit},
+    }};
+    for (std::size_t i = 0; i < kFabricCategoryCount; ++i)
+      drivers[5 + i] = {kFabricDriverNames[i], behaviour * w.fabric * p.fabric[i]};
+    s.drivers = top_drivers(drivers);
   }
 
   s.single_user_activation = g.active_users == 1 && s.seats.provisioned_seats >= 2;
@@ -468,9 +501,9 @@ TimeMs decay_crossing(const Model& model, const AccountState& a, const Score& s)
   if (a.band == Band::kCold || a.last_activity == kNoTime) return kNever;
   const double lower = threshold_of(c.bands, a.band) - c.bands.hysteresis;
   const double fit_points = 100.0 * c.weights.fit * s.components.fit;
-  const double behaviour = 100.0 * (c.weights.breadth * s.components.breadth +
-                                    c.weights.depth * s.components.depth +
-                                    c.weights.fabric * s.components.fabric);
+  const double behaviour =
+      100.0 * (c.weights.breadth * s.components.breadth + c.weights.depth * s.components.depth +
+               c.weights.fabric * s.components.fabric);
   if (lower <= fit_points || behaviour <= 0) return kNever;  // fit alone holds the band
   const double ratio = behaviour / (lower - fit_points);
   if (ratio <= 1.0) return a.last_activity;  // already below: due now
@@ -482,10 +515,11 @@ TimeMs decay_crossing(const Model& model, const AccountState& a, const Score& s)
 TimeMs next_timer(const Model& model, const AccountState& a, const Score& s, TimeMs now) {
   TimeMs t = kNever;
   if (!a.buckets.empty())
-    t = std::min(t, start_of_day(a.buckets.front().day + model.config().activity.active_window_days));
+    t = std::min(t,
+                 start_of_day(a.buckets.front().day + model.config().activity.active_window_days));
   if (!a.seat_deltas.empty())
-    t = std::min(t, start_of_day(a.seat_deltas.front().day +
-                                 model.config().seats.velocity_window_days));
+    t = std::min(
+        t, start_of_day(a.seat_deltas.front().day + model.config().seats.velocity_window_days));
   const TimeMs crossing = decay_crossing(model, a, s);
   if (crossing != kNever) t = std::min(t, std::max(crossing, now + 1));
   return t;
@@ -504,7 +538,8 @@ void publish(const Model& model, AccountState& a, TimeMs now, Outcome& out) {
   a.band = s.band;
   a.pattern = s.pattern;
   out.next_timer = next_timer(model, a, s, now);
-  if (band_changed) out.signals.push_back(Signal{SignalKind::kThresholdCrossed, now, s, previous, {}});
+  if (band_changed)
+    out.signals.push_back(Signal{SignalKind::kThresholdCrossed, now, s, previous, {}});
   if (pattern_entered)
     out.signals.push_back(Signal{SignalKind::kSeatExpansion, now, std::move(s), previous, {}});
 }
@@ -554,7 +589,8 @@ void apply_track(const Model& model, AccountState& a, UserState& u, const Event&
   const double quantity = std::max(1.0, e.quantity);
   const double weight = rule->weight * role_weight(model, u) * (1.0 + std::log(quantity));
   if (weight > 0) add_fabric(a, category_of(kind), weight, e.timestamp, hl);
-  if (rule->seat_delta != 0.0) change_seats(model, a, rule->seat_delta * e.quantity, e.timestamp, today);
+  if (rule->seat_delta != 0.0)
+    change_seats(model, a, rule->seat_delta * e.quantity, e.timestamp, today);
   if (kind == EventKind::kSharedAsset) ++a.shared_assets;
 }
 

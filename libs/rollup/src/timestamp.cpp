@@ -35,7 +35,9 @@ constexpr Civil civil_from_days(std::int64_t z) {
   return {static_cast<int>(static_cast<std::int64_t>(yoe) + era * 400 + (m <= 2)), m, d};
 }
 
-constexpr bool is_leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+constexpr bool is_leap(int y) {
+  return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
 constexpr unsigned days_in_month(int y, unsigned m) {
   constexpr std::array<unsigned, 12> kDays{31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
   return m == 2 && is_leap(y) ? 29 : kDays[m - 1];
@@ -91,8 +93,8 @@ std::optional<TimeMs> parse_timestamp(std::string_view s) {
       !expect(s, pos, ':') || !digits(s, pos, 2, second))
     return std::nullopt;
   if (year < 2000 || year > 2099 || month < 1 || month > 12 || day < 1 ||
-      static_cast<unsigned>(day) > days_in_month(year, static_cast<unsigned>(month)) ||
-      hour > 23 || minute > 59 || second > 59)
+      static_cast<unsigned>(day) > days_in_month(year, static_cast<unsigned>(month)) || hour > 23 ||
+      minute > 59 || second > 59)
     return std::nullopt;
   int millis = 0;
   if (pos < s.size() && s[pos] == '.') {

@@ -23,7 +23,7 @@ struct StringHash {
 
 /// How one named `track` event is interpreted.
 struct EventRule {
-  std::string name;               ///< Segment event name, e.g. "Seat Added".
+  std::string name;  ///< Segment event name, e.g. "Seat Added".
   EventKind kind = EventKind::kUsage;
   double weight = 1.0;            ///< Usage: engagement weight. Fabric: weight within category.
   std::string quantity_property;  ///< Property holding a count (seats, invitees); empty: none.

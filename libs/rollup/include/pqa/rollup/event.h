@@ -25,13 +25,13 @@ struct Trait {
 /// One Segment call reduced to what the model reads. Owns its strings.
 struct Event {
   CallType type = CallType::kIgnored;
-  std::string message_id;   ///< `messageId`; may be empty
-  UserId user;              ///< `userId`, else `anonymousId`
+  std::string message_id;      ///< `messageId`; may be empty
+  UserId user;                 ///< `userId`, else `anonymousId`
   AccountId explicit_account;  ///< `context.groupId`, else `groupId` of a group call; may be empty
-  std::string name;         ///< `event` of a track call
-  TimeMs timestamp = 0;     ///< `timestamp` (else `originalTimestamp`), event time
-  const EventRule* rule = nullptr;  ///< taxonomy rule of a track event; nullptr: usage
-  double quantity = 1.0;    ///< the rule's quantity property (default 1)
+  std::string name;            ///< `event` of a track call
+  TimeMs timestamp = 0;        ///< `timestamp` (else `originalTimestamp`), event time
+  const EventRule* rule = nullptr;        ///< taxonomy rule of a track event; nullptr: usage
+  double quantity = 1.0;                  ///< the rule's quantity property (default 1)
   std::optional<std::string> role;        ///< user trait (identify traits or context.traits)
   std::optional<std::string> department;  ///< user trait
   std::vector<Trait> account_traits;      ///< group traits the model reads
@@ -68,7 +68,7 @@ struct DecodeFailure {
 /// Result of decoding one message: the event, or why it was rejected.
 class DecodeResult {
  public:
-  DecodeResult(Event e) : value_(std::move(e)) {}  // NOLINT: implicit by design
+  DecodeResult(Event e) : value_(std::move(e)) {}          // NOLINT: implicit by design
   DecodeResult(DecodeFailure f) : value_(std::move(f)) {}  // NOLINT
   bool ok() const { return std::holds_alternative<Event>(value_); }
   Event& event() { return std::get<Event>(value_); }

@@ -24,14 +24,14 @@ struct Components {
 
 struct Driver {
   std::string_view name;  ///< static text, e.g. "breadth.departments", "fabric.commercial_intent"
-  double points = 0.0;  ///< contribution to the 0..100 score
+  double points = 0.0;    ///< contribution to the 0..100 score
 };
 
 struct SeatMetrics {
   double provisioned_seats = 0.0;
   std::uint32_t active_users = 0;
-  double fill_rate = 0.0;         ///< active users / provisioned seats (0..1)
-  double seat_velocity = 0.0;     ///< net seats provisioned in the trailing window
+  double fill_rate = 0.0;             ///< active users / provisioned seats (0..1)
+  double seat_velocity = 0.0;         ///< net seats provisioned in the trailing window
   double seat_limit_proximity = 0.0;  ///< active users / seat limit; 0 if no limit known
   double seat_limit = 0.0;
 };
@@ -40,7 +40,7 @@ struct SeatMetrics {
 struct Score {
   double score = 0.0;  ///< 0..100
   Components components;
-  double decay = 1.0;  ///< account-level inactivity factor applied to behavioural components
+  double decay = 1.0;       ///< account-level inactivity factor applied to behavioural components
   Band band = Band::kCold;  ///< after hysteresis and the single-user cap
   Routing routing = Routing::kNone;
   std::vector<Driver> drivers;  ///< top three, largest first
@@ -60,9 +60,9 @@ std::string_view to_string(SignalKind k);
 struct Signal {
   SignalKind kind = SignalKind::kThresholdCrossed;
   TimeMs event_time = 0;
-  Score score;             ///< the account's evaluation when the signal fired
+  Score score;                       ///< the account's evaluation when the signal fired
   Band previous_band = Band::kCold;  ///< threshold_crossed
-  std::string department;  ///< breadth_expansion
+  std::string department;            ///< breadth_expansion
 };
 
 /// What one transition produced.

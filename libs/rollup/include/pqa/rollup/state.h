@@ -17,9 +17,9 @@ namespace pqa::rollup {
 /// What one user currently contributes to its account's activity buckets. Kept on the user so
 /// the exact amounts can be taken back out when the user is active again (no rescans).
 struct Booking {
-  Day day = 0;            ///< the bucket (day of last activity); valid only if `active`
+  Day day = 0;  ///< the bucket (day of last activity); valid only if `active`
   bool active = false;
-  double weight = 0.0;    ///< role weight
+  double weight = 0.0;  ///< role weight
   double weighted_engagement = 0.0;
   std::int32_t department = -1;  ///< index into AccountState::departments, -1: none
   bool operator==(const Booking&) const = default;
@@ -69,12 +69,12 @@ struct AccountState {
 
   double seats = 0.0;  ///< provisioned seats (snapshot traits plus provisioning deltas)
   bool seats_known = false;
-  double seat_limit = 0.0;  ///< plan's seat ceiling; 0: unknown
+  double seat_limit = 0.0;             ///< plan's seat ceiling; 0: unknown
   std::vector<SeatDelta> seat_deltas;  ///< per day, within the velocity window, sorted
   std::uint64_t shared_assets = 0;
   std::uint64_t known_users = 0;
 
-  std::vector<Trait> traits;  ///< account traits the model reads, sorted by name
+  std::vector<Trait> traits;      ///< account traits the model reads, sorted by name
   TimeMs traits_as_of = kNoTime;  ///< time of the group call the traits come from (latest wins)
   /// Derived from the traits by refresh_trait_derived() whenever they (or the model) change,
   /// so that scoring an event does not re-run the fit rules and segment rules.

@@ -23,7 +23,9 @@ constexpr Day day_of(TimeMs t) {
   // Floor division, so times before the epoch land on the right day.
   return static_cast<Day>(t >= 0 ? t / kMsPerDay : -((-t + kMsPerDay - 1) / kMsPerDay));
 }
-constexpr TimeMs start_of_day(Day d) { return static_cast<TimeMs>(d) * kMsPerDay; }
+constexpr TimeMs start_of_day(Day d) {
+  return static_cast<TimeMs>(d) * kMsPerDay;
+}
 
 /// A string id that cannot be confused with another kind of id (Redpanda-style named types).
 template <typename Tag>
