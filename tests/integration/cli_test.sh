@@ -57,5 +57,15 @@ check "bad --as-of exits 2" test $? -eq 2
 check "unreadable input exits 3" test $? -eq 3
 check "unreadable input is named" grep -q "missing.jsonl" "$dir/err"
 
+# The example and the two signal lines quoted in README.md.
+"$bin" replay --config "$config" --input "$(dirname "$config")/../docs/examples/worked-example.jsonl" \
+  --signals "$dir/we" --scores "$dir/c" --as-of 2026-04-01T00:00:00Z 2>/dev/null
+readme="$(dirname "$config")/../README.md"
+for id in 3829bc533145d320c392e0ae252c225e 78fc122efccfcf8b7fa990e64795ca7c; do
+  check "README signal $id is what replay emits" \
+    grep -qxF "$(grep -o "{\"signal_id\":\"$id\".*}" "$readme")" "$dir/we"
+done
+check "the worked example gives nine signals" test "$(wc -l <"$dir/we")" -eq 9
+
 echo "cli_test: $failures failure(s)"
 test "$failures" -eq 0
