@@ -128,16 +128,15 @@ std::string Processor::Cause::text() const {
 void Processor::apply(rollup::Event& e, const AccountId& account, const Cause& cause) {
   keys::account(account_key_, account.str());
   const std::string& account_key = account_key_;
-  StoredAccount* stored = accounts_.get(account_key);
+  constexpr auto kUpdate = WriteBackCache<StoredAccount, AccountCodec>::Access::kUpdate;
+  StoredAccount* stored = accounts_.get(account_key, kUpdate);
   if (stored == nullptr) stored = &accounts_.insert(account_key, StoredAccount{});
   keys::user(user_key_, account.str(), e.user.str());
   const std::string& user_key = user_key_;
-  rollup::UserState* user = users_.get(user_key);
+  rollup::UserState* user = users_.get(user_key, decltype(users_)::Access::kUpdate);
   const bool user_is_new = user == nullptr;
   if (user_is_new) user = &users_.insert(user_key, rollup::UserState{});
   auto outcome = rollup::apply_event(model_, stored->state, *user, user_is_new, e, watermark_);
-  users_.mark_dirty(user_key);
-  accounts_.mark_dirty(account_key);
   handle(account, account_key, *stored, std::move(outcome), cause);
 }
 
@@ -176,10 +175,10 @@ void Processor::fire_timer(TimeMs due, const std::string& account_id) {
   const std::string& key = account_key_;
   StoredAccount* stored = accounts_.get(key);
   if (stored == nullptr || stored->timer_due != due) return;  // superseded registration
+  accounts_.mark_dirty(key);
   stored->timer_due = rollup::kNever;
   ++stats_.timers_fired;
   auto outcome = rollup::advance(model_, stored->state, due);
-  accounts_.mark_dirty(key);
   handle(AccountId(account_id), key, *stored, std::move(outcome), Cause{{}, "timer", {}});
 }
 

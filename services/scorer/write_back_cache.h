@@ -33,11 +33,15 @@ class WriteBackCache {
     ring_.reserve(std::min<std::size_t>(capacity_, 1u << 20));
   }
 
+  enum class Access { kRead, kUpdate };
+
   /// The record under `key`, loaded from the store on a miss; nullptr if there is none.
-  /// Throws StoreError on an undecodable record.
-  Value* get(const std::string& key) {
+  /// With Access::kUpdate the record is marked changed (the caller is about to modify it),
+  /// which saves a second lookup. Throws StoreError on an undecodable record.
+  Value* get(const std::string& key, Access access = Access::kRead) {
     if (auto it = entries_.find(key); it != entries_.end()) {
       it->second.referenced = true;
+      if (access == Access::kUpdate) set_dirty(*it);
       return &it->second.value;
     }
     if (auto p = pending_.find(key); p != pending_.end()) {
@@ -49,7 +53,7 @@ class WriteBackCache {
     }
     auto bytes = store_.get(key);
     if (!bytes) return nullptr;
-    return &emplace(key, decode_or_throw(*bytes, key), false);
+    return &emplace(key, decode_or_throw(*bytes, key), access == Access::kUpdate);
   }
 
   /// Adds a new record (marked changed).
@@ -59,11 +63,7 @@ class WriteBackCache {
 
   /// Marks the record under `key` (which must be cached) as changed.
   void mark_dirty(const std::string& key) {
-    auto it = entries_.find(key);
-    if (it != entries_.end() && !it->second.dirty) {
-      it->second.dirty = true;
-      dirty_.insert(&it->first);
-    }
+    if (auto it = entries_.find(key); it != entries_.end()) set_dirty(*it);
   }
 
   /// Moves every change into `out` (each key at most once) and marks the cache clean.
@@ -82,6 +82,13 @@ class WriteBackCache {
   std::size_t dirty_count() const { return dirty_.size() + pending_.size(); }
 
  private:
+  template <typename Item>
+  void set_dirty(Item& item) {
+    if (item.second.dirty) return;
+    item.second.dirty = true;
+    dirty_.insert(&item.first);
+  }
+
   static Value decode_or_throw(const std::string& bytes, const std::string& key) {
     auto value = Codec::decode(bytes);
     if (!value)
@@ -100,7 +107,7 @@ class WriteBackCache {
     if (auto existing = entries_.find(key); existing != entries_.end()) {
       existing->second.value = std::move(value);
       existing->second.referenced = true;
-      if (dirty) mark_dirty(key);
+      if (dirty) set_dirty(*existing);
       return existing->second.value;
     }
     std::size_t slot = ring_.size();
@@ -110,7 +117,7 @@ class WriteBackCache {
       ring_.push_back(&it->first);
     else
       ring_[slot] = &it->first;
-    if (dirty) mark_dirty(key);
+    if (dirty) set_dirty(*it);
     return it->second.value;
   }
 
