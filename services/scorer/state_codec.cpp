@@ -67,20 +67,20 @@ void buckets_to_record(const rollup::AccountState& a, v1::AccountStateRecord& r)
     rb->set_users(b.users);
     rb->set_weight(b.weight);
     rb->set_weighted_engagement(b.weighted_engagement);
-    for (const auto& [dept, users] : b.departments) {
-      auto* d = rb->add_departments();
-      d->set_department(dept);
-      d->set_users(users);
-    }
+  }
+  for (const auto& d : a.department_days) {
+    auto* rd = r.add_department_days();
+    rd->set_day(d.day);
+    rd->set_department(d.department);
+    rd->set_users(d.users);
   }
 }
 
 void buckets_from_record(const v1::AccountStateRecord& r, rollup::AccountState& a) {
-  for (const auto& rb : r.buckets()) {
-    rollup::ActivityBucket b{rb.day(), rb.users(), rb.weight(), rb.weighted_engagement(), {}};
-    for (const auto& d : rb.departments()) b.departments.emplace_back(d.department(), d.users());
-    a.buckets.push_back(std::move(b));
-  }
+  for (const auto& rb : r.buckets())
+    a.buckets.push_back({rb.day(), rb.users(), rb.weight(), rb.weighted_engagement()});
+  for (const auto& d : r.department_days())
+    a.department_days.push_back({d.day(), d.department(), d.users()});
 }
 
 }  // namespace
@@ -119,6 +119,9 @@ std::optional<StoredAccount> decode_account(std::string_view bytes) {
   if (!r.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return std::nullopt;
   if (r.fabric_size() != 0 && r.fabric_size() != static_cast<int>(rollup::kFabricCategoryCount))
     return std::nullopt;
+  if (r.departments_size() > static_cast<int>(rollup::kMaxDepartments)) return std::nullopt;
+  for (const auto& d : r.department_days())
+    if (d.department() < 0 || d.department() >= r.departments_size()) return std::nullopt;
   if (r.band() > static_cast<std::uint32_t>(rollup::Band::kHot) ||
       r.pattern() > static_cast<std::uint32_t>(rollup::Pattern::kContracting))
     return std::nullopt;

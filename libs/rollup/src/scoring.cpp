@@ -93,16 +93,18 @@ std::vector<ActivityBucket>::iterator find_bucket(AccountState& a, Day day) {
   return it != a.buckets.end() && it->day == day ? it : a.buckets.end();
 }
 
-void add_department_count(ActivityBucket& b, std::int32_t dept, int delta) {
+void add_department_count(AccountState& a, Day day, std::int32_t dept, int delta) {
   if (dept < 0) return;
-  auto it = std::lower_bound(b.departments.begin(), b.departments.end(), dept,
-                             [](const auto& p, std::int32_t d) { return p.first < d; });
-  if (it == b.departments.end() || it->first != dept) {
+  auto it = std::lower_bound(a.department_days.begin(), a.department_days.end(),
+                             std::pair{day, dept}, [](const DepartmentDay& x, const auto& key) {
+                               return std::pair{x.day, x.department} < key;
+                             });
+  if (it == a.department_days.end() || it->day != day || it->department != dept) {
     if (delta < 0) return;  // nothing booked: nothing to take back
-    it = b.departments.insert(it, {dept, 0u});
+    it = a.department_days.insert(it, {day, dept, 0u});
   }
-  it->second = static_cast<std::uint32_t>(static_cast<int>(it->second) + delta);
-  if (it->second == 0) b.departments.erase(it);
+  it->users = static_cast<std::uint32_t>(static_cast<int>(it->users) + delta);
+  if (it->users == 0) a.department_days.erase(it);
 }
 
 void unbook(AccountState& a, const Booking& booking) {
@@ -110,7 +112,7 @@ void unbook(AccountState& a, const Booking& booking) {
   auto it = find_bucket(a, booking.day);
   if (it == a.buckets.end()) return;  // the bucket expired: the booking left with it
   it->users -= 1;
-  add_department_count(*it, booking.department, -1);
+  add_department_count(a, booking.day, booking.department, -1);
   if (it->users == 0) {
     a.buckets.erase(it);  // also discards accumulated rounding error
   } else {
@@ -131,7 +133,7 @@ void book(AccountState& a, const Booking& booking) {
   it->users += 1;
   it->weight += booking.weight;
   it->weighted_engagement += booking.weighted_engagement;
-  add_department_count(*it, booking.department, +1);
+  add_department_count(a, booking.day, booking.department, +1);
 }
 
 /// Drops what has left its window: whole activity buckets and seat-velocity days.
@@ -140,6 +142,9 @@ void expire(const Model& model, AccountState& a, Day today) {
   auto first_live = std::find_if(a.buckets.begin(), a.buckets.end(),
                                  [&](const ActivityBucket& b) { return b.day >= active_from; });
   a.buckets.erase(a.buckets.begin(), first_live);
+  auto first_dept = std::find_if(a.department_days.begin(), a.department_days.end(),
+                                 [&](const DepartmentDay& d) { return d.day >= active_from; });
+  a.department_days.erase(a.department_days.begin(), first_dept);
   const Day velocity_from = window_start(today, model.config().seats.velocity_window_days);
   auto first_delta = std::find_if(a.seat_deltas.begin(), a.seat_deltas.end(),
                                   [&](const SeatDelta& d) { return d.day >= velocity_from; });
@@ -215,18 +220,18 @@ struct Aggregates {
 Aggregates aggregate(const Model& model, const AccountState& a, Day today) {
   Aggregates g;
   const Day from = window_start(today, model.config().activity.active_window_days);
-  std::bitset<kMaxDepartments> seen;
   for (const auto& b : a.buckets) {
     if (b.day < from) continue;
     g.active_users += b.users;
     g.weight += b.weight;
     g.weighted_engagement += b.weighted_engagement;
-    for (const auto& [dept, users] : b.departments) {
-      const auto d = static_cast<std::size_t>(dept);
-      if (users > 0 && !seen.test(d)) {
-        seen.set(d);
-        ++g.departments;
-      }
+  }
+  std::bitset<kMaxDepartments> seen;
+  for (const auto& d : a.department_days) {
+    const auto dept = static_cast<std::size_t>(d.department);
+    if (d.day >= from && d.users > 0 && !seen.test(dept)) {
+      seen.set(dept);
+      ++g.departments;
     }
   }
   return g;

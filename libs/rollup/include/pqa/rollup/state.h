@@ -42,9 +42,16 @@ struct ActivityBucket {
   std::uint32_t users = 0;
   double weight = 0.0;
   double weighted_engagement = 0.0;
-  /// (department index, users) pairs, sorted by index.
-  std::vector<std::pair<std::int32_t, std::uint32_t>> departments;
   bool operator==(const ActivityBucket&) const = default;
+};
+
+/// Users of one department whose last activity fell on one day. Kept in one flat vector per
+/// account (not inside each bucket) so that evaluating an account touches contiguous memory.
+struct DepartmentDay {
+  Day day = 0;
+  std::int32_t department = 0;  ///< index into AccountState::departments
+  std::uint32_t users = 0;
+  bool operator==(const DepartmentDay&) const = default;
 };
 
 struct SeatDelta {
@@ -59,8 +66,10 @@ struct AccountState {
   /// Activity buckets of the last `active_window_days`, sorted by day. Users whose last activity
   /// is older are inactive; whole buckets expire on a timer.
   std::vector<ActivityBucket> buckets;
+  /// The same days split by department, sorted by (day, department).
+  std::vector<DepartmentDay> department_days;
   /// Every department ever seen active, in order of first activity (index = id). Which of them
-  /// are active now is derived from the buckets.
+  /// are active now is derived from department_days.
   std::vector<std::string> departments;
   /// Decayed fabric strength per category, all with one landmark.
   std::array<double, kFabricCategoryCount> fabric{};
