@@ -129,7 +129,7 @@ struct EventDecoder::Impl {
 
   explicit Impl(std::size_t max_bytes)
       : parser(max_bytes),
-        buffer(std::make_unique<char[]>(max_bytes + simdjson::SIMDJSON_PADDING)),
+        buffer(std::make_unique<char[]>(max_bytes + simdjson::SIMDJSON_PADDING)),  // zeroed
         capacity(max_bytes) {}
 };
 
@@ -382,8 +382,8 @@ DecodeResult EventDecoder::decode(std::string_view json) {
                                              " bytes exceeds the limit of " +
                                              std::to_string(impl_->capacity));
   // Copy into a buffer with simdjson's required padding; inputs may be views into larger data.
+  // The padding must be readable, not zero: the buffer was value-initialised once.
   std::memcpy(impl_->buffer.get(), json.data(), json.size());
-  std::memset(impl_->buffer.get() + json.size(), 0, simdjson::SIMDJSON_PADDING);
   element doc;
   if (auto err = impl_->parser.parse(impl_->buffer.get(), json.size(), false).get(doc))
     return fail(DecodeError::kMalformedJson, simdjson::error_message(err));
