@@ -290,6 +290,9 @@ void read_state(Section s, ServiceConfig& c) {
     cache.finish();
   }
   s.read("flush_every_events", c.processor.flush_every_events);
+  std::size_t max_pending_mb = c.processor.max_pending_bytes >> 20;
+  s.read("max_pending_mb", max_pending_mb);
+  c.processor.max_pending_bytes = max_pending_mb << 20;
   {
     Section r = s.child("rocksdb");
     std::size_t block_cache_mb = c.rocksdb.block_cache_bytes >> 20;

@@ -93,7 +93,10 @@ std::optional<rollup::DecodeFailure> Processor::process(std::string_view message
   if (e.type == rollup::CallType::kGroup) remember_identity(e);
   apply(e, *account, Cause{e.message_id, fallback_cause, message});
   ++stats_.processed;
-  if (++since_flush_ >= options_.flush_every_events) flush();
+  if (++since_flush_ >= options_.flush_every_events ||
+      accounts_.pending_bytes() + users_.pending_bytes() + identities_.pending_bytes() >
+          options_.max_pending_bytes)
+    flush();
   return std::nullopt;
 }
 

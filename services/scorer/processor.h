@@ -32,8 +32,11 @@ struct ProcessorOptions {
   std::size_t account_cache_entries = 200'000;
   std::size_t user_cache_entries = 1'000'000;
   std::size_t identity_cache_entries = 1'000'000;
-  /// Changed state is written to the store in one batch every this many events.
-  std::size_t flush_every_events = 100'000;
+  /// Changed state is written to the store in one batch every this many events, or sooner
+  /// when changed records evicted from the caches exceed max_pending_bytes. Rarer flushes
+  /// coalesce more writes of hot accounts; the caches bound the memory either way.
+  std::size_t flush_every_events = 1'000'000;
+  std::size_t max_pending_bytes = 64u << 20;
 };
 
 struct ProcessorStats {

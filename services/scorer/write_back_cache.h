@@ -48,6 +48,7 @@ class WriteBackCache {
       // Back from pending: it becomes a changed entry again, and pending forgets it, so a key
       // is never written twice in one batch.
       auto value = decode_or_throw(p->second, key);
+      pending_bytes_ -= p->first.size() + p->second.size();
       pending_.erase(p);
       return &emplace(key, std::move(value), true);
     }
@@ -70,6 +71,7 @@ class WriteBackCache {
   void collect_writes(WriteSet& out) {
     for (auto& [k, v] : pending_) out.puts.emplace_back(k, std::move(v));
     pending_.clear();
+    pending_bytes_ = 0;
     for (const std::string* key : dirty_) {
       auto& entry = entries_.at(*key);
       out.puts.emplace_back(*key, Codec::encode(entry.value));
@@ -79,6 +81,8 @@ class WriteBackCache {
   }
 
   std::size_t size() const { return entries_.size(); }
+  /// Bytes of changed records evicted since the last collect_writes (memory awaiting a flush).
+  std::size_t pending_bytes() const { return pending_bytes_; }
   std::size_t dirty_count() const { return dirty_.size() + pending_.size(); }
 
  private:
@@ -133,7 +137,9 @@ class WriteBackCache {
         continue;
       }
       if (it->second.dirty) {
-        pending_[it->first] = Codec::encode(it->second.value);
+        std::string bytes = Codec::encode(it->second.value);
+        pending_bytes_ += it->first.size() + bytes.size();
+        pending_[it->first] = std::move(bytes);  // a key is never in pending and cached at once
         dirty_.erase(&it->first);
       }
       entries_.erase(it);
@@ -148,6 +154,7 @@ class WriteBackCache {
   std::size_t hand_ = 0;
   std::unordered_set<const std::string*> dirty_;
   std::unordered_map<std::string, std::string> pending_;
+  std::size_t pending_bytes_ = 0;
 };
 
 }  // namespace pqa::scorer

@@ -25,7 +25,8 @@ TEST_CASE("the shipped config loads and matches the documented defaults", "[conf
   expected.decay.segments = {
       {"smb", 0, 99, 10.0}, {"mid_market", 100, 999, 14.0}, {"enterprise", 1000, 1e18, 30.0}};
   CHECK(rollup::Model(config.model).version() == rollup::Model(expected).version());
-  CHECK(config.processor.flush_every_events == 100000);
+  CHECK(config.processor.flush_every_events == 1000000);
+  CHECK(config.processor.max_pending_bytes == 64u << 20);
   CHECK(config.rocksdb.block_cache_bytes == 256u << 20);
 }
 

@@ -156,3 +156,18 @@ TEST_CASE("signal ids depend on the triggering input and the transition", "[proc
   s.score.band = rollup::Band::kHot;
   CHECK(id != scorer::make_signal_id("v", acc, s, "m1"));
 }
+
+TEST_CASE("evicted changes past max_pending_bytes force a flush", "[processor][cache]") {
+  scorer::ProcessorOptions options;
+  options.account_cache_entries = 1;
+  options.user_cache_entries = 1;
+  options.flush_every_events = 1'000'000;
+  options.max_pending_bytes = 1;  // any eviction of a changed record
+  Harness h(shipped_model_config(), options);
+  h.send_all(sample_stream());
+  CHECK(h.processor.stats().flushes > 100);
+  options.max_pending_bytes = 64u << 20;
+  Harness roomy(shipped_model_config(), options);
+  roomy.send_all(sample_stream());
+  CHECK(roomy.processor.stats().flushes == 0);
+}
