@@ -112,10 +112,13 @@ void for_each_item(const YAML::Node& list, const std::string& path, Fn fn) {
 
 void read_taxonomy(Section s, rollup::ModelConfig& m) {
   s.read("default_usage_weight", m.default_usage_weight);
+  std::set<std::string> listed;
   for_each_item(s.get("events"), s.key_path("events"), [&](Section item) {
     EventRule rule;
     item.read("name", rule.name);
     if (rule.name.empty()) throw ConfigException(item.key_path("name"), "is required");
+    if (!listed.insert(rule.name).second)
+      throw ConfigException(item.key_path("name"), "event '" + rule.name + "' is listed twice");
     auto existing = std::find_if(m.events.begin(), m.events.end(),
                                  [&](const EventRule& r) { return r.name == rule.name; });
     if (existing != m.events.end()) rule = *existing;  // override the default field by field
@@ -135,7 +138,9 @@ void read_taxonomy(Section s, rollup::ModelConfig& m) {
 }
 
 void read_fit(Section s, rollup::ModelConfig& m) {
-  for_each_item(s.get("rules"), s.key_path("rules"), [&](Section item) {
+  const YAML::Node rules = s.get("rules");
+  if (rules && !rules.IsNull()) m.fit_rules.clear();  // a listed set replaces the defaults
+  for_each_item(rules, s.key_path("rules"), [&](Section item) {
     FitRule rule;
     item.read("trait", rule.trait);
     item.read("weight", rule.weight);
@@ -190,7 +195,9 @@ void read_fit(Section s, rollup::ModelConfig& m) {
 
 void read_decay(Section s, rollup::ModelConfig& m) {
   s.read("default_half_life_days", m.decay.default_half_life_days);
-  for_each_item(s.get("segments"), s.key_path("segments"), [&](Section item) {
+  const YAML::Node segments = s.get("segments");
+  if (segments && !segments.IsNull()) m.decay.segments.clear();  // replaces the defaults
+  for_each_item(segments, s.key_path("segments"), [&](Section item) {
     rollup::SegmentRule seg;
     item.read("name", seg.name);
     item.read("min_employees", seg.min_employees);
@@ -317,16 +324,7 @@ void read_state(Section s, ServiceConfig& c) {
     throw ConfigException("state.rocksdb.write_buffer_mb", "must be at least 1");
 }
 
-}  // namespace
-
-ServiceConfig parse_config(const std::string& yaml_text) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml_text);
-  } catch (const YAML::Exception& e) {
-    throw ConfigException(
-        "(yaml)", "not valid YAML at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
-  }
+ServiceConfig parse_config_node(const YAML::Node& root) {
   ServiceConfig c;
   Section top(root, "");
   read_model(top.child("model"), c.model);
@@ -334,6 +332,7 @@ ServiceConfig parse_config(const std::string& yaml_text) {
     Section input = top.child("input");
     input.read("max_event_bytes", c.model.decoder.max_event_bytes);
     input.read("max_id_bytes", c.model.decoder.max_id_bytes);
+    input.read("max_clock_jump_days", c.model.decoder.max_clock_jump_days);
     input.finish();
   }
   read_state(top.child("state"), c);
@@ -348,6 +347,17 @@ ServiceConfig parse_config(const std::string& yaml_text) {
         errors.front().problem);
   }
   return c;
+}
+
+}  // namespace
+
+ServiceConfig parse_config(const std::string& yaml_text) {
+  try {
+    return parse_config_node(YAML::Load(yaml_text));
+  } catch (const YAML::Exception& e) {  // syntax errors, and odd shapes such as a list as a key
+    throw ConfigException(
+        "(yaml)", "not valid YAML at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
 }
 
 ServiceConfig load_config(const std::string& path) {

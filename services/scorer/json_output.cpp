@@ -1,5 +1,6 @@
 #include "json_output.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 
@@ -44,12 +45,18 @@ void append_escaped(std::string& out, std::string_view s) {
 
 /// Fixed-point with at most `decimals` digits, trailing zeros trimmed ("61.5", "0", "0.0713").
 void append_number(std::string& out, double v, int decimals) {
+  // Values are bounded by construction; clamp anyway so that the output is always JSON.
   if (!std::isfinite(v)) v = 0.0;
+  v = std::clamp(v, -1e15, 1e15);
   const double scale = std::pow(10.0, decimals);
   v = std::round(v * scale) / scale;
   if (v == 0.0) v = 0.0;  // no "-0"
   char buf[64];
   auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed, decimals);
+  if (ec != std::errc()) {
+    out.push_back('0');
+    return;
+  }
   std::string_view s(buf, static_cast<std::size_t>(end - buf));
   if (s.find('.') != std::string_view::npos) {
     while (s.back() == '0') s.remove_suffix(1);

@@ -44,7 +44,8 @@ Processor::Processor(const rollup::Model& model, StateStore& store, SignalSink& 
 void Processor::restore() {
   if (auto wm = store_.get(keys::meta("watermark"))) watermark_ = std::stoll(*wm);
   // State written under other model parameters keeps its history, but what the parameters
-  // derive from traits (fit, segment) is recomputed before use.
+  // derive from traits (fit, segment) is recomputed, and every account is re-evaluated at the
+  // clock by a timer, so that band changes the new parameters imply are published.
   const auto version = store_.get(keys::meta("model_version"));
   const bool model_changed = version.has_value() && *version != model_.version();
   WriteSet rewritten;
@@ -52,12 +53,18 @@ void Processor::restore() {
   store_.scan(std::string(1, keys::kAccount), [&](std::string_view key, std::string_view value) {
     auto stored = decode_account(value);
     if (!stored) throw StoreError("corrupt account record during restore");
-    if (stored->timer_due != rollup::kNever)
-      timers_.emplace(stored->timer_due, std::string(key.substr(1)));
     if (model_changed) {
       rollup::refresh_trait_derived(model_, stored->state);
+      if (watermark_ != rollup::kNoTime)
+        stored->timer_due = std::min(stored->timer_due, watermark_);
       rewritten.puts.emplace_back(std::string(key), encode(*stored));
+      if (rewritten.puts.size() >= 10'000) {  // bounded memory however many accounts
+        store_.commit(rewritten);
+        rewritten = {};
+      }
     }
+    if (stored->timer_due != rollup::kNever)
+      timers_.emplace(stored->timer_due, std::string(key.substr(1)));
   });
   rewritten.puts.emplace_back(keys::meta("model_version"), model_.version());
   store_.commit(rewritten);
@@ -88,16 +95,31 @@ std::optional<rollup::DecodeFailure> Processor::process(std::string_view message
                                  "no groupId, and user '" + e.user.str().substr(0, 64) +
                                      "' was never tied to an account by a group call"};
   }
+  const auto jump_days = model_.config().decoder.max_clock_jump_days;
+  if (jump_days > 0 && watermark_ != rollup::kNoTime &&
+      e.timestamp > watermark_ + jump_days * rollup::kMsPerDay) {
+    reject(rollup::DecodeError::kTooFarAhead);
+    return rollup::DecodeFailure{rollup::DecodeError::kTooFarAhead,
+                                 "timestamp " + rollup::format_timestamp(e.timestamp) +
+                                     " is more than " + std::to_string(jump_days) +
+                                     " days ahead of the stream's clock " +
+                                     rollup::format_timestamp(watermark_)};
+  }
   if (watermark_ == rollup::kNoTime || e.timestamp > watermark_) advance_to(e.timestamp);
 
   if (e.type == rollup::CallType::kGroup) remember_identity(e);
   apply(e, *account, Cause{e.message_id, fallback_cause, message});
   ++stats_.processed;
-  if (++since_flush_ >= options_.flush_every_events ||
+  ++since_flush_;
+  flush_if_due();
+  return std::nullopt;
+}
+
+void Processor::flush_if_due() {
+  if (since_flush_ >= options_.flush_every_events ||
       accounts_.pending_bytes() + users_.pending_bytes() + identities_.pending_bytes() >
           options_.max_pending_bytes)
     flush();
-  return std::nullopt;
 }
 
 std::optional<AccountId> Processor::resolve_account(const rollup::Event& e) {
@@ -123,7 +145,7 @@ void Processor::remember_identity(const rollup::Event& e) {
 std::string Processor::Cause::text() const {
   if (!message_id.empty()) return std::string(message_id);
   if (!fallback.empty()) return std::string(fallback);
-  std::string hashed = "sha:";
+  std::string hashed = "fnv:";
   rollup::detail::append_hex(hashed, rollup::detail::fnv1a64(message));
   return hashed;
 }
@@ -169,6 +191,7 @@ void Processor::advance_to(TimeMs t) {
     auto [due, account_id] = *timers_.begin();
     timers_.erase(timers_.begin());
     fire_timer(due, account_id);
+    flush_if_due();  // a long jump fires many timers: keep evicted changes within their bound
   }
   if (watermark_ == rollup::kNoTime || t > watermark_) watermark_ = t;
 }

@@ -114,6 +114,8 @@ class Processor {
               rollup::Outcome&& outcome, const Cause& cause);
   void schedule(const std::string& account_id, StoredAccount& stored, rollup::TimeMs due);
   void restore();
+  /// Flushes when N events have passed or evicted changes exceed their byte bound.
+  void flush_if_due();
   void reject(rollup::DecodeError code);
 
   const rollup::Model& model_;

@@ -1,5 +1,8 @@
 #include "state_codec.h"
 
+#include <cmath>
+#include <limits>
+
 #include "pqa/v1/pqa.pb.h"
 
 namespace pqa::scorer {
@@ -83,6 +86,49 @@ void buckets_from_record(const v1::AccountStateRecord& r, rollup::AccountState& 
     a.department_days.push_back({d.day(), d.department(), d.users()});
 }
 
+// Bounds for stored values: a record outside them is corrupt (or not ours), and is rejected
+// rather than fed into arithmetic that could overflow.
+constexpr std::int64_t kMinTime = 0;                  // 1970
+constexpr std::int64_t kMaxTime = 7'258'118'400'000;  // 2200
+constexpr std::int32_t kMaxDay = 80'000;              // ~2189
+bool time_ok(std::int64_t t) {
+  return t >= kMinTime && t <= kMaxTime;
+}
+bool day_ok(std::int32_t d) {
+  return d >= 0 && d <= kMaxDay;
+}
+bool number_ok(double v) {
+  return std::isfinite(v) && std::abs(v) <= 1e15;
+}
+
+bool account_record_ok(const v1::AccountStateRecord& r) {
+  for (const auto& b : r.buckets())
+    if (!day_ok(b.day()) || b.users() == 0 || !number_ok(b.weight()) ||
+        !number_ok(b.weighted_engagement()))
+      return false;
+  for (const auto& d : r.department_days())
+    if (!day_ok(d.day()) || d.users() == 0) return false;
+  for (const auto& d : r.seat_deltas())
+    if (!day_ok(d.day()) || !number_ok(d.delta())) return false;
+  for (double f : r.fabric())
+    if (!number_ok(f) || f < 0) return false;
+  for (auto t : {r.has_fabric_as_of_ms() ? r.fabric_as_of_ms() : 0,
+                 r.has_last_activity_ms() ? r.last_activity_ms() : 0,
+                 r.has_traits_as_of_ms() ? r.traits_as_of_ms() : 0,
+                 r.has_clock_ms() ? r.clock_ms() : 0, r.has_timer_due_ms() ? r.timer_due_ms() : 0})
+    if (!time_ok(t)) return false;
+  if (r.has_expired_before() && !day_ok(r.expired_before())) return false;
+  return number_ok(r.seats()) && number_ok(r.seat_limit()) && number_ok(r.fit());
+}
+
+bool user_record_ok(const v1::UserStateRecord& r) {
+  return number_ok(r.usage().value()) &&
+         (!r.usage().has_as_of_ms() || time_ok(r.usage().as_of_ms())) &&
+         (!r.has_last_active_ms() || time_ok(r.last_active_ms())) &&
+         (!r.has_traits_as_of_ms() || time_ok(r.traits_as_of_ms())) && day_ok(r.booking().day()) &&
+         number_ok(r.booking().weight()) && number_ok(r.booking().weighted_engagement());
+}
+
 }  // namespace
 
 std::string encode(const StoredAccount& stored) {
@@ -94,7 +140,7 @@ std::string encode(const StoredAccount& stored) {
   set_time(a.fabric_as_of, &r, &v1::AccountStateRecord::set_fabric_as_of_ms);
   set_time(a.last_activity, &r, &v1::AccountStateRecord::set_last_activity_ms);
   r.set_seats(a.seats);
-  r.set_seats_known(a.seats_known);
+  r.set_seat_snapshot_seen(a.seat_snapshot_seen);
   r.set_seat_limit(a.seat_limit);
   for (const auto& d : a.seat_deltas) {
     auto* rd = r.add_seat_deltas();
@@ -109,6 +155,8 @@ std::string encode(const StoredAccount& stored) {
   r.set_pattern(static_cast<std::uint32_t>(a.pattern));
   set_time(a.clock, &r, &v1::AccountStateRecord::set_clock_ms);
   if (stored.timer_due != rollup::kNever) r.set_timer_due_ms(stored.timer_due);
+  if (a.expired_before != std::numeric_limits<rollup::Day>::min())
+    r.set_expired_before(a.expired_before);
   r.set_fit(a.fit);
   r.set_segment(a.segment);
   return serialize(r);
@@ -119,6 +167,7 @@ std::optional<StoredAccount> decode_account(std::string_view bytes) {
   if (!r.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return std::nullopt;
   if (r.fabric_size() != 0 && r.fabric_size() != static_cast<int>(rollup::kFabricCategoryCount))
     return std::nullopt;
+  if (!account_record_ok(r)) return std::nullopt;
   if (r.departments_size() > static_cast<int>(rollup::kMaxDepartments)) return std::nullopt;
   for (const auto& d : r.department_days())
     if (d.department() < 0 || d.department() >= r.departments_size()) return std::nullopt;
@@ -133,7 +182,7 @@ std::optional<StoredAccount> decode_account(std::string_view bytes) {
   a.fabric_as_of = PQA_GET_TIME(r, fabric_as_of_ms);
   a.last_activity = PQA_GET_TIME(r, last_activity_ms);
   a.seats = r.seats();
-  a.seats_known = r.seats_known();
+  a.seat_snapshot_seen = r.seat_snapshot_seen();
   a.seat_limit = r.seat_limit();
   for (const auto& d : r.seat_deltas()) a.seat_deltas.push_back({d.day(), d.delta()});
   a.shared_assets = r.shared_assets();
@@ -144,6 +193,7 @@ std::optional<StoredAccount> decode_account(std::string_view bytes) {
   a.pattern = static_cast<rollup::Pattern>(r.pattern());
   a.clock = PQA_GET_TIME(r, clock_ms);
   stored.timer_due = r.has_timer_due_ms() ? r.timer_due_ms() : rollup::kNever;
+  if (r.has_expired_before()) a.expired_before = r.expired_before();
   a.fit = r.fit();
   a.segment = r.segment();
   return stored;
@@ -157,13 +207,15 @@ std::string encode(const rollup::UserState& u) {
   to_record(u.usage, r.mutable_usage());
   set_time(u.last_active, &r, &v1::UserStateRecord::set_last_active_ms);
   to_record(u.booking, r.mutable_booking());
+  set_time(u.traits_as_of, &r, &v1::UserStateRecord::set_traits_as_of_ms);
   return serialize(r);
 }
 
 std::optional<rollup::UserState> decode_user(std::string_view bytes) {
   v1::UserStateRecord r;
   if (!r.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return std::nullopt;
-  if (r.explicit_role() > static_cast<std::uint32_t>(rollup::Role::kBillingOwner))
+  if (r.explicit_role() > static_cast<std::uint32_t>(rollup::Role::kBillingOwner) ||
+      !user_record_ok(r))
     return std::nullopt;
   rollup::UserState u;
   u.explicit_role = static_cast<rollup::Role>(r.explicit_role());
@@ -172,6 +224,7 @@ std::optional<rollup::UserState> decode_user(std::string_view bytes) {
   u.usage = from_record(r.usage());
   u.last_active = PQA_GET_TIME(r, last_active_ms);
   u.booking = from_record(r.booking());
+  u.traits_as_of = PQA_GET_TIME(r, traits_as_of_ms);
   return u;
 }
 

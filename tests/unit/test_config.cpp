@@ -19,20 +19,27 @@ std::string key_of_error(const std::string& yaml) {
 }
 }  // namespace
 
-TEST_CASE("the shipped config loads and matches the documented defaults", "[config]") {
-  const auto config = scorer::load_config(std::string(PQA_SOURCE_DIR) + "/config/scorer.yaml");
-  auto expected = test::shipped_model_config();
-  expected.decay.segments = {
-      {"smb", 0, 99, 10.0}, {"mid_market", 100, 999, 14.0}, {"enterprise", 1000, 1e18, 30.0}};
-  CHECK(rollup::Model(config.model).version() == rollup::Model(expected).version());
-  CHECK(config.processor.flush_every_events == 1000000);
-  CHECK(config.processor.max_pending_bytes == 64u << 20);
-  CHECK(config.rocksdb.block_cache_bytes == 256u << 20);
+TEST_CASE("the shipped config is the built-in defaults", "[config]") {
+  const auto shipped = scorer::load_config(std::string(PQA_SOURCE_DIR) + "/config/scorer.yaml");
+  const auto empty = parse_config("");
+  CHECK(rollup::Model(shipped.model).version() == rollup::Model(empty.model).version());
+  CHECK(rollup::Model(shipped.model).version() == rollup::Model(rollup::ModelConfig{}).version());
+  CHECK(shipped.processor.flush_every_events == empty.processor.flush_every_events);
+  CHECK(shipped.processor.max_pending_bytes == empty.processor.max_pending_bytes);
+  CHECK(shipped.processor.account_cache_entries == empty.processor.account_cache_entries);
+  CHECK(shipped.rocksdb.block_cache_bytes == empty.rocksdb.block_cache_bytes);
+  CHECK(shipped.model.decoder.max_clock_jump_days == 30);
 }
 
-TEST_CASE("an empty config means every default", "[config]") {
-  const auto config = parse_config("");
-  CHECK(rollup::Model(config.model).version() == rollup::Model(rollup::ModelConfig{}).version());
+TEST_CASE("a listed set of fit rules or segments replaces the defaults", "[config]") {
+  const auto c = parse_config(R"(
+model:
+  fit: { rules: [ { trait: plan, equals: Enterprise, weight: 1 } ] }
+  decay: { segments: [] }
+)");
+  REQUIRE(c.model.fit_rules.size() == 1);
+  CHECK(c.model.fit_rules[0].values == std::vector<std::string>{"enterprise"});
+  CHECK(c.model.decay.segments.empty());
 }
 
 TEST_CASE("config errors name the key and the problem", "[config]") {
@@ -52,6 +59,12 @@ TEST_CASE("config errors name the key and the problem", "[config]") {
   CHECK(key_of_error("state: {rocksdb: {disable_wal: maybe}}") == "state.rocksdb.disable_wal");
   CHECK(key_of_error("model: [1, 2]") == "model");
   CHECK(key_of_error("model: {weights: {breadth: 0.5\n") == "(yaml)");
+  CHECK(key_of_error("model: {[a, b]: 1}") == "(yaml)");  // a list as a key
+  CHECK(key_of_error("model: {taxonomy: {events: [{name: X}, {name: X}]}}") ==
+        "model.taxonomy.events[1].name");
+  CHECK(key_of_error("model: {taxonomy: {events: [{name: X, seat_delta: 1e300}]}}") ==
+        "model.taxonomy.events[22].seat_delta");
+  CHECK(key_of_error("input: {max_clock_jump_days: -1}") == "input.max_clock_jump_days");
   try {
     parse_config("model: {bands: {hot: abc}}");
   } catch (const ConfigException& e) {
@@ -73,7 +86,7 @@ model:
   CHECK(model.rule_for("Seat Added")->quantity_property == "seats");  // kept from the default
   REQUIRE(model.rule_for("Deal Room Opened") != nullptr);
   CHECK(model.rule_for("Deal Room Opened")->kind == rollup::EventKind::kCommercialIntent);
-  CHECK(model.rule_for("Report Created") == nullptr);
+  CHECK(model.rule_for("Dashboard Viewed") == nullptr);
 }
 
 TEST_CASE("the model version changes with any parameter", "[config]") {

@@ -46,7 +46,7 @@ TEST_CASE_METHOD(Fixture, "decoder reads a track call with context.groupId", "[d
 }
 
 TEST_CASE_METHOD(Fixture, "decoder treats unnamed track events as usage", "[decoder]") {
-  auto e = ok(R"({"type":"track","anonymousId":"anon-1","event":"Report Created",
+  auto e = ok(R"({"type":"track","anonymousId":"anon-1","event":"Dashboard Viewed",
                   "timestamp":"2026-01-05T10:00:00Z"})");
   CHECK(e.rule == nullptr);
   CHECK(e.user.str() == "anon-1");  // anonymousId stands in for a missing userId

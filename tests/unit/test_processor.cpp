@@ -171,3 +171,48 @@ TEST_CASE("evicted changes past max_pending_bytes force a flush", "[processor][c
   roomy.send_all(sample_stream());
   CHECK(roomy.processor.stats().flushes == 0);
 }
+
+TEST_CASE("an event far ahead of the stream's clock is rejected", "[processor][time]") {
+  Harness h;
+  h.send(group("u1", "acme", kT0));
+  h.send(track("u1", "Report Created", kT0 + 29 * kDay));  // a quiet month is fine
+  auto failure = h.processor.process(track("u1", "Report Created", kT0 + 60 * kDay));
+  REQUIRE(failure.has_value());
+  CHECK(failure->code == rollup::DecodeError::kTooFarAhead);
+  CHECK(h.processor.watermark() == kT0 + 29 * kDay);  // the clock did not move
+}
+
+TEST_CASE("a corrupt stored record stops processing instead of being guessed around",
+          "[processor][store]") {
+  Harness h;
+  scorer::WriteSet garbage;
+  garbage.puts.emplace_back(scorer::keys::account("acme"), std::string("\xff\xff\x01garbage"));
+  h.store->commit(garbage);
+  CHECK_THROWS_AS(h.processor.process(group("u1", "acme", kT0)), scorer::StoreError);
+  // A well-formed record with values no scorer writes (a bucket with no users) is corrupt too.
+  scorer::StoredAccount bad;
+  bad.state.buckets.push_back({20000, 0, 1.0, 1.0});
+  CHECK_FALSE(scorer::decode_account(scorer::encode(bad)).has_value());
+  bad.state.buckets[0].users = 1;
+  CHECK(scorer::decode_account(scorer::encode(bad)).has_value());
+}
+
+TEST_CASE("a changed model re-evaluates stored accounts at start-up", "[processor][restart]") {
+  auto store = scorer::make_memory_store();
+  CollectingSink sink;
+  {
+    const rollup::Model model{shipped_model_config()};
+    scorer::Processor first(model, *store, sink);
+    for (const auto& line : sample_stream()) REQUIRE_FALSE(first.process(line));
+    first.flush();
+  }
+  auto lower = shipped_model_config();
+  lower.bands = {10.0, 20.0, 30.0, 3.0};  // every active account is now at least qualified
+  const rollup::Model model(lower);
+  sink.signals.clear();
+  scorer::Processor second(model, *store, sink);
+  second.advance_to(second.watermark());
+  const auto up = sink.of_kind(rollup::SignalKind::kThresholdCrossed);
+  REQUIRE(up.size() == 3);
+  for (const auto& s : up) CHECK(s.signal.score.band > s.signal.previous_band);
+}

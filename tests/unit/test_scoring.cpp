@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "harness_send.h"
+#include "state_codec.h"
 
 using namespace pqa;
 using namespace pqa::test;
@@ -265,4 +266,58 @@ TEST_CASE("roles are inferred from behaviour when no role trait is given", "[sco
   CHECK(rollup::role_weight(model, u, &role) == 1.5);
   u.explicit_role = rollup::Role::kMember;  // an explicit role always wins
   CHECK(rollup::role_weight(model, u, &role) == 1.0);
+}
+
+TEST_CASE("before any seat snapshot, provisioning adds to the known users", "[scoring][seats]") {
+  Harness h;
+  for (int i = 0; i < 30; ++i) h.send(group("u" + std::to_string(i), "a", kT0));
+  for (int i = 0; i < 3; ++i) h.send(track("u" + std::to_string(i), "Dashboard Viewed", kT0));
+  CHECK(h.score_now("a").seats.provisioned_seats == 30);
+  h.send(track("u0", "User Invited", kT0 + 1));
+  auto s = h.score_now("a");
+  CHECK(s.seats.provisioned_seats == 31);
+  CHECK(s.seats.fill_rate == Approx(3.0 / 31));
+  CHECK(s.seats.seat_velocity == 1);
+  CHECK(s.pattern != Pattern::kHealthyExpansion);
+  // The first snapshot replaces the estimate and is not growth.
+  h.send(group("u0", "a", kT0 + 2, R"({"seats":40})"));
+  s = h.score_now("a");
+  CHECK(s.seats.provisioned_seats == 40);
+  CHECK(s.seats.seat_velocity == 1);
+}
+
+TEST_CASE("user traits follow the latest call, not the last processed", "[scoring][late]") {
+  Harness h;
+  h.send(group("u1", "a", kT0));
+  h.send(identify("u1", kT0 + 10 * 60'000, R"({"role":"admin","department":"eng"})"));
+  h.send(track("u1", "Dashboard Viewed", kT0 + 11 * 60'000));
+  h.send(identify("u1", kT0, R"({"role":"member","department":"sales"})"));  // older, late
+  const auto breadth = h.sink.of_kind(rollup::SignalKind::kBreadthExpansion);
+  REQUIRE(breadth.size() == 1);
+  CHECK(breadth[0].signal.department == "eng");
+  h.processor.flush();
+  const auto user = scorer::decode_user(h.store->get(scorer::keys::user("a", "u1")).value());
+  CHECK(user->explicit_role == rollup::Role::kAdmin);
+}
+
+TEST_CASE("a booking on an expired day is never taken from a new bucket", "[scoring][timers]") {
+  // Expire day 0 under a 28-day window, then widen the window to 60 days: day 0 must stay gone.
+  auto config = shipped_model_config();
+  const rollup::Model narrow(config);
+  config.activity.active_window_days = 60;
+  const rollup::Model wide(config);
+  rollup::AccountState account;
+  rollup::UserState y, x;
+  rollup::Event e;
+  e.type = rollup::CallType::kTrack;
+  e.timestamp = kT0;
+  (void)rollup::apply_event(narrow, account, y, true, e, kT0);
+  (void)rollup::advance(narrow, account, kT0 + 30 * kDay);  // day 0 expires
+  REQUIRE(account.buckets.empty());
+  (void)rollup::apply_event(wide, account, x, true, e, kT0 + 30 * kDay);  // late, day 0
+  CHECK(account.buckets.empty());                                         // not re-created
+  e.timestamp = kT0 + 30 * kDay;
+  (void)rollup::apply_event(wide, account, y, false, e, kT0 + 30 * kDay);
+  REQUIRE(account.buckets.size() == 1);
+  CHECK(account.buckets[0].users == 1);
 }

@@ -144,7 +144,7 @@ TEST_CASE("account-fabric events are first-class signals", "[seed][claim]") {
     const std::string a = acc;
     member(h, a, a + "-u", R"({"department":"eng"})", 10);
   }
-  for (const char* e : {"Seat Added", "SSO Configured", "Billing Page Viewed", "Asset Shared"})
+  for (const char* e : {"SCIM Connected", "SSO Configured", "Billing Page Viewed", "Asset Shared"})
     h.send(track("fabric-u", e, kT0 + kHour));
   const auto plain = h.score_now("plain");
   const auto fabric = h.score_now("fabric");

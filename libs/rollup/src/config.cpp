@@ -32,6 +32,23 @@ std::vector<EventRule> ModelConfig::default_event_rules() {
       {"Workspace Created", K::kSharedAsset, 1.0, "", 0.0},
       {"Shared Project Created", K::kSharedAsset, 1.0, "", 0.0},
       {"Template Published", K::kSharedAsset, 1.0, "", 0.0},
+      // Core workflow events weigh more in engagement than views.
+      {"Report Created", K::kUsage, 2.0, "", 0.0},
+      {"Query Run", K::kUsage, 2.0, "", 0.0},
+      {"Integration Synced", K::kUsage, 2.0, "", 0.0},
+  };
+}
+
+std::vector<FitRule> ModelConfig::default_fit_rules() {
+  return {
+      {"employees", FitOp::kBetween, {}, 50.0, 5000.0, 0.4},
+      {"industry",
+       FitOp::kIn,
+       {"software", "fintech", "saas", "technology", "financial services"},
+       0.0,
+       0.0,
+       0.3},
+      {"plan", FitOp::kIn, {"team", "business", "pro"}, 0.0, 0.0, 0.3},
   };
 }
 
@@ -64,7 +81,7 @@ void check_events(const ModelConfig& c, Checker& ck) {
     const std::string key = "taxonomy.events[" + std::to_string(i) + "]";
     if (e.name.empty()) ck.add(key + ".name", "must not be empty");
     ck.non_negative(key + ".weight", e.weight);
-    ck.finite(key + ".seat_delta", e.seat_delta);
+    if (!(std::abs(e.seat_delta) <= 1e6)) ck.add(key + ".seat_delta", "must be within +-1000000");
     names.push_back(e.name);
   }
   std::sort(names.begin(), names.end());
@@ -167,6 +184,8 @@ std::vector<ConfigError> validate(const ModelConfig& c) {
     ck.add("decoder.max_event_bytes", "must be between 64 and 16777216");
   if (c.decoder.max_id_bytes < 1 || c.decoder.max_id_bytes > 4096)
     ck.add("decoder.max_id_bytes", "must be between 1 and 4096");
+  if (c.decoder.max_clock_jump_days < 0 || c.decoder.max_clock_jump_days > 36500)
+    ck.add("decoder.max_clock_jump_days", "must be between 0 and 36500");
 
   ck.non_negative("taxonomy.default_usage_weight", c.default_usage_weight);
   check_events(c, ck);

@@ -40,6 +40,8 @@ std::string_view to_string(DecodeError e) {
       return "id_too_long";
     case DecodeError::kUnresolvedAccount:
       return "unresolved_account";
+    case DecodeError::kTooFarAhead:
+      return "too_far_ahead";
   }
   return "unknown";
 }

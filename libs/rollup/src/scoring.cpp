@@ -108,7 +108,7 @@ void add_department_count(AccountState& a, Day day, std::int32_t dept, int delta
 }
 
 void unbook(AccountState& a, const Booking& booking) {
-  if (!booking.active) return;
+  if (!booking.active || booking.day < a.expired_before) return;  // gone with its bucket
   auto it = find_bucket(a, booking.day);
   if (it == a.buckets.end()) return;  // the bucket expired: the booking left with it
   it->users -= 1;
@@ -122,7 +122,7 @@ void unbook(AccountState& a, const Booking& booking) {
 }
 
 void book(AccountState& a, const Booking& booking) {
-  if (!booking.active) return;
+  if (!booking.active || booking.day < a.expired_before) return;
   auto it = std::lower_bound(a.buckets.begin(), a.buckets.end(), booking.day,
                              [](const ActivityBucket& b, Day d) { return b.day < d; });
   if (it == a.buckets.end() || it->day != booking.day) {
@@ -139,6 +139,7 @@ void book(AccountState& a, const Booking& booking) {
 /// Drops what has left its window: whole activity buckets and seat-velocity days.
 void expire(const Model& model, AccountState& a, Day today) {
   const Day active_from = window_start(today, model.config().activity.active_window_days);
+  a.expired_before = std::max(a.expired_before, active_from);
   auto first_live = std::find_if(a.buckets.begin(), a.buckets.end(),
                                  [&](const ActivityBucket& b) { return b.day >= active_from; });
   a.buckets.erase(a.buckets.begin(), first_live);
@@ -164,8 +165,8 @@ void record_seat_delta(const Model& model, AccountState& a, double delta, TimeMs
 
 void change_seats(const Model& model, AccountState& a, double delta, TimeMs t, Day today) {
   const double before = a.seats;
-  a.seats = std::max(0.0, a.seats + delta);
-  a.seats_known = true;
+  // Before a snapshot `seats` is a net change relative to the known users, so it may be < 0.
+  a.seats = a.seat_snapshot_seen ? std::max(0.0, a.seats + delta) : a.seats + delta;
   record_seat_delta(model, a, a.seats - before, t, today);
 }
 
@@ -188,9 +189,10 @@ void apply_account_traits(const Model& model, AccountState& a, const Event& e, D
     if (value == nullptr) continue;
     if (t.name == "seat_limit") a.seat_limit = *value;
     if (t.name != "seats") continue;
-    const double before = a.seats_known ? a.seats : *value;  // a first snapshot is not growth
+    const double before =
+        a.seat_snapshot_seen ? a.seats : *value;  // a first snapshot is not growth
     a.seats = *value;
-    a.seats_known = true;
+    a.seat_snapshot_seen = true;
     record_seat_delta(model, a, a.seats - before, e.timestamp, today);
   }
 }
@@ -341,7 +343,8 @@ struct Parts {
 SeatMetrics seat_metrics(const Model& model, const AccountState& a, const Aggregates& g,
                          Day today) {
   SeatMetrics m;
-  const double provisioned = a.seats_known ? a.seats : static_cast<double>(a.known_users);
+  const double provisioned =
+      a.seat_snapshot_seen ? a.seats : static_cast<double>(a.known_users) + a.seats;
   m.active_users = g.active_users;
   m.provisioned_seats = std::max(provisioned, static_cast<double>(g.active_users));
   m.fill_rate = m.provisioned_seats > 0 ? g.active_users / m.provisioned_seats : 0.0;
@@ -554,7 +557,7 @@ void rebook(const Model& model, AccountState& a, UserState& u, Day today, TimeMs
             Outcome& out) {
   Booking next;
   const Day from = window_start(today, model.config().activity.active_window_days);
-  if (u.last_active != kNoTime && day_of(u.last_active) >= from) {
+  if (u.last_active != kNoTime && day_of(u.last_active) >= std::max(from, a.expired_before)) {
     next.active = true;
     next.day = day_of(u.last_active);
     next.weight = role_weight(model, u);
@@ -608,8 +611,11 @@ Outcome apply_event(const Model& model, AccountState& account, UserState& user, 
   const Day today = day_of(now);
   expire(model, account, today);
   if (user_is_new) ++account.known_users;
-  if (event.role) user.explicit_role = parse_role(*event.role);
-  if (event.department) user.department = *event.department;
+  if ((event.role || event.department) && event.timestamp >= user.traits_as_of) {
+    user.traits_as_of = event.timestamp;  // the latest call wins, whatever the arrival order
+    if (event.role) user.explicit_role = parse_role(*event.role);
+    if (event.department) user.department = *event.department;
+  }
   if (event.type == CallType::kGroup) apply_account_traits(model, account, event, today);
   if (event.type == CallType::kTrack) apply_track(model, account, user, event, today);
   rebook(model, account, user, today, now, out);

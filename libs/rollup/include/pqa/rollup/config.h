@@ -92,7 +92,10 @@ struct FabricParams {
 
 struct DecayParams {
   double default_half_life_days = 14.0;
-  std::vector<SegmentRule> segments;  ///< optional; empty: every account uses the default
+  /// First match wins; an account matching none (or without `employees`) uses the default.
+  std::vector<SegmentRule> segments = {{"smb", 0.0, 99.0, 10.0},
+                                       {"mid_market", 100.0, 999.0, 14.0},
+                                       {"enterprise", 1000.0, 1e18, 30.0}};
 };
 
 struct BandParams {
@@ -126,6 +129,9 @@ struct ActivityParams {
 struct DecoderParams {
   std::size_t max_event_bytes = 32 * 1024;
   std::size_t max_id_bytes = 256;
+  /// An event more than this far ahead of the stream's clock is rejected (a bogus future
+  /// timestamp would otherwise age every account at once); 0 disables the check.
+  int max_clock_jump_days = 30;
 };
 
 struct ModelConfig {
@@ -142,9 +148,12 @@ struct ModelConfig {
   DecoderParams decoder;
   std::vector<EventRule> events = default_event_rules();
   double default_usage_weight = 1.0;
-  std::vector<FitRule> fit_rules;
+  std::vector<FitRule> fit_rules = default_fit_rules();
 
+  /// The taxonomy of docs/scoring.md, core workflow usage weights included.
   static std::vector<EventRule> default_event_rules();
+  /// Employees 50..5000 (0.4), a software-like industry (0.3), a team-or-larger plan (0.3).
+  static std::vector<FitRule> default_fit_rules();
 };
 
 /// A configuration problem: the dotted key and what is wrong with it.

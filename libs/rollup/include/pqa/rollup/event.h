@@ -53,8 +53,10 @@ enum class DecodeError : std::uint8_t {
   kIdTooLong,
   /// Decoded fine, but no account: no groupId and the user was never tied to one by a group call.
   kUnresolvedAccount,
+  /// Decoded fine, but its time is further ahead of the stream's clock than allowed.
+  kTooFarAhead,
 };
-inline constexpr std::size_t kDecodeErrorCount = 14;
+inline constexpr std::size_t kDecodeErrorCount = 15;
 
 /// Stable snake_case reason, used in logs, metrics labels and dead-letter headers.
 std::string_view to_string(DecodeError e);

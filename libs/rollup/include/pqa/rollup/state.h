@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,6 +33,7 @@ struct UserState {
   std::string department;               ///< from the `department` trait
   DecayedSum usage;                     ///< weighted product usage
   TimeMs last_active = kNoTime;         ///< latest track event time
+  TimeMs traits_as_of = kNoTime;        ///< time of the call `role`/`department` came from
   Booking booking;
   bool operator==(const UserState&) const = default;
 };
@@ -66,6 +68,9 @@ struct AccountState {
   /// Activity buckets of the last `active_window_days`, sorted by day. Users whose last activity
   /// is older are inactive; whole buckets expire on a timer.
   std::vector<ActivityBucket> buckets;
+  /// Days before this have expired and never come back, even if the window is later widened:
+  /// a user's booking on such a day is gone with its bucket.
+  Day expired_before = std::numeric_limits<Day>::min();
   /// The same days split by department, sorted by (day, department).
   std::vector<DepartmentDay> department_days;
   /// Every department ever seen active, in order of first activity (index = id). Which of them
@@ -76,8 +81,10 @@ struct AccountState {
   TimeMs fabric_as_of = kNoTime;
   TimeMs last_activity = kNoTime;  ///< latest track event of any user
 
-  double seats = 0.0;  ///< provisioned seats (snapshot traits plus provisioning deltas)
-  bool seats_known = false;
+  /// After a `seats` snapshot: the snapshot plus later provisioning deltas. Before any
+  /// snapshot: the net provisioning deltas alone, added to the known users.
+  double seats = 0.0;
+  bool seat_snapshot_seen = false;
   double seat_limit = 0.0;             ///< plan's seat ceiling; 0: unknown
   std::vector<SeatDelta> seat_deltas;  ///< per day, within the velocity window, sorted
   std::uint64_t shared_assets = 0;
