@@ -6,7 +6,6 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "state_store.h"
@@ -24,6 +23,16 @@ namespace pqa::scorer {
 /// next victim (it was marked referenced). Not thread-safe: owned by one processor.
 template <typename Value, typename Codec>
 class WriteBackCache {
+ private:
+  static constexpr std::size_t kClean = static_cast<std::size_t>(-1);
+
+  struct Entry {
+    Value value;
+    std::size_t dirty_index = kClean;  ///< position in dirty_, kClean when unchanged
+    bool referenced = true;
+  };
+  using Item = typename std::unordered_map<std::string, Entry>::value_type;
+
  public:
   WriteBackCache(StateStore& store, std::size_t capacity)
       : store_(store), capacity_(capacity < 1 ? 1 : capacity) {
@@ -72,10 +81,9 @@ class WriteBackCache {
     for (auto& [k, v] : pending_) out.puts.emplace_back(k, std::move(v));
     pending_.clear();
     pending_bytes_ = 0;
-    for (const std::string* key : dirty_) {
-      auto& entry = entries_.at(*key);
-      out.puts.emplace_back(*key, Codec::encode(entry.value));
-      entry.dirty = false;
+    for (Item* item : dirty_) {
+      out.puts.emplace_back(item->first, Codec::encode(item->second.value));
+      item->second.dirty_index = kClean;
     }
     dirty_.clear();
   }
@@ -86,11 +94,19 @@ class WriteBackCache {
   std::size_t dirty_count() const { return dirty_.size() + pending_.size(); }
 
  private:
-  template <typename Item>
   void set_dirty(Item& item) {
-    if (item.second.dirty) return;
-    item.second.dirty = true;
-    dirty_.insert(&item.first);
+    if (item.second.dirty_index != kClean) return;
+    item.second.dirty_index = dirty_.size();
+    dirty_.push_back(&item);
+  }
+
+  /// Takes a changed entry off the dirty list in O(1) (the last one moves into its place).
+  void unlist_dirty(Item& item) {
+    const std::size_t i = item.second.dirty_index;
+    dirty_[i] = dirty_.back();
+    dirty_[i]->second.dirty_index = i;
+    dirty_.pop_back();
+    item.second.dirty_index = kClean;
   }
 
   static Value decode_or_throw(const std::string& bytes, const std::string& key) {
@@ -101,11 +117,6 @@ class WriteBackCache {
     return std::move(*value);
   }
 
-  struct Entry {
-    Value value;
-    bool dirty = false;
-    bool referenced = true;
-  };
 
   Value& emplace(const std::string& key, Value value, bool dirty) {
     if (auto existing = entries_.find(key); existing != entries_.end()) {
@@ -116,7 +127,7 @@ class WriteBackCache {
     }
     std::size_t slot = ring_.size();
     if (entries_.size() >= capacity_) slot = evict_one();
-    auto it = entries_.try_emplace(key, Entry{std::move(value), false, true}).first;
+    auto it = entries_.try_emplace(key, Entry{std::move(value), kClean, true}).first;
     if (slot == ring_.size())
       ring_.push_back(&it->first);
     else
@@ -136,11 +147,11 @@ class WriteBackCache {
         ++hand_;
         continue;
       }
-      if (it->second.dirty) {
+      if (it->second.dirty_index != kClean) {
         std::string bytes = Codec::encode(it->second.value);
         pending_bytes_ += it->first.size() + bytes.size();
         pending_[it->first] = std::move(bytes);  // a key is never in pending and cached at once
-        dirty_.erase(&it->first);
+        unlist_dirty(*it);
       }
       entries_.erase(it);
       return hand_++;
@@ -152,7 +163,7 @@ class WriteBackCache {
   std::unordered_map<std::string, Entry> entries_;
   std::vector<const std::string*> ring_;  ///< keys in clock order (pointers into entries_)
   std::size_t hand_ = 0;
-  std::unordered_set<const std::string*> dirty_;
+  std::vector<Item*> dirty_;  ///< changed entries (map nodes are stable), each once
   std::unordered_map<std::string, std::string> pending_;
   std::size_t pending_bytes_ = 0;
 };
