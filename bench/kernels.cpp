@@ -37,14 +37,16 @@ const std::string kGroup =
 
 void BM_DecodeTrack(benchmark::State& state) {
   EventDecoder decoder(model());
-  for (auto _ : state) benchmark::DoNotOptimize(decoder.decode(kTrack));
+  Event event;
+  for (auto _ : state) benchmark::DoNotOptimize(decoder.decode_into(kTrack, event));
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * kTrack.size()));
 }
 BENCHMARK(BM_DecodeTrack);
 
 void BM_DecodeGroup(benchmark::State& state) {
   EventDecoder decoder(model());
-  for (auto _ : state) benchmark::DoNotOptimize(decoder.decode(kGroup));
+  Event event;
+  for (auto _ : state) benchmark::DoNotOptimize(decoder.decode_into(kGroup, event));
 }
 BENCHMARK(BM_DecodeGroup);
 

@@ -77,12 +77,11 @@ void Processor::reject(rollup::DecodeError code) {
 
 std::optional<rollup::DecodeFailure> Processor::process(std::string_view message,
                                                         std::string_view fallback_cause) {
-  auto result = decoder_.decode(message);
-  if (!result.ok()) {
-    reject(result.failure().code);
-    return result.failure();
+  rollup::Event& e = event_;  // reused: decoding allocates nothing once its buffers have grown
+  if (auto failure = decoder_.decode_into(message, e)) {
+    reject(failure->code);
+    return failure;
   }
-  rollup::Event& e = result.event();
   if (e.type == rollup::CallType::kIgnored) {
     ++stats_.processed;
     ++stats_.ignored;

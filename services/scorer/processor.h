@@ -123,6 +123,7 @@ class Processor {
   SignalSink& sink_;
   ProcessorOptions options_;
   rollup::EventDecoder decoder_;
+  rollup::Event event_;  ///< the event being processed, reused from message to message
   WriteBackCache<StoredAccount, AccountCodec> accounts_;
   WriteBackCache<rollup::UserState, UserCodec> users_;
   WriteBackCache<Identity, IdentityCodec> identities_;

@@ -117,7 +117,6 @@ class WriteBackCache {
     return std::move(*value);
   }
 
-
   Value& emplace(const std::string& key, Value value, bool dirty) {
     if (auto existing = entries_.find(key); existing != entries_.end()) {
       existing->second.value = std::move(value);

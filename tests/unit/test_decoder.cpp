@@ -185,3 +185,28 @@ TEST_CASE("timestamps parse ISO-8601 with offsets and fractions", "[decoder][tim
   for (TimeMs t : {946684800000LL, 1767607200123LL, 4102444799999LL})
     CHECK(parse_timestamp(format_timestamp(t)) == t);
 }
+
+TEST_CASE_METHOD(Fixture, "a reused event carries nothing over from the previous message",
+                 "[decoder]") {
+  Event e;
+  REQUIRE_FALSE(decoder.decode_into(
+      R"({"type":"group","userId":"u1","groupId":"acme","timestamp":"2026-01-05T10:00:00Z",
+          "messageId":"m1","traits":{"plan":"team"},"context":{"traits":{"role":"admin"}}})",
+      e));
+  REQUIRE(e.role.has_value());
+  REQUIRE_FALSE(decoder.decode_into(
+      R"({"type":"track","anonymousId":"a2","event":"Dashboard Viewed",
+          "timestamp":"2026-01-05T11:00:00Z"})",
+      e));
+  CHECK(e.type == CallType::kTrack);
+  CHECK(e.user.str() == "a2");
+  CHECK(e.message_id.empty());
+  CHECK(e.explicit_account.empty());
+  CHECK_FALSE(e.role.has_value());
+  CHECK(e.account_traits.empty());
+  CHECK(e.rule == nullptr);
+  // After a rejection the event's content is unspecified; callers use only the failure.
+  const auto failure = decoder.decode_into(R"({"type":"track","userId":"u3","event":5})", e);
+  REQUIRE(failure.has_value());
+  CHECK(failure->code == DecodeError::kInvalidType);
+}

@@ -144,23 +144,24 @@ namespace {
 /// Decoding of one parsed document; split out so each step reads as one short function.
 class Reader {
  public:
-  Reader(const Model& model, const object& root) : model_(model), f_(pick(root, kTopFields)) {}
+  Reader(const Model& model, const object& root, Event& out)
+      : model_(model), f_(pick(root, kTopFields)), event_(out) {}
 
-  DecodeResult run() {
+  std::optional<DecodeFailure> run() {
     std::string_view type;
-    if (auto err = as_string(f_[kType], "type", type)) return *err;
+    if (auto err = as_string(f_[kType], "type", type)) return err;
     if (type.empty()) return fail(DecodeError::kMissingType, "field 'type' is required");
     bool known = false;
     event_.type = call_type_of(type, known);
     if (!known)
       return fail(DecodeError::kUnknownType, "type '" + clip(type) + "' is not supported");
-    if (event_.type == CallType::kIgnored) return std::move(event_);
+    if (event_.type == CallType::kIgnored) return std::nullopt;
 
     for (auto step :
          {&Reader::read_ids, &Reader::read_timestamp, &Reader::read_context, &Reader::read_call}) {
-      if (auto err = (this->*step)()) return *err;
+      if (auto err = (this->*step)()) return err;
     }
-    return std::move(event_);
+    return std::nullopt;
   }
 
  private:
@@ -184,12 +185,16 @@ class Reader {
 
   static std::string clip(std::string_view s) { return std::string(s.substr(0, 64)); }
 
+  std::optional<DecodeFailure> check_length(std::string_view key, std::string_view value) const {
+    if (value.size() <= model_.config().decoder.max_id_bytes) return std::nullopt;
+    return fail(DecodeError::kIdTooLong, "field '" + std::string(key) + "' is longer than " +
+                                             std::to_string(model_.config().decoder.max_id_bytes) +
+                                             " bytes");
+  }
+
   std::optional<DecodeFailure> checked_id(std::string_view key, std::string_view value,
-                                          std::string& out) {
-    if (value.size() > model_.config().decoder.max_id_bytes)
-      return fail(DecodeError::kIdTooLong,
-                  "field '" + std::string(key) + "' is longer than " +
-                      std::to_string(model_.config().decoder.max_id_bytes) + " bytes");
+                                          std::string& out) const {
+    if (auto err = check_length(key, value)) return err;
     out.assign(value);
     return std::nullopt;
   }
@@ -202,9 +207,8 @@ class Reader {
     const std::string_view id = !user.empty() ? user : anon;
     if (id.empty())
       return fail(DecodeError::kMissingUserId, "one of 'userId' or 'anonymousId' is required");
-    std::string uid;
-    if (auto err = checked_id(!user.empty() ? "userId" : "anonymousId", id, uid)) return err;
-    event_.user = UserId(std::move(uid));
+    if (auto err = check_length(!user.empty() ? "userId" : "anonymousId", id)) return err;
+    event_.user.assign(id);
     return checked_id("messageId", message, event_.message_id);
   }
 
@@ -234,9 +238,8 @@ class Reader {
     std::string_view group;
     if (auto err = as_string(fields[0], "context.groupId", group)) return err;
     if (!group.empty()) {
-      std::string id;
-      if (auto err = checked_id("context.groupId", group, id)) return err;
-      event_.explicit_account = AccountId(std::move(id));
+      if (auto err = check_length("context.groupId", group)) return err;
+      event_.explicit_account.assign(group);
     }
     std::optional<object> traits;
     if (auto err = as_object(fields[1], "context.traits", traits)) return err;
@@ -309,9 +312,8 @@ class Reader {
     if (auto err = as_string(f_[kGroupId], "groupId", group)) return err;
     if (group.empty()) return fail(DecodeError::kMissingGroupId, "field 'groupId' is required");
     if (event_.explicit_account.empty()) {
-      std::string id;
-      if (auto err = checked_id("groupId", group, id)) return err;
-      event_.explicit_account = AccountId(std::move(id));
+      if (auto err = check_length("groupId", group)) return err;
+      event_.explicit_account.assign(group);
     }
     std::optional<object> traits;
     if (auto err = as_object(f_[kTraits], "traits", traits)) return err;
@@ -373,12 +375,27 @@ class Reader {
 
   const Model& model_;
   std::array<Field, kTopFieldCount> f_;
-  Event event_;
+  Event& event_;
 };
 
 }  // namespace
 
-DecodeResult EventDecoder::decode(std::string_view json) {
+void Event::reset() {
+  type = CallType::kIgnored;
+  message_id.clear();
+  user.clear();
+  explicit_account.clear();
+  name.clear();
+  timestamp = 0;
+  rule = nullptr;
+  quantity = 1.0;
+  role.reset();
+  department.reset();
+  account_traits.clear();
+}
+
+std::optional<DecodeFailure> EventDecoder::decode_into(std::string_view json, Event& out) {
+  out.reset();
   if (json.size() > impl_->capacity)
     return fail(DecodeError::kOversized, std::to_string(json.size()) +
                                              " bytes exceeds the limit of " +
@@ -392,7 +409,13 @@ DecodeResult EventDecoder::decode(std::string_view json) {
   object root;
   if (doc.get_object().get(root) != simdjson::SUCCESS)
     return fail(DecodeError::kNotAnObject, "an event must be a JSON object");
-  return Reader(model_, root).run();
+  return Reader(model_, root, out).run();
+}
+
+DecodeResult EventDecoder::decode(std::string_view json) {
+  Event event;
+  if (auto failure = decode_into(json, event)) return std::move(*failure);
+  return event;
 }
 
 }  // namespace pqa::rollup

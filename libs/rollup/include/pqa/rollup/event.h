@@ -35,6 +35,9 @@ struct Event {
   std::optional<std::string> role;        ///< user trait (identify traits or context.traits)
   std::optional<std::string> department;  ///< user trait
   std::vector<Trait> account_traits;      ///< group traits the model reads
+
+  /// Back to a default event, keeping the strings' capacity for the next decode.
+  void reset();
 };
 
 enum class DecodeError : std::uint8_t {
@@ -89,6 +92,11 @@ class EventDecoder {
   EventDecoder(const EventDecoder&) = delete;
   EventDecoder& operator=(const EventDecoder&) = delete;
 
+  /// Decodes into `out` (reset first; its buffers are reused, so a long-lived Event makes the
+  /// hot path allocation-free). Returns why the message was rejected, if it was; after a
+  /// rejection the content of `out` is unspecified.
+  [[nodiscard]] std::optional<DecodeFailure> decode_into(std::string_view json, Event& out);
+  /// Convenience for tests and tools: the same, returning a fresh Event or the failure.
   [[nodiscard]] DecodeResult decode(std::string_view json);
 
  private:

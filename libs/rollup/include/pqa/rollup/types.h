@@ -35,6 +35,9 @@ class StrongId {
   explicit StrongId(std::string value) : value_(std::move(value)) {}
   const std::string& str() const { return value_; }
   bool empty() const { return value_.empty(); }
+  /// Replaces the value, reusing the allocated capacity (hot-path decoding reuses events).
+  void assign(std::string_view v) { value_.assign(v); }
+  void clear() { value_.clear(); }
   auto operator<=>(const StrongId&) const = default;
 
  private:
