@@ -206,7 +206,8 @@ TEST_CASE_METHOD(Fixture, "a reused event carries nothing over from the previous
   CHECK(e.account_traits.empty());
   CHECK(e.rule == nullptr);
   // After a rejection the event's content is unspecified; callers use only the failure.
-  const auto failure = decoder.decode_into(R"({"type":"track","userId":"u3","event":5})", e);
+  const auto failure = decoder.decode_into(
+      R"({"type":"track","userId":"u3","event":5,"timestamp":"2026-01-05T10:00:00Z"})", e);
   REQUIRE(failure.has_value());
   CHECK(failure->code == DecodeError::kInvalidType);
 }
