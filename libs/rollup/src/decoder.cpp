@@ -145,7 +145,7 @@ namespace {
 class Reader {
  public:
   Reader(const Model& model, const object& root, Event& out)
-      : model_(model), f_(pick(root, kTopFields)), event_(out) {}
+      : model_(model), f_(pick_top(root)), event_(out) {}
 
   std::optional<DecodeFailure> run() {
     std::string_view type;
@@ -182,6 +182,41 @@ class Reader {
   static constexpr std::array<std::string_view, kTopFieldCount> kTopFields = {
       "type",    "userId", "anonymousId", "messageId", "timestamp", "originalTimestamp",
       "context", "event",  "properties",  "traits",    "groupId"};
+
+  /// The top-level fields in one pass, dispatching on key length (the hot path of decoding).
+  static std::array<Field, kTopFieldCount> pick_top(const object& root) {
+    std::array<Field, kTopFieldCount> out{};
+    for (const simdjson::dom::key_value_pair kv : root) {
+      const int i = top_field(kv.key);
+      if (i >= 0 && !out[static_cast<std::size_t>(i)] && !kv.value.is_null())
+        out[static_cast<std::size_t>(i)] = kv.value;
+    }
+    return out;
+  }
+
+  static int top_field(std::string_view k) {
+    auto is = [&k](TopField f) { return k == kTopFields[f]; };
+    switch (k.size()) {
+      case 4:
+        return is(kType) ? kType : -1;
+      case 5:
+        return is(kEvent) ? kEvent : -1;
+      case 6:
+        return is(kUserId) ? kUserId : is(kTraits) ? kTraits : -1;
+      case 7:
+        return is(kContext) ? kContext : is(kGroupId) ? kGroupId : -1;
+      case 9:
+        return is(kMessageId) ? kMessageId : is(kTimestamp) ? kTimestamp : -1;
+      case 10:
+        return is(kProperties) ? kProperties : -1;
+      case 11:
+        return is(kAnonymousId) ? kAnonymousId : -1;
+      case 17:
+        return is(kOriginalTimestamp) ? kOriginalTimestamp : -1;
+      default:
+        return -1;
+    }
+  }
 
   static std::string clip(std::string_view s) { return std::string(s.substr(0, 64)); }
 
