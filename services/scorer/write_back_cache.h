@@ -38,6 +38,7 @@ class WriteBackCache {
       : store_(store), capacity_(capacity < 1 ? 1 : capacity) {
     // Grown to its bound anyway on a busy stream: reserve up front, rehash never (capped so a
     // huge configured bound does not allocate before it is used).
+    entries_.max_load_factor(0.5f);  // short bucket chains: each step is a likely cache miss
     entries_.reserve(std::min<std::size_t>(capacity_, 1u << 20));
     ring_.reserve(std::min<std::size_t>(capacity_, 1u << 20));
   }
