@@ -88,21 +88,9 @@ std::optional<rollup::DecodeFailure> Processor::process(std::string_view message
     return std::nullopt;
   }
   auto account = resolve_account(e);
-  if (!account) {
-    reject(rollup::DecodeError::kUnresolvedAccount);
-    return rollup::DecodeFailure{rollup::DecodeError::kUnresolvedAccount,
-                                 "no groupId, and user '" + e.user.str().substr(0, 64) +
-                                     "' was never tied to an account by a group call"};
-  }
-  const auto jump_days = model_.config().decoder.max_clock_jump_days;
-  if (jump_days > 0 && watermark_ != rollup::kNoTime &&
-      e.timestamp > watermark_ + jump_days * rollup::kMsPerDay) {
-    reject(rollup::DecodeError::kTooFarAhead);
-    return rollup::DecodeFailure{rollup::DecodeError::kTooFarAhead,
-                                 "timestamp " + rollup::format_timestamp(e.timestamp) +
-                                     " is more than " + std::to_string(jump_days) +
-                                     " days ahead of the stream's clock " +
-                                     rollup::format_timestamp(watermark_)};
+  if (auto failure = check_admissible(e, account.has_value())) {
+    reject(failure->code);
+    return failure;
   }
   if (watermark_ == rollup::kNoTime || e.timestamp > watermark_) advance_to(e.timestamp);
 
@@ -111,6 +99,23 @@ std::optional<rollup::DecodeFailure> Processor::process(std::string_view message
   ++stats_.processed;
   ++since_flush_;
   flush_if_due();
+  return std::nullopt;
+}
+
+std::optional<rollup::DecodeFailure> Processor::check_admissible(const rollup::Event& e,
+                                                                 bool account_resolved) const {
+  if (!account_resolved)
+    return rollup::DecodeFailure{rollup::DecodeError::kUnresolvedAccount,
+                                 "no groupId, and user '" + e.user.str().substr(0, 64) +
+                                     "' was never tied to an account by a group call"};
+  const auto jump_days = model_.config().decoder.max_clock_jump_days;
+  if (jump_days > 0 && watermark_ != rollup::kNoTime &&
+      e.timestamp > watermark_ + jump_days * rollup::kMsPerDay)
+    return rollup::DecodeFailure{rollup::DecodeError::kTooFarAhead,
+                                 "timestamp " + rollup::format_timestamp(e.timestamp) +
+                                     " is more than " + std::to_string(jump_days) +
+                                     " days ahead of the stream's clock " +
+                                     rollup::format_timestamp(watermark_)};
   return std::nullopt;
 }
 

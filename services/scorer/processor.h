@@ -107,6 +107,9 @@ class Processor {
   };
 
   std::optional<rollup::AccountId> resolve_account(const rollup::Event& e);
+  /// Why a decoded event cannot be applied (no account, too far ahead of the clock), if so.
+  std::optional<rollup::DecodeFailure> check_admissible(const rollup::Event& e,
+                                                        bool account_resolved) const;
   void remember_identity(const rollup::Event& e);
   void apply(rollup::Event& e, const rollup::AccountId& account, const Cause& cause);
   void fire_timer(rollup::TimeMs due, const std::string& account_id);
