@@ -100,11 +100,14 @@ bool day_ok(std::int32_t d) {
 bool number_ok(double v) {
   return std::isfinite(v) && std::abs(v) <= 1e15;
 }
+bool fixed_ok(std::int64_t v) {
+  return v >= 0 && v <= (std::int64_t{1} << 62);
+}
 
 bool account_record_ok(const v1::AccountStateRecord& r) {
   for (const auto& b : r.buckets())
-    if (!day_ok(b.day()) || b.users() == 0 || !number_ok(b.weight()) ||
-        !number_ok(b.weighted_engagement()))
+    if (!day_ok(b.day()) || b.users() == 0 || !fixed_ok(b.weight()) ||
+        !fixed_ok(b.weighted_engagement()))
       return false;
   for (const auto& d : r.department_days())
     if (!day_ok(d.day()) || d.users() == 0) return false;
@@ -126,7 +129,7 @@ bool user_record_ok(const v1::UserStateRecord& r) {
          (!r.usage().has_as_of_ms() || time_ok(r.usage().as_of_ms())) &&
          (!r.has_last_active_ms() || time_ok(r.last_active_ms())) &&
          (!r.has_traits_as_of_ms() || time_ok(r.traits_as_of_ms())) && day_ok(r.booking().day()) &&
-         number_ok(r.booking().weight()) && number_ok(r.booking().weighted_engagement());
+         fixed_ok(r.booking().weight()) && fixed_ok(r.booking().weighted_engagement());
 }
 
 }  // namespace

@@ -191,7 +191,7 @@ TEST_CASE("a corrupt stored record stops processing instead of being guessed aro
   CHECK_THROWS_AS(h.processor.process(group("u1", "acme", kT0)), scorer::StoreError);
   // A well-formed record with values no scorer writes (a bucket with no users) is corrupt too.
   scorer::StoredAccount bad;
-  bad.state.buckets.push_back({20000, 0, 1.0, 1.0});
+  bad.state.buckets.push_back({20000, 0, 1, 1});
   CHECK_FALSE(scorer::decode_account(scorer::encode(bad)).has_value());
   bad.state.buckets[0].users = 1;
   CHECK(scorer::decode_account(scorer::encode(bad)).has_value());

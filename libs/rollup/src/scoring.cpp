@@ -93,6 +93,15 @@ std::vector<ActivityBucket>::iterator find_bucket(AccountState& a, Day day) {
   return it != a.buckets.end() && it->day == day ? it : a.buckets.end();
 }
 
+void count_department_user(ActiveTotals& t, std::int32_t dept, int delta) {
+  const auto d = static_cast<std::size_t>(dept);
+  if (t.department_users.size() <= d) t.department_users.resize(d + 1, 0u);
+  const std::uint32_t before = t.department_users[d];
+  t.department_users[d] = static_cast<std::uint32_t>(static_cast<int>(before) + delta);
+  if (before == 0 && t.department_users[d] > 0) ++t.departments;
+  if (before > 0 && t.department_users[d] == 0) --t.departments;
+}
+
 void add_department_count(AccountState& a, Day day, std::int32_t dept, int delta) {
   if (dept < 0) return;
   auto it = std::lower_bound(a.department_days.begin(), a.department_days.end(),
@@ -105,6 +114,7 @@ void add_department_count(AccountState& a, Day day, std::int32_t dept, int delta
   }
   it->users = static_cast<std::uint32_t>(static_cast<int>(it->users) + delta);
   if (it->users == 0) a.department_days.erase(it);
+  if (a.totals.valid) count_department_user(a.totals, dept, delta);
 }
 
 void unbook(AccountState& a, const Booking& booking) {
@@ -112,13 +122,15 @@ void unbook(AccountState& a, const Booking& booking) {
   auto it = find_bucket(a, booking.day);
   if (it == a.buckets.end()) return;  // the bucket expired: the booking left with it
   it->users -= 1;
-  add_department_count(a, booking.day, booking.department, -1);
-  if (it->users == 0) {
-    a.buckets.erase(it);  // also discards accumulated rounding error
-  } else {
-    it->weight -= booking.weight;
-    it->weighted_engagement -= booking.weighted_engagement;
+  it->weight -= booking.weight;
+  it->weighted_engagement -= booking.weighted_engagement;
+  if (a.totals.valid) {
+    a.totals.users -= 1;
+    a.totals.weight -= booking.weight;
+    a.totals.weighted_engagement -= booking.weighted_engagement;
   }
+  add_department_count(a, booking.day, booking.department, -1);
+  if (it->users == 0) a.buckets.erase(it);
 }
 
 void book(AccountState& a, const Booking& booking) {
@@ -133,7 +145,26 @@ void book(AccountState& a, const Booking& booking) {
   it->users += 1;
   it->weight += booking.weight;
   it->weighted_engagement += booking.weighted_engagement;
+  if (a.totals.valid) {
+    a.totals.users += 1;
+    a.totals.weight += booking.weight;
+    a.totals.weighted_engagement += booking.weighted_engagement;
+  }
   add_department_count(a, booking.day, booking.department, +1);
+}
+
+/// Recomputes the totals from the buckets (exact: integer sums).
+void rebuild_totals(AccountState& a) {
+  ActiveTotals t;
+  t.valid = true;
+  for (const auto& b : a.buckets) {
+    t.users += b.users;
+    t.weight += b.weight;
+    t.weighted_engagement += b.weighted_engagement;
+  }
+  for (const auto& d : a.department_days)
+    count_department_user(t, d.department, static_cast<int>(d.users));
+  a.totals = std::move(t);
 }
 
 /// Drops what has left its window: whole activity buckets and seat-velocity days.
@@ -142,10 +173,12 @@ void expire(const Model& model, AccountState& a, Day today) {
   a.expired_before = std::max(a.expired_before, active_from);
   auto first_live = std::find_if(a.buckets.begin(), a.buckets.end(),
                                  [&](const ActivityBucket& b) { return b.day >= active_from; });
+  const bool buckets_expired = first_live != a.buckets.begin();
   a.buckets.erase(a.buckets.begin(), first_live);
   auto first_dept = std::find_if(a.department_days.begin(), a.department_days.end(),
                                  [&](const DepartmentDay& d) { return d.day >= active_from; });
   a.department_days.erase(a.department_days.begin(), first_dept);
+  if (buckets_expired || !a.totals.valid) rebuild_totals(a);
   const Day velocity_from = window_start(today, model.config().seats.velocity_window_days);
   auto first_delta = std::find_if(a.seat_deltas.begin(), a.seat_deltas.end(),
                                   [&](const SeatDelta& d) { return d.day >= velocity_from; });
@@ -214,13 +247,18 @@ std::int32_t department_index(const Model& model, AccountState& a, const std::st
 
 struct Aggregates {
   std::uint32_t active_users = 0;
-  double weight = 0.0;
-  double weighted_engagement = 0.0;
+  Fixed weight = 0;
+  Fixed weighted_engagement = 0;
   std::uint32_t departments = 0;
 };
 
 Aggregates aggregate(const Model& model, const AccountState& a, Day today) {
   Aggregates g;
+  const Day live_from = window_start(today, model.config().activity.active_window_days);
+  const bool all_live = (a.buckets.empty() || a.buckets.front().day >= live_from) &&
+                        (a.department_days.empty() || a.department_days.front().day >= live_from);
+  if (a.totals.valid && all_live)  // the common case: O(1)
+    return {a.totals.users, a.totals.weight, a.totals.weighted_engagement, a.totals.departments};
   const Day from = window_start(today, model.config().activity.active_window_days);
   for (const auto& b : a.buckets) {
     if (b.day < from) continue;
@@ -441,8 +479,9 @@ Score evaluate_impl(const Model& model, const AccountState& a, TimeMs now, bool 
 
   // Depth: role-weighted average engagement; idle provisioned seats weigh in at 0.2 with 0.
   const double idle = s.seats.provisioned_seats - g.active_users;
-  const double depth_den = g.weight + c.roles.invited_inactive * idle;
-  s.components.depth = depth_den > 0 ? std::clamp(g.weighted_engagement / depth_den, 0.0, 1.0) : 0;
+  const double depth_den = from_fixed(g.weight) + c.roles.invited_inactive * idle;
+  s.components.depth =
+      depth_den > 0 ? std::clamp(from_fixed(g.weighted_engagement) / depth_den, 0.0, 1.0) : 0;
 
   Parts p;
   const Model::Derived& k = model.derived();
@@ -560,8 +599,9 @@ void rebook(const Model& model, AccountState& a, UserState& u, Day today, TimeMs
   if (u.last_active != kNoTime && day_of(u.last_active) >= std::max(from, a.expired_before)) {
     next.active = true;
     next.day = day_of(u.last_active);
-    next.weight = role_weight(model, u);
-    next.weighted_engagement = next.weight * user_engagement(model, u);
+    const double weight = role_weight(model, u);
+    next.weight = to_fixed(weight);
+    next.weighted_engagement = to_fixed(weight * user_engagement(model, u));
     if (!u.department.empty()) {
       bool is_new = false;
       next.department = department_index(model, a, u.department, is_new);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -15,13 +16,38 @@
 
 namespace pqa::rollup {
 
+/// Fixed-point amount in units of 1e-9. Activity sums are kept in integers so that adding and
+/// taking back a user's contribution is exact: every path to the same state (incremental
+/// updates, a reload from the store, a rebuild) gives bit-identical sums.
+using Fixed = std::int64_t;
+inline constexpr double kFixedScale = 1e9;
+inline Fixed to_fixed(double v) {
+  return static_cast<Fixed>(std::llround(v * kFixedScale));
+}
+inline double from_fixed(Fixed v) {
+  return static_cast<double>(v) / kFixedScale;
+}
+
+/// Sums over the live activity buckets and department days, kept up to date with every change
+/// to them so that scoring an event does not walk the buckets. Derived, never persisted:
+/// rebuilt when `valid` is false (a state just loaded). Excluded from equality.
+struct ActiveTotals {
+  bool valid = false;
+  std::uint32_t users = 0;
+  Fixed weight = 0;
+  Fixed weighted_engagement = 0;
+  std::vector<std::uint32_t> department_users;  ///< by department index
+  std::uint32_t departments = 0;                ///< entries of department_users above 0
+  bool operator==(const ActiveTotals&) const { return true; }
+};
+
 /// What one user currently contributes to its account's activity buckets. Kept on the user so
 /// the exact amounts can be taken back out when the user is active again (no rescans).
 struct Booking {
   Day day = 0;  ///< the bucket (day of last activity); valid only if `active`
   bool active = false;
-  double weight = 0.0;  ///< role weight
-  double weighted_engagement = 0.0;
+  Fixed weight = 0;  ///< role weight
+  Fixed weighted_engagement = 0;
   std::int32_t department = -1;  ///< index into AccountState::departments, -1: none
   bool operator==(const Booking&) const = default;
 };
@@ -42,8 +68,8 @@ struct UserState {
 struct ActivityBucket {
   Day day = 0;
   std::uint32_t users = 0;
-  double weight = 0.0;
-  double weighted_engagement = 0.0;
+  Fixed weight = 0;
+  Fixed weighted_engagement = 0;
   bool operator==(const ActivityBucket&) const = default;
 };
 
@@ -73,6 +99,7 @@ struct AccountState {
   Day expired_before = std::numeric_limits<Day>::min();
   /// The same days split by department, sorted by (day, department).
   std::vector<DepartmentDay> department_days;
+  ActiveTotals totals;
   /// Every department ever seen active, in order of first activity (index = id). Which of them
   /// are active now is derived from department_days.
   std::vector<std::string> departments;
