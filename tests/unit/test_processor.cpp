@@ -216,3 +216,20 @@ TEST_CASE("a changed model re-evaluates stored accounts at start-up", "[processo
   REQUIRE(up.size() == 3);
   for (const auto& s : up) CHECK(s.signal.score.band > s.signal.previous_band);
 }
+
+TEST_CASE("running totals give exactly what walking the buckets gives", "[processor][totals]") {
+  Harness h;
+  h.send_all(sample_stream());
+  for (const char* id : {"acc0", "acc1", "acc2"}) {
+    const auto live = h.state(id);  // totals maintained event by event
+    REQUIRE(live.totals.valid);
+    const auto reloaded = scorer::decode_account(scorer::encode({live, rollup::kNever}));
+    REQUIRE_FALSE(reloaded->state.totals.valid);  // evaluate walks the buckets
+    const auto a = rollup::evaluate(h.model, live, h.processor.watermark());
+    const auto b = rollup::evaluate(h.model, reloaded->state, h.processor.watermark());
+    CHECK(a.score == b.score);  // bit-identical, not approximately equal
+    CHECK(a.components.depth == b.components.depth);
+    CHECK(a.active_departments == b.active_departments);
+    CHECK(a.seats.active_users == b.seats.active_users);
+  }
+}
