@@ -154,15 +154,14 @@ std::string Processor::Cause::text() const {
   return hashed;
 }
 
-void Processor::apply(rollup::Event& e, const AccountId& account, const Cause& cause) {
+void Processor::apply(const rollup::Event& e, const AccountId& account, const Cause& cause) {
   keys::account(account_key_, account.str());
   const std::string& account_key = account_key_;
-  constexpr auto kUpdate = WriteBackCache<StoredAccount, AccountCodec>::Access::kUpdate;
-  StoredAccount* stored = accounts_.get(account_key, kUpdate);
+  StoredAccount* stored = accounts_.get(account_key, CacheAccess::kUpdate);
   if (stored == nullptr) stored = &accounts_.insert(account_key, StoredAccount{});
   keys::user(user_key_, account.str(), e.user.str());
   const std::string& user_key = user_key_;
-  rollup::UserState* user = users_.get(user_key, decltype(users_)::Access::kUpdate);
+  rollup::UserState* user = users_.get(user_key, CacheAccess::kUpdate);
   const bool user_is_new = user == nullptr;
   if (user_is_new) user = &users_.insert(user_key, rollup::UserState{});
   auto outcome = rollup::apply_event(model_, stored->state, *user, user_is_new, e, watermark_);

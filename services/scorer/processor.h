@@ -111,7 +111,7 @@ class Processor {
   std::optional<rollup::DecodeFailure> check_admissible(const rollup::Event& e,
                                                         bool account_resolved) const;
   void remember_identity(const rollup::Event& e);
-  void apply(rollup::Event& e, const rollup::AccountId& account, const Cause& cause);
+  void apply(const rollup::Event& e, const rollup::AccountId& account, const Cause& cause);
   void fire_timer(rollup::TimeMs due, const std::string& account_id);
   void handle(const rollup::AccountId& account, const std::string& key, StoredAccount& stored,
               rollup::Outcome&& outcome, const Cause& cause);

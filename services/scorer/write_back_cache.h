@@ -12,10 +12,13 @@
 
 namespace pqa::scorer {
 
+/// How a caller is going to use a record it fetches.
+enum class CacheAccess { kRead, kUpdate };
+
 /// Keeps up to `capacity` hot records decoded in memory, so the hot path does neither a Get nor
 /// a Put per event. Changed records are written back in one batch by collect_writes() (the
-/// processor calls it every N events and at the end); a changed record evicted before that is
-/// kept encoded in `pending_` so later reads still see it.
+/// processor's flush); a changed record evicted before that is kept encoded in `pending_` so
+/// later reads still see it.
 ///
 /// Eviction is CLOCK (second chance), an LRU approximation that costs one flag write per hit
 /// instead of a list splice. Value references returned by get()/insert() stay valid until a
@@ -36,22 +39,20 @@ class WriteBackCache {
  public:
   WriteBackCache(StateStore& store, std::size_t capacity)
       : store_(store), capacity_(capacity < 1 ? 1 : capacity) {
-    // Grown to its bound anyway on a busy stream: reserve up front, rehash never (capped so a
-    // huge configured bound does not allocate before it is used).
+    // Grown to its bound anyway on a busy stream: reserve up front (capped, so that a huge
+    // configured bound does not allocate before it is used).
     entries_.max_load_factor(0.5f);  // short bucket chains: each step is a likely cache miss
     entries_.reserve(std::min<std::size_t>(capacity_, 1u << 20));
     ring_.reserve(std::min<std::size_t>(capacity_, 1u << 20));
   }
 
-  enum class Access { kRead, kUpdate };
-
   /// The record under `key`, loaded from the store on a miss; nullptr if there is none.
-  /// With Access::kUpdate the record is marked changed (the caller is about to modify it),
+  /// With CacheAccess::kUpdate the record is marked changed (the caller is about to modify it),
   /// which saves a second lookup. Throws StoreError on an undecodable record.
-  Value* get(const std::string& key, Access access = Access::kRead) {
+  Value* get(const std::string& key, CacheAccess access = CacheAccess::kRead) {
     if (auto it = entries_.find(key); it != entries_.end()) {
       it->second.referenced = true;
-      if (access == Access::kUpdate) set_dirty(*it);
+      if (access == CacheAccess::kUpdate) set_dirty(*it);
       return &it->second.value;
     }
     if (auto p = pending_.find(key); p != pending_.end()) {
@@ -64,7 +65,7 @@ class WriteBackCache {
     }
     auto bytes = store_.get(key);
     if (!bytes) return nullptr;
-    return &emplace(key, decode_or_throw(*bytes, key), access == Access::kUpdate);
+    return &emplace(key, decode_or_throw(*bytes, key), access == CacheAccess::kUpdate);
   }
 
   /// Adds a new record (marked changed).
@@ -89,10 +90,8 @@ class WriteBackCache {
     dirty_.clear();
   }
 
-  std::size_t size() const { return entries_.size(); }
   /// Bytes of changed records evicted since the last collect_writes (memory awaiting a flush).
   std::size_t pending_bytes() const { return pending_bytes_; }
-  std::size_t dirty_count() const { return dirty_.size() + pending_.size(); }
 
  private:
   void set_dirty(Item& item) {
@@ -127,13 +126,13 @@ class WriteBackCache {
     }
     std::size_t slot = ring_.size();
     if (entries_.size() >= capacity_) slot = evict_one();
-    auto it = entries_.try_emplace(key, Entry{std::move(value), kClean, true}).first;
+    Item& item = *entries_.try_emplace(key, Entry{std::move(value), kClean, true}).first;
     if (slot == ring_.size())
-      ring_.push_back(&it->first);
+      ring_.push_back(&item);
     else
-      ring_[slot] = &it->first;
-    if (dirty) set_dirty(*it);
-    return it->second.value;
+      ring_[slot] = &item;
+    if (dirty) set_dirty(item);
+    return item.second.value;
   }
 
   /// Frees the ring slot under the clock hand (giving referenced entries a second chance) and
@@ -141,19 +140,19 @@ class WriteBackCache {
   std::size_t evict_one() {
     for (;;) {
       if (hand_ >= ring_.size()) hand_ = 0;
-      auto it = entries_.find(*ring_[hand_]);
-      if (it->second.referenced) {
-        it->second.referenced = false;
+      Item& item = *ring_[hand_];
+      if (item.second.referenced) {
+        item.second.referenced = false;
         ++hand_;
         continue;
       }
-      if (it->second.dirty_index != kClean) {
-        std::string bytes = Codec::encode(it->second.value);
-        pending_bytes_ += it->first.size() + bytes.size();
-        pending_[it->first] = std::move(bytes);  // a key is never in pending and cached at once
-        unlist_dirty(*it);
+      if (item.second.dirty_index != kClean) {
+        std::string bytes = Codec::encode(item.second.value);
+        pending_bytes_ += item.first.size() + bytes.size();
+        pending_[item.first] = std::move(bytes);  // a key is never in pending and cached at once
+        unlist_dirty(item);
       }
-      entries_.erase(it);
+      entries_.erase(item.first);
       return hand_++;
     }
   }
@@ -161,7 +160,7 @@ class WriteBackCache {
   StateStore& store_;
   std::size_t capacity_;
   std::unordered_map<std::string, Entry> entries_;
-  std::vector<const std::string*> ring_;  ///< keys in clock order (pointers into entries_)
+  std::vector<Item*> ring_;  ///< entries in clock order (map nodes are stable)
   std::size_t hand_ = 0;
   std::vector<Item*> dirty_;  ///< changed entries (map nodes are stable), each once
   std::unordered_map<std::string, std::string> pending_;

@@ -435,13 +435,17 @@ double user_engagement(const Model& model, const UserState& user) {
   return 1.0 - std::exp(-usage / p.scale);
 }
 
-double role_weight(const Model& model, const UserState& user, Role* effective_role) {
+namespace {
+
+/// role_weight() for a user whose engagement the caller has already computed.
+double role_weight_at(const Model& model, const UserState& user, double engagement,
+                      Role* effective_role) {
   const auto& r = model.config().roles;
   Role role = user.explicit_role;
   if (role == Role::kUnknown) {
     if (user.did_admin_action)
       role = Role::kAdmin;
-    else if (user_engagement(model, user) >= r.champion_engagement)
+    else if (engagement >= r.champion_engagement)
       role = Role::kChampion;
     else
       role = Role::kMember;
@@ -459,6 +463,12 @@ double role_weight(const Model& model, const UserState& user, Role* effective_ro
       break;
   }
   return r.member;
+}
+
+}  // namespace
+
+double role_weight(const Model& model, const UserState& user, Role* effective_role) {
+  return role_weight_at(model, user, user_engagement(model, user), effective_role);
 }
 
 namespace {
@@ -599,9 +609,10 @@ void rebook(const Model& model, AccountState& a, UserState& u, Day today, TimeMs
   if (u.last_active != kNoTime && day_of(u.last_active) >= std::max(from, a.expired_before)) {
     next.active = true;
     next.day = day_of(u.last_active);
-    const double weight = role_weight(model, u);
+    const double engagement = user_engagement(model, u);
+    const double weight = role_weight_at(model, u, engagement, nullptr);
     next.weight = to_fixed(weight);
-    next.weighted_engagement = to_fixed(weight * user_engagement(model, u));
+    next.weighted_engagement = to_fixed(weight * engagement);
     if (!u.department.empty()) {
       bool is_new = false;
       next.department = department_index(model, a, u.department, is_new);
