@@ -63,8 +63,10 @@ void Processor::restore() {
         rewritten = {};
       }
     }
-    if (stored->timer_due != rollup::kNever)
+    if (stored->timer_due != rollup::kNever) {
       timers_.emplace(stored->timer_due, std::string(key.substr(1)));
+      ++live_timers_;
+    }
   });
   rewritten.puts.emplace_back(keys::meta("model_version"), model_.version());
   store_.commit(rewritten);
@@ -184,15 +186,19 @@ void Processor::handle(const AccountId& account, const std::string& key, StoredA
 }
 
 void Processor::schedule(const std::string& account_id, StoredAccount& stored, TimeMs due) {
-  if (stored.timer_due != rollup::kNever) timers_.erase({stored.timer_due, account_id});
+  // The earlier registration, if any, stays in the heap and is skipped when popped.
+  if (stored.timer_due != rollup::kNever) --live_timers_;
   stored.timer_due = due;
-  if (due != rollup::kNever) timers_.emplace(due, account_id);
+  if (due != rollup::kNever) {
+    timers_.emplace(due, account_id);
+    ++live_timers_;
+  }
 }
 
 void Processor::advance_to(TimeMs t) {
-  while (!timers_.empty() && timers_.begin()->first <= t) {
-    auto [due, account_id] = *timers_.begin();
-    timers_.erase(timers_.begin());
+  while (!timers_.empty() && timers_.top().first <= t) {
+    auto [due, account_id] = timers_.top();
+    timers_.pop();
     fire_timer(due, account_id);
     flush_if_due();  // a long jump fires many timers: keep evicted changes within their bound
   }
@@ -206,6 +212,7 @@ void Processor::fire_timer(TimeMs due, const std::string& account_id) {
   if (stored == nullptr || stored->timer_due != due) return;  // superseded registration
   accounts_.mark_dirty(key);
   stored->timer_due = rollup::kNever;
+  --live_timers_;
   ++stats_.timers_fired;
   auto outcome = rollup::advance(model_, stored->state, due);
   handle(AccountId(account_id), key, *stored, std::move(outcome), Cause{{}, "timer", {}});
