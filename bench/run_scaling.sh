@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Throughput as the account shape changes, each point measured side by side with its own
 # decode floor in one process (bench/throughput.cpp). Usage: bench/run_scaling.sh [EVENTS]
-# Needs a release build (scripts/build.sh release). Prints a markdown table.
+# Needs a release build (scripts/build.sh release). Prints markdown tables.
+#
+# The account rows are measured twice: "cold", where the run starts from empty state, so that
+# with many accounts a large share of the events creates accounts and users; and "warm", where
+# the same population first sends EVENTS events (not timed) and the next EVENTS events of it,
+# 60 days later, are measured against the state that exists: a service that has been running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events=${1:-2000000}
@@ -9,12 +14,19 @@ bin=build/release/bench
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-run() {  # run LABEL GENERATOR-FLAGS...
-  local label=$1
-  shift
-  "$bin/pqa-gen" --events "$events" "$@" >"$work/in.jsonl"
+run() {  # run LABEL cold|warm GENERATOR-FLAGS...
+  local label=$1 mode=$2
+  shift 2
+  local warm=()
+  if [[ $mode == warm ]]; then
+    "$bin/pqa-gen" --events "$events" "$@" >"$work/warm.jsonl"
+    "$bin/pqa-gen" --events "$events" --start 2026-03-06T00:00:00Z "$@" >"$work/in.jsonl"
+    warm=(--warmup "$work/warm.jsonl")
+  else
+    "$bin/pqa-gen" --events "$events" "$@" >"$work/in.jsonl"
+  fi
   "$bin/pqa-bench-throughput" --config config/scorer.yaml --input "$work/in.jsonl" \
-    --repeat 2 --stages floor,score,replay 2>/dev/null >"$work/out.txt"
+    --repeat 2 --stages floor,score,replay "${warm[@]}" 2>/dev/null >"$work/out.txt"
   local floor score replay
   floor=$(awk '$1=="floor"{print $2}' "$work/out.txt")
   score=$(awk '$1=="score"{print $2}' "$work/out.txt")
@@ -28,10 +40,12 @@ echo "| --- | ---: | ---: | ---: | ---: | ---: |"
 # Users per account, with accounts x users held at 200,000 so that every run has the same
 # amount of state and only the shape of the accounts changes.
 for users in 10 100 1000 10000; do
-  run "$users users per account, $((200000 / users)) accounts" --users-per-account "$users" \
-    --accounts $((200000 / users))
+  run "$users users per account, $((200000 / users)) accounts" cold \
+    --users-per-account "$users" --accounts $((200000 / users))
 done
 # Accounts, with the generator's default 1-10000 users per account: the state grows with them.
-for accounts in 1000 10000 100000 1000000; do
-  run "$accounts accounts, 1-10000 users (Zipf)" --accounts "$accounts"
+for mode in cold warm; do
+  for accounts in 1000 10000 100000 1000000; do
+    run "$accounts accounts, 1-10000 users (Zipf), $mode" "$mode" --accounts "$accounts"
+  done
 done
