@@ -10,6 +10,9 @@ packages=(
   libboost-dev libyaml-cpp-dev libprotobuf-dev protobuf-compiler
   libsimdjson-dev libcli11-dev catch2 libbenchmark-dev
   python3
+  # The test broker: Apache Kafka from Maven Central jars (scripts/kafka.sh), and kcat for
+  # the raw-consume baseline of the end-to-end benchmark.
+  openjdk-17-jre-headless maven kcat
 )
 
 missing=()

@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -324,6 +326,111 @@ void read_state(Section s, ServiceConfig& c) {
     throw ConfigException("state.rocksdb.write_buffer_mb", "must be at least 1");
 }
 
+/// Expands ${NAME} and ${NAME:-default} from the environment.
+std::string expand_env(const std::string& text, const std::string& key) {
+  std::string out;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const std::size_t start = text.find("${", i);
+    if (start == std::string::npos) {
+      out.append(text, i, std::string::npos);
+      break;
+    }
+    out.append(text, i, start - i);
+    const std::size_t end = text.find('}', start);
+    if (end == std::string::npos) throw ConfigException(key, "unterminated '${' in value");
+    std::string name = text.substr(start + 2, end - start - 2);
+    std::optional<std::string> fallback;
+    if (auto dash = name.find(":-"); dash != std::string::npos) {
+      fallback = name.substr(dash + 2);
+      name.resize(dash);
+    }
+    if (name.empty()) throw ConfigException(key, "empty environment variable name in '${}'");
+    const char* value = std::getenv(name.c_str());
+    if (value != nullptr && *value != '\0')
+      out.append(value);
+    else if (fallback)
+      out.append(*fallback);
+    else
+      throw ConfigException(key, "environment variable " + name + " is not set");
+    i = end + 1;
+  }
+  return out;
+}
+
+std::map<std::string, std::string> read_properties(Section& parent, const std::string& key) {
+  std::map<std::string, std::string> out;
+  YAML::Node n = parent.get(key);
+  if (!n || n.IsNull()) return out;
+  const std::string path = parent.key_path(key);
+  if (!n.IsMap()) throw ConfigException(path, "must be a mapping of librdkafka properties");
+  for (const auto& kv : n) {
+    const auto name = kv.first.as<std::string>();
+    const std::string item = path + "." + name;
+    if (!kv.second.IsScalar()) throw ConfigException(item, "must be a scalar value");
+    out[name] = expand_env(kv.second.Scalar(), item);
+  }
+  return out;
+}
+
+void read_kafka(Section s, KafkaConfig& k) {
+  auto read_string = [&](const std::string& key, std::string& out) {
+    s.read(key, out);
+    out = expand_env(out, s.key_path(key));
+  };
+  read_string("bootstrap_servers", k.bootstrap_servers);
+  read_string("group_id", k.group_id);
+  read_string("group_instance_id", k.group_instance_id);
+  read_string("transactional_id", k.transactional_id);
+  {
+    Section t = s.child("topics");
+    auto topic = [&](const std::string& key, std::string& out) {
+      t.read(key, out);
+      out = expand_env(out, t.key_path(key));
+      if (out.empty()) throw ConfigException(t.key_path(key), "must name a topic");
+    };
+    topic("input", k.input_topic);
+    topic("signals", k.signals_topic);
+    topic("scores", k.scores_topic);
+    topic("changelog", k.changelog_topic);
+    topic("dead_letter", k.dead_letter_topic);
+    t.read("create", k.create_topics);
+    t.read("replication_factor", k.replication_factor);
+    t.finish();
+    if (k.replication_factor < 1)
+      throw ConfigException("kafka.topics.replication_factor", "must be at least 1");
+  }
+  std::string processing =
+      k.processing == Processing::kExactlyOnce ? "exactly_once" : "at_least_once";
+  s.read("processing", processing);
+  if (processing == "exactly_once")
+    k.processing = Processing::kExactlyOnce;
+  else if (processing == "at_least_once")
+    k.processing = Processing::kAtLeastOnce;
+  else
+    throw ConfigException("kafka.processing",
+                          "must be exactly_once or at_least_once, got '" + processing + "'");
+  s.read("commit_interval_ms", k.commit_interval_ms);
+  s.read("max_batch_events", k.max_batch_events);
+  s.read("timeout_ms", k.timeout_ms);
+  k.properties = read_properties(s, "properties");
+  k.consumer_properties = read_properties(s, "consumer_properties");
+  k.producer_properties = read_properties(s, "producer_properties");
+  s.finish();
+  if (k.commit_interval_ms < 1)
+    throw ConfigException("kafka.commit_interval_ms", "must be at least 1");
+  if (k.max_batch_events < 1) throw ConfigException("kafka.max_batch_events", "must be at least 1");
+  if (k.timeout_ms < 1000) throw ConfigException("kafka.timeout_ms", "must be at least 1000");
+  if (k.group_id.empty()) throw ConfigException("kafka.group_id", "must not be empty");
+}
+
+void read_service(Section s, ServiceOptions& o) {
+  s.read("state_dir", o.state_dir);
+  s.read("idle_advance_ms", o.idle_advance_ms);
+  s.finish();
+  if (o.state_dir.empty()) throw ConfigException("service.state_dir", "must not be empty");
+}
+
 ServiceConfig parse_config_node(const YAML::Node& root) {
   ServiceConfig c;
   Section top(root, "");
@@ -333,9 +440,16 @@ ServiceConfig parse_config_node(const YAML::Node& root) {
     input.read("max_event_bytes", c.model.decoder.max_event_bytes);
     input.read("max_id_bytes", c.model.decoder.max_id_bytes);
     input.read("max_clock_jump_days", c.model.decoder.max_clock_jump_days);
+    std::size_t lateness_ms = 0;
+    input.read("allowed_lateness_ms", lateness_ms);
+    if (lateness_ms > 7 * static_cast<std::size_t>(rollup::kMsPerDay))
+      throw ConfigException("input.allowed_lateness_ms", "must be at most 7 days");
+    c.processor.allowed_lateness_ms = static_cast<rollup::TimeMs>(lateness_ms);
     input.finish();
   }
   read_state(top.child("state"), c);
+  read_kafka(top.child("kafka"), c.kafka);
+  read_service(top.child("service"), c.service);
   top.finish();
   const auto errors = rollup::validate(c.model);
   if (!errors.empty()) {

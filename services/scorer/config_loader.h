@@ -1,6 +1,7 @@
 // Loads config/scorer.yaml into the one config schema. Every problem names its key.
 #pragma once
 
+#include <map>
 #include <stdexcept>
 #include <string>
 
@@ -10,10 +11,44 @@
 
 namespace pqa::scorer {
 
+/// Delivery guarantee of the streaming service.
+enum class Processing { kExactlyOnce, kAtLeastOnce };
+
+/// The `kafka:` section: where the streaming service reads and writes.
+struct KafkaConfig {
+  std::string bootstrap_servers;  ///< required by `run`
+  std::string group_id = "pqa-scorer";
+  std::string group_instance_id;  ///< static membership when set
+  std::string transactional_id;   ///< default: <group_id>-<group_instance_id or host name>
+  std::string input_topic = "product-events";
+  std::string signals_topic = "pqa-signals";
+  std::string scores_topic = "pqa-scores";
+  std::string changelog_topic = "pqa-scorer-changelog";
+  std::string dead_letter_topic = "pqa-dead-letter";
+  bool create_topics = false;
+  int replication_factor = 3;  ///< of topics the service creates
+  Processing processing = Processing::kExactlyOnce;
+  int commit_interval_ms = 100;
+  std::size_t max_batch_events = 10'000;
+  int timeout_ms = 30'000;  ///< metadata, transaction and restore calls
+  /// librdkafka properties: for every client, then per client kind (overriding).
+  std::map<std::string, std::string> properties, consumer_properties, producer_properties;
+};
+
+/// The `service:` section.
+struct ServiceOptions {
+  std::string state_dir = "/var/lib/pqa-scorer";
+  /// Wall-clock progress: a partition with no event for this long has its clock moved to
+  /// the wall clock minus this, so silent accounts cross down in production. 0: off.
+  int idle_advance_ms = 60'000;
+};
+
 struct ServiceConfig {
   rollup::ModelConfig model;
   ProcessorOptions processor;
   RocksDbOptions rocksdb;  ///< path is set by the command (--state-dir or a temp dir)
+  KafkaConfig kafka;
+  ServiceOptions service;
 };
 
 /// A configuration error: start-up stops with this message.
@@ -28,6 +63,9 @@ class ConfigException : public std::runtime_error {
 };
 
 /// Parses YAML text. Unknown keys are errors (a typo must not silently fall back to a default).
+/// Strings of the `kafka:` section may name environment variables, `${NAME}` or
+/// `${NAME:-default}` (secrets belong there, not in the file); an unset one without a default
+/// is an error naming the key and the variable.
 ServiceConfig parse_config(const std::string& yaml_text);
 /// Reads and parses a file; the exception message starts with the file name.
 ServiceConfig load_config(const std::string& path);

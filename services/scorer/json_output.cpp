@@ -5,11 +5,8 @@
 #include <cmath>
 
 namespace pqa::scorer {
-namespace {
 
-using rollup::to_string;
-
-void append_escaped(std::string& out, std::string_view s) {
+void append_json_string(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
   out.push_back('"');
   for (char ch : s) {
@@ -41,6 +38,14 @@ void append_escaped(std::string& out, std::string_view s) {
     }
   }
   out.push_back('"');
+}
+
+namespace {
+
+using rollup::to_string;
+
+void append_escaped(std::string& out, std::string_view s) {
+  append_json_string(out, s);
 }
 
 /// Fixed-point with at most `decimals` digits, trailing zeros trimmed ("61.5", "0", "0.0713").

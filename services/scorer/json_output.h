@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "pqa/rollup/scoring.h"
 
@@ -13,6 +14,9 @@ struct OutputSignal {
   rollup::AccountId account;
   rollup::Signal signal;
 };
+
+/// Appends `s` as a JSON string literal (quotes included, control characters escaped).
+void append_json_string(std::string& out, std::string_view s);
 
 /// One line (no trailing newline). Deterministic: the same signal gives the same bytes.
 std::string to_json(const OutputSignal& s, const std::string& model_version);

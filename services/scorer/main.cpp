@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include "replay.h"
+#include "run.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"pqa-scorer: product-qualified account scoring over Segment event streams"};
@@ -25,7 +26,20 @@ int main(int argc, char** argv) {
   cmd->add_option("--state-dir", state_dir, "RocksDB state directory (default: a temp dir)");
   cmd->add_flag("--strict", replay.strict, "Exit 1 if any input line was rejected");
 
+  pqa::scorer::RunOptions run;
+  std::string run_state_dir;
+  auto* run_cmd = app.add_subcommand(
+      "run",
+      "Run the streaming service: consume events from Kafka, keep state in RocksDB, emit "
+      "signals, scores and a changelog (until SIGTERM/SIGINT)");
+  run_cmd->add_option("--config", run.config_path, "Scorer configuration (YAML)")->required();
+  run_cmd->add_option("--state-dir", run_state_dir, "Overrides service.state_dir");
+
   CLI11_PARSE(app, argc, argv);
+  if (run_cmd->parsed()) {
+    if (!run_state_dir.empty()) run.state_dir = run_state_dir;
+    return pqa::scorer::run_service(run);
+  }
   if (!as_of.empty()) replay.as_of = as_of;
   if (!state_dir.empty()) replay.state_dir = state_dir;
   return pqa::scorer::run_replay(replay);

@@ -43,6 +43,8 @@ Processor::Processor(const rollup::Model& model, StateStore& store, SignalSink& 
 
 void Processor::restore() {
   if (auto wm = store_.get(keys::meta("watermark"))) watermark_ = std::stoll(*wm);
+  max_event_time_ = watermark_;
+  if (auto t = store_.get(keys::meta("max_event_time"))) max_event_time_ = std::stoll(*t);
   // State written under other model parameters keeps its history, but what the parameters
   // derive from traits (fit, segment) is recomputed, and every account is re-evaluated at the
   // clock by a timer, so that band changes the new parameters imply are published.
@@ -94,7 +96,10 @@ std::optional<rollup::DecodeFailure> Processor::process(std::string_view message
     reject(failure->code);
     return failure;
   }
-  if (watermark_ == rollup::kNoTime || e.timestamp > watermark_) advance_to(e.timestamp);
+  if (max_event_time_ == rollup::kNoTime || e.timestamp > max_event_time_) {
+    max_event_time_ = e.timestamp;
+    advance_to(e.timestamp - options_.allowed_lateness_ms);
+  }
 
   if (e.type == rollup::CallType::kGroup) remember_identity(e);
   apply(e, *account, Cause{e.message_id, fallback_cause, message});
@@ -121,10 +126,13 @@ std::optional<rollup::DecodeFailure> Processor::check_admissible(const rollup::E
   return std::nullopt;
 }
 
+bool Processor::changes_over_bound() const {
+  return accounts_.pending_bytes() + users_.pending_bytes() + identities_.pending_bytes() >
+         options_.max_pending_bytes;
+}
+
 void Processor::flush_if_due() {
-  if (since_flush_ >= options_.flush_every_events ||
-      accounts_.pending_bytes() + users_.pending_bytes() + identities_.pending_bytes() >
-          options_.max_pending_bytes)
+  if (options_.auto_flush && (since_flush_ >= options_.flush_every_events || changes_over_bound()))
     flush();
 }
 
@@ -218,18 +226,24 @@ void Processor::fire_timer(TimeMs due, const std::string& account_id) {
   handle(AccountId(account_id), key, *stored, std::move(outcome), Cause{{}, "timer", {}});
 }
 
-void Processor::flush() {
+WriteSet Processor::take_changes() {
   WriteSet writes;
   accounts_.collect_writes(writes);
   users_.collect_writes(writes);
   identities_.collect_writes(writes);
-  if (watermark_ != rollup::kNoTime)
+  if (watermark_ != rollup::kNoTime) {
     writes.puts.emplace_back(keys::meta("watermark"), std::to_string(watermark_));
+    writes.puts.emplace_back(keys::meta("max_event_time"), std::to_string(max_event_time_));
+  }
   // Key order lets RocksDB's memtable reuse its insertion point from one key to the next.
   std::sort(writes.puts.begin(), writes.puts.end(),
             [](const auto& x, const auto& y) { return x.first < y.first; });
-  store_.commit(writes);
   since_flush_ = 0;
+  return writes;
+}
+
+void Processor::flush() {
+  store_.commit(take_changes());
   ++stats_.flushes;
 }
 

@@ -38,6 +38,13 @@ struct ProcessorOptions {
   /// coalesce more writes of hot accounts; the caches bound the memory either way.
   std::size_t flush_every_events = 1'000'000;
   std::size_t max_pending_bytes = 64u << 20;
+  /// Whether the processor writes to its store by itself (flush_every_events, the pending
+  /// bound). The streaming service turns it off: there state reaches the store only after
+  /// the Kafka transaction that carries the same changes has committed (take_changes()).
+  bool auto_flush = true;
+  /// Event-time slack: timers fire once the largest event time seen, minus this, passes
+  /// them, so that events up to this late are applied before a timer judges silence.
+  rollup::TimeMs allowed_lateness_ms = 0;
 };
 
 struct ProcessorStats {
@@ -71,10 +78,20 @@ class Processor {
 
   /// Moves the clock to `t`, firing every timer due at or before it.
   void advance_to(rollup::TimeMs t);
-  /// Writes every changed record (and the watermark) to the store in one batch.
+  /// Writes every changed record (and the clock) to the store in one batch.
   void flush();
+  /// Every changed record (and the clock) since the last call, in key order, each key once;
+  /// the caches count them as written. The caller must write them to the store (after
+  /// making them durable elsewhere first, as the service does with its changelog) before
+  /// calling process() again.
+  WriteSet take_changes();
+  /// Whether changes evicted from the caches exceed their byte bound (take them soon).
+  bool changes_over_bound() const;
 
+  /// The processor's clock: timers up to it have fired (largest event time - lateness).
   rollup::TimeMs watermark() const { return watermark_; }
+  /// The largest event time seen.
+  rollup::TimeMs max_event_time() const { return max_event_time_; }
   const ProcessorStats& stats() const { return stats_; }
   /// Accounts with a registered timer.
   std::size_t pending_timers() const { return live_timers_; }
@@ -142,6 +159,7 @@ class Processor {
   // Reused key buffers: building a key allocates nothing once they have grown.
   std::string account_key_, user_key_, identity_key_;
   rollup::TimeMs watermark_ = rollup::kNoTime;
+  rollup::TimeMs max_event_time_ = rollup::kNoTime;
   std::uint64_t since_flush_ = 0;
   ProcessorStats stats_;
 };

@@ -1,0 +1,53 @@
+// Restoring a partition's local state from its compacted changelog topic.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "config_loader.h"
+#include "kafka.h"
+#include "state_store.h"
+
+namespace pqa::scorer {
+
+/// Meta keys a partition's store keeps about its changelog.
+namespace changelog_meta {
+/// The changelog offset up to which this store holds the changes (decimal).
+inline constexpr std::string_view kOffset = "changelog_offset";
+/// "<topic>/<partition>": a store restored from another changelog is not reused.
+inline constexpr std::string_view kSource = "changelog_source";
+}  // namespace changelog_meta
+
+struct RestoreResult {
+  std::uint64_t records = 0;
+  bool rebuilt = false;  ///< the local state was discarded and rebuilt from the start
+  double seconds = 0;
+};
+
+/// Reads the committed records of the changelog partition after the store's checkpoint and
+/// writes them into the store, so that it holds every committed change. A store without a
+/// checkpoint, from another changelog, or whose checkpoint the topic no longer has (topic
+/// recreated, records deleted) is cleared and rebuilt from the first record.
+class ChangelogRestorer {
+ public:
+  ChangelogRestorer(const KafkaConfig& config, const std::atomic<bool>& stop);
+  RestoreResult restore(StateStore& store, int partition);
+
+ private:
+  /// Consumes [from, end of committed data) into the store; returns records applied and
+  /// the last offset read (-1 if none).
+  std::pair<std::uint64_t, std::int64_t> copy_records(StateStore& store, int partition,
+                                                      std::int64_t from);
+
+  std::string topic_;
+  std::chrono::milliseconds timeout_;
+  const std::atomic<bool>& stop_;
+  kafka::Handle consumer_;
+};
+
+/// Deletes every key of the store (a full rebuild follows).
+void clear_store(StateStore& store);
+
+}  // namespace pqa::scorer

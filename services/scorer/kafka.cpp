@@ -1,0 +1,134 @@
+#include "kafka.h"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+
+namespace pqa::scorer::kafka {
+
+void HandleDeleter::operator()(rd_kafka_t* rk) const {
+  rd_kafka_destroy(rk);
+}
+
+Conf make_conf(const Properties& properties) {
+  Conf conf(rd_kafka_conf_new());
+  std::array<char, 512> err{};
+  for (const auto& [name, value] : properties) {
+    if (rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), err.data(), err.size()) !=
+        RD_KAFKA_CONF_OK)
+      throw KafkaError("librdkafka property '" + name + "': " + err.data());
+  }
+  return conf;
+}
+
+Handle make_client(rd_kafka_type_t type, Conf conf) {
+  std::array<char, 512> err{};
+  rd_kafka_t* rk = rd_kafka_new(type, conf.get(), err.data(), err.size());
+  if (rk == nullptr) throw KafkaError(std::string("creating a Kafka client: ") + err.data());
+  (void)conf.release();  // rd_kafka_new took ownership on success
+  return Handle(rk);
+}
+
+void throw_if(rd_kafka_error_t* error, std::string_view what) {
+  if (error == nullptr) return;
+  const std::string message = std::string(what) + ": " + rd_kafka_error_string(error);
+  const bool fatal = rd_kafka_error_is_fatal(error) != 0;
+  const bool abortable = rd_kafka_error_txn_requires_abort(error) != 0;
+  const bool retriable = rd_kafka_error_is_retriable(error) != 0;
+  rd_kafka_error_destroy(error);
+  throw KafkaError(message, fatal, abortable, retriable);
+}
+
+void throw_if(rd_kafka_resp_err_t err, std::string_view what) {
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
+  throw KafkaError(std::string(what) + ": " + rd_kafka_err2str(err));
+}
+
+PartitionList make_partition_list(int capacity) {
+  return PartitionList(rd_kafka_topic_partition_list_new(capacity));
+}
+
+std::pair<std::int64_t, std::int64_t> query_watermarks(rd_kafka_t* rk, const std::string& topic,
+                                                       int partition,
+                                                       std::chrono::milliseconds timeout) {
+  std::int64_t low = 0, high = 0;
+  throw_if(rd_kafka_query_watermark_offsets(rk, topic.c_str(), partition, &low, &high,
+                                            static_cast<int>(timeout.count())),
+           "querying offsets of " + topic + "[" + std::to_string(partition) + "]");
+  return {low, high};
+}
+
+std::optional<int> partition_count(rd_kafka_t* rk, const std::string& topic,
+                                   std::chrono::milliseconds timeout) {
+  const rd_kafka_metadata_t* md = nullptr;
+  std::unique_ptr<rd_kafka_topic_t, decltype(&rd_kafka_topic_destroy)> handle(
+      rd_kafka_topic_new(rk, topic.c_str(), nullptr), &rd_kafka_topic_destroy);
+  throw_if(rd_kafka_metadata(rk, 0, handle.get(), &md, static_cast<int>(timeout.count())),
+           "reading metadata of topic " + topic);
+  std::unique_ptr<const rd_kafka_metadata_t, decltype(&rd_kafka_metadata_destroy)> guard(
+      md, &rd_kafka_metadata_destroy);
+  for (int i = 0; i < md->topic_cnt; ++i) {
+    const auto& t = md->topics[i];
+    if (topic != t.topic) continue;
+    if (t.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) return std::nullopt;
+    throw_if(t.err, "topic " + topic);
+    return t.partition_cnt;
+  }
+  return std::nullopt;
+}
+
+void create_topics(rd_kafka_t* rk, const std::vector<TopicSpec>& topics,
+                   std::chrono::milliseconds timeout) {
+  if (topics.empty()) return;
+  std::array<char, 512> err{};
+  std::vector<rd_kafka_NewTopic_t*> requests;
+  struct Cleanup {
+    std::vector<rd_kafka_NewTopic_t*>& r;
+    ~Cleanup() { rd_kafka_NewTopic_destroy_array(r.data(), r.size()); }
+  } cleanup{requests};
+  for (const auto& t : topics) {
+    rd_kafka_NewTopic_t* nt = rd_kafka_NewTopic_new(t.name.c_str(), t.partitions,
+                                                    t.replication_factor, err.data(), err.size());
+    if (nt == nullptr) throw KafkaError("topic " + t.name + ": " + err.data());
+    requests.push_back(nt);
+    for (const auto& [k, v] : t.config)
+      throw_if(rd_kafka_NewTopic_set_config(nt, k.c_str(), v.c_str()),
+               "topic " + t.name + " config " + k);
+  }
+  Queue queue(rd_kafka_queue_new(rk));
+  std::unique_ptr<rd_kafka_AdminOptions_t, decltype(&rd_kafka_AdminOptions_destroy)> options(
+      rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS),
+      &rd_kafka_AdminOptions_destroy);
+  throw_if(rd_kafka_AdminOptions_set_operation_timeout(
+               options.get(), static_cast<int>(timeout.count()), err.data(), err.size()),
+           "admin options");
+  rd_kafka_CreateTopics(rk, requests.data(), requests.size(), options.get(), queue.get());
+  std::unique_ptr<rd_kafka_event_t, decltype(&rd_kafka_event_destroy)> event(
+      rd_kafka_queue_poll(queue.get(), static_cast<int>(timeout.count()) + 5000),
+      &rd_kafka_event_destroy);
+  if (!event) throw KafkaError("creating topics: no answer from the cluster in time");
+  throw_if(rd_kafka_event_error(event.get()), "creating topics");
+  const rd_kafka_CreateTopics_result_t* result = rd_kafka_event_CreateTopics_result(event.get());
+  std::size_t count = 0;
+  const rd_kafka_topic_result_t** results = rd_kafka_CreateTopics_result_topics(result, &count);
+  for (std::size_t i = 0; i < count; ++i) {
+    const auto code = rd_kafka_topic_result_error(results[i]);
+    if (code == RD_KAFKA_RESP_ERR_NO_ERROR || code == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+      continue;
+    const char* why = rd_kafka_topic_result_error_string(results[i]);
+    throw KafkaError(std::string("creating topic ") + rd_kafka_topic_result_name(results[i]) +
+                     ": " + (why ? why : rd_kafka_err2str(code)));
+  }
+}
+
+bool is_secret_property(std::string_view name) {
+  std::string lower(name);
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  for (std::string_view marker :
+       {"password", "secret", "key", "token", "oauthbearer.config", "jaas", "credential"})
+    if (lower.find(marker) != std::string::npos) return true;
+  return false;
+}
+
+}  // namespace pqa::scorer::kafka

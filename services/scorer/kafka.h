@@ -1,0 +1,102 @@
+// Thin RAII layer over librdkafka's C API: handles that free themselves, configuration from
+// a property map, and errors as exceptions. Nothing here knows about scoring.
+#pragma once
+
+#include <librdkafka/rdkafka.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pqa::scorer::kafka {
+
+/// A Kafka operation failed. `fatal`: the client cannot continue (e.g. the producer was
+/// fenced by a newer instance); `abortable`: the open transaction must be aborted;
+/// `retriable`: the same call may succeed if tried again.
+class KafkaError : public std::runtime_error {
+ public:
+  explicit KafkaError(const std::string& what, bool fatal = false, bool abortable = false,
+                      bool retriable = false)
+      : std::runtime_error(what), fatal_(fatal), abortable_(abortable), retriable_(retriable) {}
+  bool fatal() const { return fatal_; }
+  bool abortable() const { return abortable_; }
+  bool retriable() const { return retriable_; }
+
+ private:
+  bool fatal_, abortable_, retriable_;
+};
+
+struct HandleDeleter {
+  void operator()(rd_kafka_t* rk) const;
+};
+struct ConfDeleter {
+  void operator()(rd_kafka_conf_t* c) const { rd_kafka_conf_destroy(c); }
+};
+struct PartitionListDeleter {
+  void operator()(rd_kafka_topic_partition_list_t* l) const {
+    rd_kafka_topic_partition_list_destroy(l);
+  }
+};
+struct MessageDeleter {
+  void operator()(rd_kafka_message_t* m) const { rd_kafka_message_destroy(m); }
+};
+struct QueueDeleter {
+  void operator()(rd_kafka_queue_t* q) const { rd_kafka_queue_destroy(q); }
+};
+struct GroupMetadataDeleter {
+  void operator()(rd_kafka_consumer_group_metadata_t* m) const {
+    rd_kafka_consumer_group_metadata_destroy(m);
+  }
+};
+
+using Handle = std::unique_ptr<rd_kafka_t, HandleDeleter>;
+using Conf = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
+using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter>;
+using Message = std::unique_ptr<rd_kafka_message_t, MessageDeleter>;
+using Queue = std::unique_ptr<rd_kafka_queue_t, QueueDeleter>;
+using GroupMetadata = std::unique_ptr<rd_kafka_consumer_group_metadata_t, GroupMetadataDeleter>;
+
+using Properties = std::map<std::string, std::string>;
+
+/// A configuration object with every property set; a property librdkafka rejects throws
+/// KafkaError naming it (its value is not repeated: it may be a secret).
+Conf make_conf(const Properties& properties);
+/// Creates a client; throws KafkaError with librdkafka's reason on failure.
+Handle make_client(rd_kafka_type_t type, Conf conf);
+
+/// Turns a rd_kafka_error_t (which it frees) into a KafkaError; no-op for nullptr.
+void throw_if(rd_kafka_error_t* error, std::string_view what);
+/// Same for a response code.
+void throw_if(rd_kafka_resp_err_t err, std::string_view what);
+
+PartitionList make_partition_list(int capacity = 4);
+
+/// Low and high watermark of one partition (committed high watermark for read_committed
+/// readers is the last stable offset; see restore code).
+std::pair<std::int64_t, std::int64_t> query_watermarks(rd_kafka_t* rk, const std::string& topic,
+                                                       int partition,
+                                                       std::chrono::milliseconds timeout);
+
+/// Number of partitions of `topic`, or nullopt if it does not exist.
+std::optional<int> partition_count(rd_kafka_t* rk, const std::string& topic,
+                                   std::chrono::milliseconds timeout);
+
+struct TopicSpec {
+  std::string name;
+  int partitions = 1;
+  int replication_factor = 1;
+  Properties config;  ///< e.g. cleanup.policy=compact
+};
+/// Creates the topics (an existing topic is not an error); throws naming the first failure.
+void create_topics(rd_kafka_t* rk, const std::vector<TopicSpec>& topics,
+                   std::chrono::milliseconds timeout);
+
+/// Whether a property's value must never be printed (passwords, keys, tokens).
+bool is_secret_property(std::string_view name);
+
+}  // namespace pqa::scorer::kafka

@@ -1,0 +1,170 @@
+#include "output_producer.h"
+
+#include <thread>
+
+#include "log.h"
+
+namespace pqa::scorer {
+namespace {
+
+constexpr auto kRetryPause = std::chrono::milliseconds(500);
+
+kafka::Properties producer_properties(const KafkaConfig& c, const std::string& transactional_id) {
+  kafka::Properties p = {
+      {"bootstrap.servers", c.bootstrap_servers},
+      {"enable.idempotence", "true"},
+      {"acks", "all"},
+      {"linger.ms", "5"},
+      {"compression.type", "lz4"},
+  };
+  // Broker outages are ridden out: librdkafka retries a message until message.timeout.ms,
+  // and the service's own loops retry commits and flushes beyond it. In a transaction the
+  // message timeout cannot exceed the transaction's; a transaction that times out is aborted
+  // and its events reprocessed.
+  if (!transactional_id.empty()) {
+    p["transactional.id"] = transactional_id;
+    p["transaction.timeout.ms"] = "60000";
+    p["message.timeout.ms"] = "60000";
+  } else {
+    p["message.timeout.ms"] = "300000";
+  }
+  for (const auto& [k, v] : c.properties) p[k] = v;
+  for (const auto& [k, v] : c.producer_properties) p[k] = v;
+  return p;
+}
+
+}  // namespace
+
+OutputProducer::OutputProducer(const KafkaConfig& config, const std::string& transactional_id,
+                               const std::atomic<bool>& stop)
+    : changelog_topic_(config.changelog_topic),
+      transactional_(!transactional_id.empty()),
+      timeout_(config.timeout_ms),
+      stop_(stop) {
+  auto conf = kafka::make_conf(producer_properties(config, transactional_id));
+  rd_kafka_conf_set_dr_msg_cb(conf.get(), &OutputProducer::on_delivery);
+  rd_kafka_conf_set_opaque(conf.get(), this);
+  handle_ = kafka::make_client(RD_KAFKA_PRODUCER, std::move(conf));
+  if (!transactional_) return;
+  for (;;) {  // the transaction coordinator may not be reachable yet
+    rd_kafka_error_t* error =
+        rd_kafka_init_transactions(handle_.get(), static_cast<int>(timeout_.count()));
+    if (error == nullptr) break;
+    if (!rd_kafka_error_is_retriable(error) || stop_) kafka::throw_if(error, "init_transactions");
+    log::warn("producer", "init_transactions failed, retrying",
+              {{"error", rd_kafka_error_string(error)}});
+    rd_kafka_error_destroy(error);
+    std::this_thread::sleep_for(kRetryPause);
+  }
+}
+
+void OutputProducer::on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+  auto* self = static_cast<OutputProducer*>(opaque);
+  if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (!self->delivery_error_)
+      self->delivery_error_ = std::string("delivery to ") + rd_kafka_topic_name(m->rkt) + ": " +
+                              rd_kafka_err2str(m->err);
+    return;
+  }
+  if (self->changelog_topic_ == rd_kafka_topic_name(m->rkt)) {
+    auto& last = self->changelog_offsets_[m->partition];
+    if (m->offset > last) last = m->offset;
+  }
+}
+
+void OutputProducer::produce(const std::string& topic, int partition, std::string_view key,
+                             std::string_view value, const Headers& headers) {
+  for (;;) {
+    rd_kafka_headers_t* hdrs = nullptr;
+    if (!headers.empty()) {
+      hdrs = rd_kafka_headers_new(headers.size());
+      for (const auto& [name, v] : headers)
+        rd_kafka_header_add(hdrs, name.data(), static_cast<ssize_t>(name.size()), v.data(),
+                            static_cast<ssize_t>(v.size()));
+    }
+    const rd_kafka_resp_err_t err =
+        rd_kafka_producev(handle_.get(), RD_KAFKA_V_TOPIC(topic.c_str()),
+                          RD_KAFKA_V_PARTITION(partition < 0 ? RD_KAFKA_PARTITION_UA : partition),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),
+                          RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                          RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return;  // the headers now belong to the message
+    if (hdrs != nullptr) rd_kafka_headers_destroy(hdrs);
+    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+      throw kafka::KafkaError("producing to " + topic + ": " + rd_kafka_err2str(err),
+                              err == RD_KAFKA_RESP_ERR__FATAL, transactional_);
+    rd_kafka_poll(handle_.get(), 50);  // let deliveries drain the queue
+  }
+}
+
+void OutputProducer::begin_transaction() {
+  kafka::throw_if(rd_kafka_begin_transaction(handle_.get()), "begin_transaction");
+}
+
+void OutputProducer::commit_transaction(rd_kafka_topic_partition_list_t* offsets,
+                                        rd_kafka_t* consumer) {
+  const int timeout = static_cast<int>(timeout_.count());
+  if (offsets != nullptr && offsets->cnt > 0) {
+    kafka::GroupMetadata group(rd_kafka_consumer_group_metadata(consumer));
+    for (;;) {
+      rd_kafka_error_t* error =
+          rd_kafka_send_offsets_to_transaction(handle_.get(), offsets, group.get(), timeout);
+      if (error == nullptr) break;
+      if (!rd_kafka_error_is_retriable(error) || stop_)
+        kafka::throw_if(error, "send_offsets_to_transaction");
+      log::warn("producer", "send_offsets_to_transaction failed, retrying",
+                {{"error", rd_kafka_error_string(error)}});
+      rd_kafka_error_destroy(error);
+      std::this_thread::sleep_for(kRetryPause);
+    }
+  }
+  for (;;) {
+    rd_kafka_error_t* error = rd_kafka_commit_transaction(handle_.get(), timeout);
+    if (error == nullptr) break;
+    if (!rd_kafka_error_is_retriable(error) || stop_) kafka::throw_if(error, "commit_transaction");
+    log::warn("producer", "commit_transaction failed, retrying",
+              {{"error", rd_kafka_error_string(error)}});
+    rd_kafka_error_destroy(error);
+    std::this_thread::sleep_for(kRetryPause);
+  }
+  delivery_error_.reset();  // a committed transaction delivered everything it holds
+}
+
+void OutputProducer::abort_transaction() {
+  for (;;) {
+    rd_kafka_error_t* error =
+        rd_kafka_abort_transaction(handle_.get(), static_cast<int>(timeout_.count()));
+    if (error == nullptr) break;
+    if (!rd_kafka_error_is_retriable(error) || stop_) kafka::throw_if(error, "abort_transaction");
+    rd_kafka_error_destroy(error);
+    std::this_thread::sleep_for(kRetryPause);
+  }
+  delivery_error_.reset();
+  changelog_offsets_.clear();
+}
+
+void OutputProducer::flush_all() {
+  while (rd_kafka_outq_len(handle_.get()) > 0) {
+    const auto err = rd_kafka_flush(handle_.get(), static_cast<int>(timeout_.count()));
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+    if (stop_) kafka::throw_if(err, "flushing the producer");
+    log::warn("producer", "records still queued, waiting for the cluster",
+              {{"queued", std::to_string(rd_kafka_outq_len(handle_.get()))}});
+  }
+  check_delivery_errors();
+}
+
+void OutputProducer::check_delivery_errors() {
+  if (!delivery_error_) return;
+  std::string error = std::move(*delivery_error_);
+  delivery_error_.reset();
+  changelog_offsets_.clear();
+  throw kafka::KafkaError(error, false, true);
+}
+
+std::map<int, std::int64_t> OutputProducer::take_changelog_offsets() {
+  return std::exchange(changelog_offsets_, {});
+}
+
+}  // namespace pqa::scorer

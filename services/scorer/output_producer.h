@@ -1,0 +1,67 @@
+// The service's one Kafka producer: signals, scores, changelog and dead letters all go through
+// it, inside a transaction in exactly-once mode. Tracks delivery so that a commit knows
+// whether everything it covers was written, and where each changelog partition ended.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "config_loader.h"
+#include "kafka.h"
+
+namespace pqa::scorer {
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+class OutputProducer {
+ public:
+  /// `transactional`: exactly-once mode (init_transactions is called here, fencing any
+  /// earlier producer with the same transactional.id).
+  OutputProducer(const KafkaConfig& config, const std::string& transactional_id,
+                 const std::atomic<bool>& stop);
+
+  /// Queues one record; waits (serving delivery reports) while librdkafka's queue is full.
+  /// partition -1: the producer's partitioner on the key.
+  void produce(const std::string& topic, int partition, std::string_view key,
+               std::string_view value, const Headers& headers = {});
+
+  bool transactional() const { return transactional_; }
+  void begin_transaction();
+  /// Commits the open transaction, with `offsets` of `consumer`'s group. Retries while the
+  /// error is retriable (a broker outage); throws KafkaError when the transaction must be
+  /// aborted (abortable()) or the producer is dead (fatal()).
+  void commit_transaction(rd_kafka_topic_partition_list_t* offsets, rd_kafka_t* consumer);
+  /// Aborts the open transaction (after an abortable error); throws if that fails.
+  void abort_transaction();
+  /// At-least-once: waits until every queued record is delivered (retrying through outages);
+  /// throws KafkaError if any record since the last call failed for good.
+  void flush_all();
+  /// Serves delivery reports without blocking.
+  void poll() { rd_kafka_poll(handle_.get(), 0); }
+
+  /// The highest changelog offset delivered per partition since the last call (cleared).
+  std::map<int, std::int64_t> take_changelog_offsets();
+
+  rd_kafka_t* handle() const { return handle_.get(); }
+
+ private:
+  static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* message, void* opaque);
+  void check_delivery_errors();
+
+  std::string changelog_topic_;
+  bool transactional_;
+  std::chrono::milliseconds timeout_;
+  const std::atomic<bool>& stop_;
+  kafka::Handle handle_;
+  std::map<int, std::int64_t> changelog_offsets_;
+  std::optional<std::string> delivery_error_;  ///< first failure since the last check
+};
+
+}  // namespace pqa::scorer

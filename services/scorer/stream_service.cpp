@@ -1,0 +1,500 @@
+#include "stream_service.h"
+
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <thread>
+#include <vector>
+
+#include "changelog.h"
+#include "json_output.h"
+#include "kafka.h"
+#include "log.h"
+#include "output_producer.h"
+#include "processor.h"
+#include "state_codec.h"
+
+namespace pqa::scorer {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+std::int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string host_name() {
+  std::array<char, 256> name{};
+  if (::gethostname(name.data(), name.size() - 1) != 0) return "localhost";
+  return name.data();
+}
+
+kafka::Properties consumer_properties(const KafkaConfig& c) {
+  kafka::Properties p = {
+      {"bootstrap.servers", c.bootstrap_servers},
+      {"group.id", c.group_id},
+      {"partition.assignment.strategy", "cooperative-sticky"},
+      {"enable.auto.commit", "false"},
+      {"enable.auto.offset.store", "false"},
+      {"auto.offset.reset", "earliest"},
+      {"isolation.level", "read_committed"},
+  };
+  if (!c.group_instance_id.empty()) p["group.instance.id"] = c.group_instance_id;
+  for (const auto& [k, v] : c.properties) p[k] = v;
+  for (const auto& [k, v] : c.consumer_properties) p[k] = v;
+  return p;
+}
+
+/// Signals of one partition go to the signals topic, keyed by account id.
+class KafkaSignalSink final : public SignalSink {
+ public:
+  KafkaSignalSink(OutputProducer& producer, const std::string& topic,
+                  const std::string& model_version, ServiceCounters& counters)
+      : producer_(producer), topic_(topic), model_version_(model_version), counters_(counters) {}
+  void emit(const OutputSignal& signal) override {
+    line_.clear();
+    write_signal(line_, signal, model_version_);
+    producer_.produce(topic_, -1, signal.account.str(), line_);
+    counters_.signals_emitted.fetch_add(1, std::memory_order_relaxed);
+  }
+
+ private:
+  OutputProducer& producer_;
+  const std::string& topic_;
+  const std::string& model_version_;
+  ServiceCounters& counters_;
+  std::string line_;
+};
+
+}  // namespace
+
+/// One assigned input partition: its own store, processor and clock.
+struct PartitionTask {
+  int partition = 0;
+  std::unique_ptr<StateStore> store;
+  std::unique_ptr<KafkaSignalSink> sink;
+  std::unique_ptr<Processor> processor;
+  std::int64_t next_offset = -1;  ///< offset to commit: last processed + 1; -1: none yet
+  bool changed = false;           ///< processed or advanced since the last commit
+  WriteSet committing;            ///< changes of the transaction being committed
+  Clock::time_point last_event = Clock::now();
+};
+
+struct StreamService::Impl {
+  Impl(const ServiceConfig& c, const std::atomic<bool>& s);
+
+  void run();
+  // Topics and clients.
+  void check_topics();
+  // The loop.
+  void handle(rd_kafka_message_t* message);
+  void advance_idle_partitions();
+  void ensure_transaction();
+  bool commit_due() const;
+  void commit();
+  void commit_or_rewind();
+  void rewind();
+  void dead_letter(const rd_kafka_message_t* m, const rollup::DecodeFailure& failure);
+  // Partitions.
+  static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                           rd_kafka_topic_partition_list_t* partitions, void* opaque);
+  void assign(rd_kafka_topic_partition_list_t* partitions);
+  void revoke(rd_kafka_topic_partition_list_t* partitions, bool lost);
+  std::unique_ptr<PartitionTask> open_task(int partition);
+  void reload_processor(PartitionTask& task);
+  fs::path task_dir(int partition) const;
+  void update_gauges();
+
+  ServiceConfig config;
+  const std::atomic<bool>& stop;
+  rollup::Model model;
+  ServiceCounters counters;
+  bool exactly_once;
+  std::string transactional_id;
+  kafka::Handle consumer;
+  std::unique_ptr<OutputProducer> producer;
+  std::unique_ptr<ChangelogRestorer> restorer;
+  std::map<int, std::unique_ptr<PartitionTask>> tasks;
+  int input_partitions = 0;
+  bool transaction_open = false;
+  Clock::time_point transaction_started;
+  std::size_t events_since_commit = 0;
+  Clock::time_point last_idle_check = Clock::now();
+};
+
+StreamService::Impl::Impl(const ServiceConfig& c, const std::atomic<bool>& s)
+    : config(c),
+      stop(s),
+      model(c.model),
+      exactly_once(c.kafka.processing == Processing::kExactlyOnce) {
+  if (config.kafka.bootstrap_servers.empty())
+    throw ConfigException("kafka.bootstrap_servers", "must be set to run the service");
+  // The service writes to the store only after Kafka has the same changes (commit()).
+  config.processor.auto_flush = false;
+  config.processor.flush_every_events = ~std::size_t{0};
+  if (exactly_once) {
+    transactional_id = config.kafka.transactional_id;
+    if (transactional_id.empty())
+      transactional_id =
+          config.kafka.group_id + "-" +
+          (config.kafka.group_instance_id.empty() ? host_name() : config.kafka.group_instance_id);
+  }
+  fs::create_directories(config.service.state_dir);
+  producer = std::make_unique<OutputProducer>(config.kafka, transactional_id, stop);
+  check_topics();
+  restorer = std::make_unique<ChangelogRestorer>(config.kafka, stop);
+  auto conf = kafka::make_conf(consumer_properties(config.kafka));
+  rd_kafka_conf_set_rebalance_cb(conf.get(), &Impl::on_rebalance);
+  rd_kafka_conf_set_opaque(conf.get(), this);
+  consumer = kafka::make_client(RD_KAFKA_CONSUMER, std::move(conf));
+  rd_kafka_poll_set_consumer(consumer.get());
+  log::info("service", "started",
+            {{"input", config.kafka.input_topic},
+             {"partitions", std::to_string(input_partitions)},
+             {"processing", exactly_once ? "exactly_once" : "at_least_once"},
+             {"transactional_id", transactional_id},
+             {"state_dir", config.service.state_dir},
+             {"model_version", model.version()}});
+}
+
+void StreamService::Impl::check_topics() {
+  const auto timeout = std::chrono::milliseconds(config.kafka.timeout_ms);
+  const KafkaConfig& k = config.kafka;
+  rd_kafka_t* rk = producer->handle();
+  auto input = kafka::partition_count(rk, k.input_topic, timeout);
+  if (!input)
+    throw ConfigException("kafka.topics.input",
+                          "topic '" + k.input_topic + "' does not exist (create it first)");
+  input_partitions = *input;
+  std::vector<kafka::TopicSpec> missing;
+  const kafka::Properties compacted = {{"cleanup.policy", "compact"}};
+  const std::vector<std::tuple<std::string, std::string, int, kafka::Properties>> outputs = {
+      {"kafka.topics.signals", k.signals_topic, input_partitions, {}},
+      {"kafka.topics.scores", k.scores_topic, input_partitions, compacted},
+      {"kafka.topics.changelog", k.changelog_topic, input_partitions, compacted},
+      {"kafka.topics.dead_letter", k.dead_letter_topic, 1, {}},
+  };
+  for (const auto& [key, name, partitions, topic_config] : outputs) {
+    auto count = kafka::partition_count(rk, name, timeout);
+    if (!count) {
+      if (!k.create_topics)
+        throw ConfigException(key, "topic '" + name +
+                                       "' does not exist (create it, or set "
+                                       "kafka.topics.create: true)");
+      missing.push_back({name, partitions, k.replication_factor, topic_config});
+      continue;
+    }
+    // The changelog partition of an input partition has the same number.
+    if (name == k.changelog_topic && *count != input_partitions)
+      throw ConfigException(key, "topic '" + name + "' has " + std::to_string(*count) +
+                                     " partitions; it needs as many as the input topic (" +
+                                     std::to_string(input_partitions) + ")");
+  }
+  if (!missing.empty()) {
+    kafka::create_topics(rk, missing, timeout);
+    for (const auto& t : missing)
+      log::info("service", "created topic",
+                {{"topic", t.name}, {"partitions", std::to_string(t.partitions)}});
+  }
+}
+
+fs::path StreamService::Impl::task_dir(int partition) const {
+  return fs::path(config.service.state_dir) / ("partition-" + std::to_string(partition));
+}
+
+std::unique_ptr<PartitionTask> StreamService::Impl::open_task(int partition) {
+  auto task = std::make_unique<PartitionTask>();
+  task->partition = partition;
+  RocksDbOptions db = config.rocksdb;
+  db.path = task_dir(partition).string();
+  task->store = open_rocksdb_store(db);
+  const RestoreResult restored = restorer->restore(*task->store, partition);
+  counters.restored_records.fetch_add(restored.records, std::memory_order_relaxed);
+  log::info("restore", "partition restored",
+            {{"partition", std::to_string(partition)},
+             {"records", std::to_string(restored.records)},
+             {"rebuilt", restored.rebuilt ? "true" : "false"},
+             {"seconds", std::to_string(restored.seconds)}});
+  task->sink = std::make_unique<KafkaSignalSink>(*producer, config.kafka.signals_topic,
+                                                 model.version(), counters);
+  reload_processor(*task);
+  return task;
+}
+
+void StreamService::Impl::reload_processor(PartitionTask& task) {
+  task.processor.reset();  // its caches may hold changes that were never committed
+  task.processor = std::make_unique<Processor>(model, *task.store, *task.sink, config.processor);
+  task.next_offset = -1;
+  task.changed = false;
+  task.last_event = Clock::now();
+}
+
+void StreamService::Impl::on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                                       rd_kafka_topic_partition_list_t* partitions, void* opaque) {
+  auto* self = static_cast<Impl*>(opaque);
+  self->counters.rebalances.fetch_add(1, std::memory_order_relaxed);
+  const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    self->assign(partitions);
+    if (cooperative)
+      kafka::throw_if(rd_kafka_incremental_assign(rk, partitions), "incremental_assign");
+    else
+      kafka::throw_if(rd_kafka_assign(rk, partitions), "assign");
+  } else {
+    self->revoke(partitions, rd_kafka_assignment_lost(rk) != 0);
+    if (cooperative)
+      kafka::throw_if(rd_kafka_incremental_unassign(rk, partitions), "incremental_unassign");
+    else
+      kafka::throw_if(rd_kafka_assign(rk, nullptr), "unassign");
+  }
+  self->update_gauges();
+}
+
+void StreamService::Impl::assign(rd_kafka_topic_partition_list_t* partitions) {
+  counters.ready = false;
+  // Restored before the consumer is told to fetch them, so no event meets missing state.
+  for (int i = 0; i < partitions->cnt; ++i) {
+    const int p = partitions->elems[i].partition;
+    if (tasks.count(p)) continue;
+    counters.restoring_partitions.fetch_add(1);
+    tasks[p] = open_task(p);
+    counters.restoring_partitions.fetch_sub(1);
+    log::info("service", "partition assigned", {{"partition", std::to_string(p)}});
+  }
+}
+
+void StreamService::Impl::revoke(rd_kafka_topic_partition_list_t* partitions, bool lost) {
+  if (lost) {
+    // Another member may own them already: nothing uncommitted of theirs may land, so the
+    // open transaction is aborted and the partitions kept are rewound to their last commit.
+    for (int i = 0; i < partitions->cnt; ++i) tasks.erase(partitions->elems[i].partition);
+    if (events_since_commit > 0 || transaction_open) {
+      log::warn("service", "partitions lost; discarding uncommitted work");
+      if (transaction_open) {
+        producer->abort_transaction();
+        transaction_open = false;
+        counters.transactions_aborted.fetch_add(1);
+      }
+      rewind();
+    }
+  } else if (events_since_commit > 0) {
+    commit_or_rewind();  // the generation is still valid: the work done so far is committed
+  }
+  for (int i = 0; i < partitions->cnt; ++i) {
+    const int p = partitions->elems[i].partition;
+    tasks.erase(p);  // closes its store; the directory stays for a later assignment
+    log::info("service", lost ? "partition lost" : "partition revoked",
+              {{"partition", std::to_string(p)}});
+  }
+}
+
+void StreamService::Impl::update_gauges() {
+  counters.assigned_partitions = static_cast<int>(tasks.size());
+  counters.ready = counters.restoring_partitions.load() == 0;
+}
+
+void StreamService::Impl::ensure_transaction() {
+  if (!exactly_once || transaction_open) return;
+  producer->begin_transaction();
+  transaction_open = true;
+  transaction_started = Clock::now();
+}
+
+void StreamService::Impl::dead_letter(const rd_kafka_message_t* m,
+                                      const rollup::DecodeFailure& failure) {
+  const Headers headers = {
+      {"pqa.error.reason", std::string(rollup::to_string(failure.code))},
+      {"pqa.error.message", failure.message()},
+      {"pqa.source.topic", rd_kafka_topic_name(m->rkt)},
+      {"pqa.source.partition", std::to_string(m->partition)},
+      {"pqa.source.offset", std::to_string(m->offset)},
+  };
+  producer->produce(config.kafka.dead_letter_topic, -1,
+                    std::string_view(static_cast<const char*>(m->key), m->key_len),
+                    std::string_view(static_cast<const char*>(m->payload), m->len), headers);
+}
+
+void StreamService::Impl::handle(rd_kafka_message_t* raw) {
+  kafka::Message m(raw);
+  if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) return;
+    log::warn("consumer", "consume error", {{"error", rd_kafka_message_errstr(m.get())}});
+    return;
+  }
+  auto it = tasks.find(m->partition);
+  if (it == tasks.end()) return;  // revoked while queued: its new owner processes it
+  PartitionTask& task = *it->second;
+  ensure_transaction();
+  const std::string_view payload(static_cast<const char*>(m->payload), m->len);
+  if (auto failure = task.processor->process(payload)) {
+    counters.events_rejected.fetch_add(1, std::memory_order_relaxed);
+    dead_letter(m.get(), *failure);
+  } else {
+    counters.events_processed.fetch_add(1, std::memory_order_relaxed);
+  }
+  task.next_offset = m->offset + 1;
+  task.changed = true;
+  task.last_event = Clock::now();
+  ++events_since_commit;
+}
+
+void StreamService::Impl::advance_idle_partitions() {
+  const int idle_ms = config.service.idle_advance_ms;
+  if (idle_ms <= 0) return;
+  const auto now = Clock::now();
+  if (now - last_idle_check < std::chrono::seconds(1)) return;
+  last_idle_check = now;
+  const rollup::TimeMs target = wall_ms() - idle_ms;
+  for (auto& [p, task] : tasks) {
+    if (now - task->last_event < std::chrono::milliseconds(idle_ms)) continue;
+    if (task->processor->watermark() == rollup::kNoTime || task->processor->watermark() >= target)
+      continue;
+    ensure_transaction();
+    const auto fired_before = task->processor->stats().timers_fired;
+    task->processor->advance_to(target);
+    counters.timers_fired.fetch_add(task->processor->stats().timers_fired - fired_before);
+    task->changed = true;
+    ++events_since_commit;
+  }
+}
+
+bool StreamService::Impl::commit_due() const {
+  if (events_since_commit == 0) return false;
+  if (exactly_once && Clock::now() - transaction_started >=
+                          std::chrono::milliseconds(config.kafka.commit_interval_ms))
+    return true;
+  for (const auto& [p, task] : tasks)
+    if (task->processor->changes_over_bound()) return true;
+  return false;
+}
+
+void StreamService::Impl::commit() {
+  ensure_transaction();
+  auto offsets = kafka::make_partition_list(static_cast<int>(tasks.size()));
+  for (auto& [p, task] : tasks) {
+    if (!task->changed) continue;
+    task->committing = task->processor->take_changes();
+    for (const auto& [key, value] : task->committing.puts) {
+      producer->produce(config.kafka.changelog_topic, p, key, value);
+      if (key.empty() || key[0] != keys::kAccount) continue;
+      // The account's latest score, as of its own clock: what the CRM field shows.
+      auto stored = decode_account(value);
+      if (!stored) continue;
+      const std::string_view account = std::string_view(key).substr(1);
+      const auto score = rollup::evaluate(model, stored->state, stored->state.clock);
+      producer->produce(config.kafka.scores_topic, -1, account,
+                        score_to_json(rollup::AccountId(std::string(account)), score,
+                                      stored->state.clock, model.version()));
+    }
+    if (task->next_offset >= 0)
+      rd_kafka_topic_partition_list_add(offsets.get(), config.kafka.input_topic.c_str(), p)
+          ->offset = task->next_offset;
+  }
+  if (exactly_once) {
+    producer->commit_transaction(offsets.get(), consumer.get());
+    transaction_open = false;
+    counters.transactions_committed.fetch_add(1);
+  } else {
+    producer->flush_all();
+    if (offsets->cnt > 0)
+      kafka::throw_if(rd_kafka_commit(consumer.get(), offsets.get(), 0), "committing offsets");
+  }
+  // Kafka holds the changes now; the local store follows, with the changelog position.
+  const auto changelog_offsets = producer->take_changelog_offsets();
+  for (auto& [p, task] : tasks) {
+    if (!task->changed) continue;
+    if (auto at = changelog_offsets.find(p); at != changelog_offsets.end())
+      task->committing.puts.emplace_back(keys::meta(changelog_meta::kOffset),
+                                         std::to_string(at->second));
+    task->store->commit(task->committing);
+    task->committing = {};
+    task->changed = false;
+  }
+  events_since_commit = 0;
+}
+
+void StreamService::Impl::commit_or_rewind() {
+  try {
+    commit();
+  } catch (const kafka::KafkaError& e) {
+    if (e.fatal() || !e.abortable()) throw;
+    log::warn("service", "transaction failed; aborting and reprocessing from the last commit",
+              {{"error", e.what()}});
+    if (exactly_once) {
+      producer->abort_transaction();
+      transaction_open = false;
+      counters.transactions_aborted.fetch_add(1);
+    }
+    rewind();
+  }
+}
+
+void StreamService::Impl::rewind() {
+  // State back to the last commit (the store), input back to the committed offsets.
+  auto positions = kafka::make_partition_list(static_cast<int>(tasks.size()));
+  for (auto& [p, task] : tasks) {
+    task->committing = {};
+    reload_processor(*task);
+    rd_kafka_topic_partition_list_add(positions.get(), config.kafka.input_topic.c_str(), p);
+  }
+  events_since_commit = 0;
+  if (positions->cnt == 0) return;
+  kafka::throw_if(rd_kafka_committed(consumer.get(), positions.get(), config.kafka.timeout_ms),
+                  "reading committed offsets");
+  for (int i = 0; i < positions->cnt; ++i)
+    if (positions->elems[i].offset < 0) positions->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+  kafka::throw_if(
+      rd_kafka_seek_partitions(consumer.get(), positions.get(), config.kafka.timeout_ms),
+      "seeking to committed offsets");
+}
+
+void StreamService::Impl::run() {
+  kafka::PartitionList topics = kafka::make_partition_list(1);
+  rd_kafka_topic_partition_list_add(topics.get(), config.kafka.input_topic.c_str(),
+                                    RD_KAFKA_PARTITION_UA);
+  kafka::throw_if(rd_kafka_subscribe(consumer.get(), topics.get()), "subscribing");
+  kafka::Queue queue(rd_kafka_queue_get_consumer(consumer.get()));
+  std::vector<rd_kafka_message_t*> batch(config.kafka.max_batch_events);
+  const int poll_ms = std::max(1, std::min(100, config.kafka.commit_interval_ms));
+  while (!stop) {
+    const ssize_t n =
+        rd_kafka_consume_batch_queue(queue.get(), poll_ms, batch.data(), batch.size());
+    for (ssize_t i = 0; i < n; ++i) handle(batch[static_cast<std::size_t>(i)]);
+    if (rd_kafka_fatal_error(consumer.get(), nullptr, 0) != RD_KAFKA_RESP_ERR_NO_ERROR)
+      throw kafka::KafkaError("consumer fatal error", true);
+    advance_idle_partitions();
+    producer->poll();
+    if (commit_due()) commit_or_rewind();
+  }
+  log::info("service", "stopping: committing and leaving the group");
+  if (events_since_commit > 0) commit_or_rewind();
+  if (transaction_open) {
+    producer->abort_transaction();  // an empty transaction
+    transaction_open = false;
+  }
+  kafka::throw_if(rd_kafka_consumer_close(consumer.get()), "closing the consumer");
+  tasks.clear();
+  if (!exactly_once) producer->flush_all();
+  log::info("service", "stopped");
+}
+
+StreamService::StreamService(const ServiceConfig& config, const std::atomic<bool>& stop)
+    : impl_(std::make_unique<Impl>(config, stop)) {}
+
+StreamService::~StreamService() = default;
+
+void StreamService::run() {
+  impl_->run();
+}
+
+const ServiceCounters& StreamService::counters() const {
+  return impl_->counters;
+}
+
+}  // namespace pqa::scorer
