@@ -36,10 +36,10 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-run_java() {  # run_java DIR MAIN ARGS...
+run_java() {  # run_java DIR MAIN ARGS... (call in a subshell: it execs, so $! is java's pid)
   local dir=$1 main=$2
   shift 2
-  java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
+  exec java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j.configuration="file:$dir/log4j.properties" -cp "$libs/*" "$main" "$@"
 }
 
@@ -80,7 +80,7 @@ PROPS
 launch() {  # launch DIR: starts the configured broker and waits until it serves
   local dir=$1
   : >"$dir/server.log"
-  run_java "$dir" kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 &
+  (run_java "$dir" kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1) &
   echo $! >"$dir/pid"
   local port
   port=$(cat "$dir/port")
@@ -115,8 +115,8 @@ start() {
   echo "$port" >"$dir/port"
   write_config "$dir" "$port" "$cport"
   local cluster_id
-  cluster_id=$(run_java "$dir" kafka.tools.StorageTool random-uuid)
-  run_java "$dir" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" \
+  cluster_id=$( (run_java "$dir" kafka.tools.StorageTool random-uuid))
+  (run_java "$dir" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties") \
     >"$dir/format.log" 2>&1 || die "formatting $dir/data failed: $(cat "$dir/format.log")"
   launch "$dir"
 }

@@ -1,5 +1,6 @@
 #include "changelog.h"
 
+#include <thread>
 #include <vector>
 
 #include "log.h"
@@ -60,7 +61,7 @@ RestoreResult ChangelogRestorer::restore(StateStore& store, int partition) {
   const auto started = std::chrono::steady_clock::now();
   RestoreResult result;
   const std::string source = topic_ + "/" + std::to_string(partition);
-  const auto [low, high] = kafka::query_watermarks(consumer_.get(), topic_, partition, timeout_);
+  const auto [low, high] = watermarks(partition);
   const auto checkpoint = stored_checkpoint(store);
   const auto stored_source = store.get(keys::meta(changelog_meta::kSource));
   std::int64_t from = checkpoint ? *checkpoint + 1 : low;
@@ -89,6 +90,22 @@ RestoreResult ChangelogRestorer::restore(StateStore& store, int partition) {
   result.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return result;
+}
+
+std::pair<std::int64_t, std::int64_t> ChangelogRestorer::watermarks(int partition) {
+  // A changelog just created, or a broker just restarted, answers "not leader" or "unknown
+  // partition" for a while: retried until the timeout, like every call a broker outage fails.
+  const auto deadline = std::chrono::steady_clock::now() + timeout_;
+  for (;;) {
+    try {
+      return kafka::query_watermarks(consumer_.get(), topic_, partition, timeout_);
+    } catch (const kafka::KafkaError& e) {
+      if (stop_ || std::chrono::steady_clock::now() >= deadline) throw;
+      log::warn("restore", "changelog offsets not available yet, retrying",
+                {{"partition", std::to_string(partition)}, {"error", e.what()}});
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+  }
 }
 
 std::pair<std::uint64_t, std::int64_t> ChangelogRestorer::copy_records(StateStore& store,

@@ -41,6 +41,9 @@ class ChangelogRestorer {
   std::pair<std::uint64_t, std::int64_t> copy_records(StateStore& store, int partition,
                                                       std::int64_t from);
 
+  /// Low and high offsets of the changelog partition, retrying while the cluster settles.
+  std::pair<std::int64_t, std::int64_t> watermarks(int partition);
+
   std::string topic_;
   std::chrono::milliseconds timeout_;
   const std::atomic<bool>& stop_;

@@ -25,6 +25,15 @@ int main(int argc, char** argv) {
                   "After the input, advance the clock to this time, firing every timer");
   cmd->add_option("--state-dir", state_dir, "RocksDB state directory (default: a temp dir)");
   cmd->add_flag("--strict", replay.strict, "Exit 1 if any input line was rejected");
+  cmd->add_option("--partitions", replay.partitions,
+                  "Split the events by account into N partitions as Kafka's default "
+                  "partitioner does, each with its own clock: what `run` computes")
+      ->check(CLI::Range(1, 100000));
+  std::string scores_at = "end";
+  cmd->add_option("--scores-at", scores_at,
+                  "Evaluate each score at the end of the input (end) or at the account's "
+                  "last change (account, as the service's scores topic publishes it)")
+      ->check(CLI::IsMember({"end", "account"}));
 
   pqa::scorer::RunOptions run;
   std::string run_state_dir;
@@ -41,6 +50,7 @@ int main(int argc, char** argv) {
     return pqa::scorer::run_service(run);
   }
   if (!as_of.empty()) replay.as_of = as_of;
+  if (scores_at == "account") replay.scores_at = pqa::scorer::ReplayOptions::ScoresAt::kAccount;
   if (!state_dir.empty()) replay.state_dir = state_dir;
   return pqa::scorer::run_replay(replay);
 }

@@ -1,13 +1,17 @@
 #include "replay.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <memory>
+#include <vector>
 
 #include "config_loader.h"
 #include "line_io.h"
+#include "partitioning.h"
 #include "processor.h"
 
 namespace pqa::scorer {
@@ -70,16 +74,93 @@ void print_summary(const ProcessorStats& s, std::uint64_t lines, std::uint64_t a
                    static_cast<unsigned long long>(s.rejected_by_reason[i]));
 }
 
+/// One stream of the replay: a partition's store and processor (the whole input when the
+/// replay is not partitioned).
+struct ReplayStream {
+  std::unique_ptr<StateStore> store;
+  std::unique_ptr<Processor> processor;
+};
+
+ProcessorStats total_stats(const std::vector<ReplayStream>& streams) {
+  ProcessorStats total;
+  for (const auto& s : streams) {
+    const auto& st = s.processor->stats();
+    total.processed += st.processed;
+    total.ignored += st.ignored;
+    total.rejected += st.rejected;
+    for (std::size_t i = 0; i < st.rejected_by_reason.size(); ++i)
+      total.rejected_by_reason[i] += st.rejected_by_reason[i];
+    total.signals += st.signals;
+    total.timers_fired += st.timers_fired;
+  }
+  return total;
+}
+
+/// Routes lines to partitions as pqa-load keys them into Kafka.
+class LineRouter {
+ public:
+  LineRouter(const rollup::Model& model, int partitions)
+      : decoder_(model), partitions_(partitions) {}
+  std::size_t route(std::string_view line) {
+    if (partitions_ <= 1) return 0;
+    std::optional<std::string> key;
+    if (!decoder_.decode_into(line, event_)) key = router_.route(event_);
+    const std::uint64_t n = sent_++;
+    return key ? static_cast<std::size_t>(partition_for_key(*key, partitions_))
+               : static_cast<std::size_t>(n % static_cast<std::uint64_t>(partitions_));
+  }
+
+ private:
+  rollup::EventDecoder decoder_;
+  rollup::Event event_;
+  AccountRouter router_;
+  int partitions_;
+  std::uint64_t sent_ = 0;
+};
+
+/// One line per account in ascending id order: streamed straight from a single store; with
+/// partitions, gathered and merged.
+void write_scores(const ReplayOptions& o, const rollup::Model& model,
+                  std::vector<ReplayStream>& streams, std::uint64_t& accounts) {
+  LineWriter scores(o.scores_path);
+  std::vector<std::pair<std::string, std::string>> merged;  // (account id, line)
+  for (auto& stream : streams) {
+    const rollup::TimeMs end = stream.processor->watermark();
+    stream.processor->for_each_account([&](const rollup::AccountId& id,
+                                           const rollup::AccountState& state) {
+      const rollup::TimeMs at =
+          o.scores_at == ReplayOptions::ScoresAt::kAccount ? state.clock : end;
+      std::string line = score_to_json(id, rollup::evaluate(model, state, at), at, model.version());
+      if (streams.size() == 1)
+        scores.write_line(line);
+      else
+        merged.emplace_back(id.str(), std::move(line));
+      ++accounts;
+    });
+  }
+  std::sort(merged.begin(), merged.end());
+  for (const auto& [id, line] : merged) scores.write_line(line);
+  scores.flush();
+}
+
 int replay_with(const ReplayOptions& o, const ServiceConfig& config,
                 std::optional<rollup::TimeMs> as_of, const std::string& state_path) {
   const auto started = std::chrono::steady_clock::now();
   const rollup::Model model(config.model);
-  RocksDbOptions db_options = config.rocksdb;
-  db_options.path = state_path;
-  auto store = open_rocksdb_store(db_options);
   LineWriter signals(o.signals_path);
   FileSignalSink sink(signals, model.version());
-  Processor processor(model, *store, sink, config.processor);
+  std::vector<ReplayStream> streams(static_cast<std::size_t>(std::max(1, o.partitions)));
+  for (std::size_t p = 0; p < streams.size(); ++p) {
+    RocksDbOptions db_options = config.rocksdb;
+    db_options.path = o.partitions > 0
+                          ? (fs::path(state_path) / ("partition-" + std::to_string(p))).string()
+                          : state_path;
+    if (o.partitions > 0) fs::create_directories(db_options.path);
+    streams[p].store = open_rocksdb_store(db_options);
+    streams[p].processor =
+        std::make_unique<Processor>(model, *streams[p].store, sink, config.processor);
+  }
+  LineRouter router(model, o.partitions);
 
   LineReader reader(o.input, config.model.decoder.max_event_bytes);
   std::string_view line;
@@ -89,32 +170,29 @@ int replay_with(const ReplayOptions& o, const ServiceConfig& config,
     ++lines;
     if (line.find_first_not_of(" \t") == std::string_view::npos) continue;  // blank line
     if (overlong) line = std::string_view(line.data(), config.model.decoder.max_event_bytes + 1);
+    Processor& processor = *streams[router.route(line)].processor;
     if (auto failure = processor.process(line))
       std::fprintf(stderr, "line %llu: %s\n", static_cast<unsigned long long>(reader.line_number()),
                    failure->message().c_str());
   }
   if (as_of) {
-    if (processor.watermark() != rollup::kNoTime && *as_of < processor.watermark())
-      std::fprintf(stderr,
-                   "replay: --as-of %s is before the last event time %s; using the latter\n",
-                   rollup::format_timestamp(*as_of).c_str(),
-                   rollup::format_timestamp(processor.watermark()).c_str());
-    processor.advance_to(*as_of);
+    for (auto& stream : streams) {
+      Processor& processor = *stream.processor;
+      if (processor.watermark() != rollup::kNoTime && *as_of < processor.watermark())
+        std::fprintf(stderr,
+                     "replay: --as-of %s is before the last event time %s; using the latter\n",
+                     rollup::format_timestamp(*as_of).c_str(),
+                     rollup::format_timestamp(processor.watermark()).c_str());
+      processor.advance_to(*as_of);
+    }
   }
-  const rollup::TimeMs clock = processor.watermark();
-  LineWriter scores(o.scores_path);
   std::uint64_t accounts = 0;
-  processor.for_each_account([&](const rollup::AccountId& id, const rollup::AccountState& state) {
-    scores.write_line(
-        score_to_json(id, rollup::evaluate(model, state, clock), clock, model.version()));
-    ++accounts;
-  });
+  write_scores(o, model, streams, accounts);
   signals.flush();
-  scores.flush();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  print_summary(processor.stats(), lines, accounts, seconds);
-  return o.strict && processor.stats().rejected > 0 ? 1 : 0;
+  print_summary(total_stats(streams), lines, accounts, seconds);
+  return o.strict && total_stats(streams).rejected > 0 ? 1 : 0;
 }
 
 }  // namespace

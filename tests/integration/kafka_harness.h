@@ -1,0 +1,98 @@
+// Helpers for tests against the real Kafka broker that CTest starts (fixture `kafka`, see
+// tests/CMakeLists.txt and scripts/kafka.sh): child processes, topics, reading them back.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace pqa::test {
+
+/// The broker's directory (env PQA_TEST_KAFKA_DIR) and bootstrap address.
+std::string broker_dir();
+std::string bootstrap();
+
+/// A fresh directory under $TMPDIR, removed with everything in it at scope exit.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+/// A broker of the test's own (scripts/kafka.sh in a temp dir), for tests that disturb it;
+/// while it lives, broker_dir() and bootstrap() name it.
+class ScopedBroker {
+ public:
+  ScopedBroker();
+  ~ScopedBroker();
+  ScopedBroker(const ScopedBroker&) = delete;
+  ScopedBroker& operator=(const ScopedBroker&) = delete;
+  /// scripts/kafka.sh restart: stop and start again on the same ports and data.
+  void restart();
+
+ private:
+  TempDir dir_;
+  std::string previous_;
+};
+
+/// A name no other test run uses (topics, groups).
+std::string unique_name(const std::string& prefix);
+
+/// A child process; killed (SIGKILL) and reaped at scope exit if still running.
+class Child {
+ public:
+  Child(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
+        const std::string& stdout_path, const std::string& stderr_path);
+  ~Child();
+  Child(Child&& other) noexcept;
+  Child& operator=(Child&&) = delete;
+  Child(const Child&) = delete;
+  void signal(int sig);
+  /// Waits for exit; returns the exit code, or 128 + signal.
+  int wait();
+  /// Waits up to `timeout`; nullopt if still running.
+  std::optional<int> wait_for(std::chrono::milliseconds timeout);
+  bool running();
+
+ private:
+  pid_t pid_ = -1;
+  std::optional<int> status_;
+};
+
+/// Runs a command to completion; returns its exit code. Output goes to the given files.
+int run(const std::vector<std::string>& argv, const std::string& stdout_path = "/dev/null",
+        const std::string& stderr_path = "/dev/null");
+
+void create_topic(const std::string& name, int partitions,
+                  const std::map<std::string, std::string>& config = {});
+
+struct Record {
+  int partition = 0;
+  std::int64_t offset = 0;
+  std::string key;
+  std::string value;
+  bool null_value = false;
+  std::map<std::string, std::string> headers;
+};
+
+/// Every committed record of every partition of `topic`, partition by partition.
+std::vector<Record> read_topic(const std::string& topic);
+
+/// Waits until `group` has committed offsets at the end of every partition of `topic`.
+bool wait_consumed(const std::string& group, const std::string& topic,
+                   std::chrono::milliseconds timeout);
+
+std::vector<std::string> read_lines(const std::string& path);
+void write_file(const std::string& path, const std::string& text);
+
+}  // namespace pqa::test

@@ -1,0 +1,310 @@
+// The streaming service against a real Kafka broker (KRaft, started by the CTest fixture):
+// its output must equal `pqa-scorer replay --partitions N` on the same events, through
+// crashes, scaling, lost disks and a broker restart.
+#include <signal.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "kafka_harness.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using namespace pqa::test;
+
+constexpr int kPartitions = 4;
+
+std::string json_field(const std::string& line, const std::string& name) {
+  const std::string marker = "\"" + name + "\":\"";
+  const auto at = line.find(marker);
+  if (at == std::string::npos) return {};
+  const auto start = at + marker.size();
+  return line.substr(start, line.find('"', start) - start);
+}
+
+struct Expected {
+  std::vector<std::string> signals;           // sorted
+  std::map<std::string, std::string> scores;  // account id -> line
+  std::vector<std::string> rejected_lines;    // sorted
+};
+
+struct Observed {
+  std::vector<std::string> signals;  // sorted
+  std::map<std::string, std::string> scores;
+  std::vector<Record> dead_letters;
+};
+
+/// One test's topics, group, events and instances.
+class Pipeline {
+ public:
+  explicit Pipeline(const std::string& gen_args =
+                        "--events 20000 --accounts 150 --seed 11 "
+                        "--poison-rate 0.005")
+      : name_(unique_name("pqa")) {
+    create_topic(topic("in"), kPartitions);
+    events_ = dir_.path() + "/events.jsonl";
+    REQUIRE(run({"/bin/sh", "-c", std::string(PQA_GEN_BIN) + " " + gen_args + " > " + events_}) ==
+            0);
+  }
+
+  std::string topic(const std::string& what) const { return name_ + "-" + what; }
+  std::string group() const { return name_ + "-group"; }
+  const std::string& events() const { return events_; }
+  std::string state_dir(const std::string& instance) const {
+    return dir_.path() + "/state-" + instance;
+  }
+  std::string log_path(const std::string& instance) const {
+    return dir_.path() + "/" + instance + ".log";
+  }
+
+  /// Starts an instance. `static_member`: group.instance.id = the instance name.
+  Child start(const std::string& instance, const std::string& processing = "exactly_once",
+              bool static_member = false) {
+    const std::string config = dir_.path() + "/" + instance + ".yaml";
+    write_file(config,
+               "kafka:\n"
+               "  bootstrap_servers: \"" +
+                   bootstrap() +
+                   "\"\n"
+                   "  group_id: " +
+                   group() + "\n  group_instance_id: \"" + (static_member ? instance : "") +
+                   "\"\n  transactional_id: " + name_ + "-" + instance +
+                   "\n  processing: " + processing +
+                   "\n  topics:\n"
+                   "    input: " +
+                   topic("in") + "\n    signals: " + topic("signals") +
+                   "\n    scores: " + topic("scores") + "\n    changelog: " + topic("changelog") +
+                   "\n    dead_letter: " + topic("dlq") +
+                   "\n    create: true\n    replication_factor: 1\n"
+                   "  consumer_properties:\n"
+                   "    session.timeout.ms: 6000\n"
+                   "    heartbeat.interval.ms: 500\n"
+                   "service:\n  state_dir: " +
+                   state_dir(instance) + "\n  idle_advance_ms: 0\n");
+    return Child({PQA_SCORER_BIN, "run", "--config", config}, {}, "/dev/null", log_path(instance));
+  }
+
+  /// Produces the events (at `rate` per second when > 0) in the background.
+  Child produce(double rate = 0) const {
+    std::vector<std::string> argv = {
+        PQA_LOAD_BIN, "--bootstrap", bootstrap(),
+        "--topic",    topic("in"),   "--input",
+        events_,      "--config",    std::string(PQA_SOURCE_DIR) + "/config/scorer.yaml"};
+    if (rate > 0) {
+      argv.push_back("--rate");
+      argv.push_back(std::to_string(rate));
+    }
+    return Child(argv, {}, "/dev/null", dir_.path() + "/load.log");
+  }
+
+  /// The oracle: `replay --partitions` over the same events (computed once).
+  const Expected& replay() {
+    if (!expected_) expected_ = run_replay();
+    return *expected_;
+  }
+
+  Observed observe() const {
+    Observed o;
+    for (auto& r : read_topic(topic("signals"))) o.signals.push_back(r.value);
+    std::sort(o.signals.begin(), o.signals.end());
+    for (auto& r : read_topic(topic("scores"))) o.scores[r.key] = r.value;  // latest wins
+    o.dead_letters = read_topic(topic("dlq"));
+    return o;
+  }
+
+  bool consumed(std::chrono::milliseconds timeout = 180s) const {
+    return wait_consumed(group(), topic("in"), timeout);
+  }
+
+ private:
+  Expected run_replay() const {
+    const std::string sig = dir_.path() + "/replay-signals.jsonl";
+    const std::string sc = dir_.path() + "/replay-scores.jsonl";
+    const std::string err = dir_.path() + "/replay.err";
+    REQUIRE(run({PQA_SCORER_BIN, "replay", "--config",
+                 std::string(PQA_SOURCE_DIR) + "/config/scorer.yaml", "--input", events_,
+                 "--signals", sig, "--scores", sc, "--partitions", std::to_string(kPartitions),
+                 "--scores-at", "account", "--state-dir", dir_.path() + "/replay-state"},
+                "/dev/null", err) == 0);
+    Expected e;
+    e.signals = read_lines(sig);
+    std::sort(e.signals.begin(), e.signals.end());
+    for (const auto& line : read_lines(sc)) e.scores[json_field(line, "account_id")] = line;
+    // "line N: reason" lines name the rejected input lines.
+    std::vector<std::string> all_input;
+    {
+      std::ifstream in(events_);
+      for (std::string l; std::getline(in, l);) all_input.push_back(l);
+    }
+    for (const auto& line : read_lines(err)) {
+      if (line.rfind("line ", 0) != 0) continue;
+      const auto n = std::stoul(line.substr(5));
+      e.rejected_lines.push_back(all_input.at(n - 1));
+    }
+    std::sort(e.rejected_lines.begin(), e.rejected_lines.end());
+    return e;
+  }
+
+  TempDir dir_;
+  std::string name_;
+  std::string events_;
+  std::optional<Expected> expected_;
+};
+
+std::size_t duplicate_ids(const std::vector<std::string>& signals) {
+  std::set<std::string> ids;
+  std::size_t duplicates = 0;
+  for (const auto& s : signals) duplicates += !ids.insert(json_field(s, "signal_id")).second;
+  return duplicates;
+}
+
+/// What is in `a` and not in `b` (sorted inputs), shortened for the report.
+std::vector<std::string> missing_from(const std::vector<std::string>& a,
+                                      const std::vector<std::string>& b) {
+  std::vector<std::string> out;
+  std::set_difference(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(out));
+  for (auto& line : out) line = line.substr(0, 300);
+  if (out.size() > 3) out.resize(3);
+  return out;
+}
+
+void check_equal_to_replay(Pipeline& p, const Observed& o) {
+  const Expected& e = p.replay();
+  REQUIRE(e.signals.size() > 50);  // the stream crosses thresholds: the comparison is not empty
+  CHECK(duplicate_ids(o.signals) == 0);
+  CHECK(o.signals.size() == e.signals.size());
+  const bool signals_equal = o.signals == e.signals;
+  CHECK(signals_equal);
+  if (!signals_equal) {
+    INFO("only from the service: " << Catch::Detail::stringify(missing_from(o.signals, e.signals)));
+    INFO("only from replay: " << Catch::Detail::stringify(missing_from(e.signals, o.signals)));
+    CHECK(false);
+  }
+  CHECK(o.scores.size() == e.scores.size());
+  std::vector<std::string> differing;
+  for (const auto& [account, line] : e.scores) {
+    auto it = o.scores.find(account);
+    if (it == o.scores.end() || it->second != line)
+      differing.push_back("replay " + line.substr(0, 200) + "\n service " +
+                          (it == o.scores.end() ? "(none)" : it->second.substr(0, 200)));
+  }
+  if (differing.size() > 2) differing.resize(2);
+  CHECK(differing.empty());
+}
+
+void stop_cleanly(Child& c) {
+  c.signal(SIGTERM);
+  const auto code = c.wait_for(60s);
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+}
+
+}  // namespace
+
+TEST_CASE("streaming: signals and final scores equal replay, poison events are dead-lettered",
+          "[kafka]") {
+  Pipeline p;
+  auto service = p.start("a");
+  auto load = p.produce();
+  REQUIRE(load.wait() == 0);
+  REQUIRE(p.consumed());
+  stop_cleanly(service);
+  const Observed o = p.observe();
+  check_equal_to_replay(p, o);
+
+  const Expected& e = p.replay();
+  REQUIRE(!e.rejected_lines.empty());
+  std::vector<std::string> dead;
+  for (const auto& r : o.dead_letters) {
+    dead.push_back(r.value);
+    CHECK(!r.headers.at("pqa.error.reason").empty());
+    CHECK(!r.headers.at("pqa.error.message").empty());
+    CHECK(r.headers.at("pqa.source.topic") == p.topic("in"));
+    CHECK(!r.headers.at("pqa.source.offset").empty());
+  }
+  std::sort(dead.begin(), dead.end());
+  CHECK(dead.size() == e.rejected_lines.size());
+  std::vector<std::string> only_dead, only_replay;
+  std::set_difference(dead.begin(), dead.end(), e.rejected_lines.begin(), e.rejected_lines.end(),
+                      std::back_inserter(only_dead));
+  std::set_difference(e.rejected_lines.begin(), e.rejected_lines.end(), dead.begin(), dead.end(),
+                      std::back_inserter(only_replay));
+  for (auto& line : only_dead) line = line.substr(0, 160);
+  for (auto& line : only_replay) line = line.substr(0, 160);
+  CHECK(only_dead.empty());
+  CHECK(only_replay.empty());
+}
+
+TEST_CASE("streaming: kill -9 mid-stream, restarted: no signal lost or duplicated", "[kafka]") {
+  Pipeline p;
+  auto load = p.produce(6000);  // ~3.5 s of traffic
+  std::optional<Child> service;
+  service.emplace(p.start("a", "exactly_once", /*static_member=*/true));
+  for (int crash = 0; crash < 3; ++crash) {
+    std::this_thread::sleep_for(1200ms);
+    service->signal(SIGKILL);
+    service->wait();
+    service.reset();
+    service.emplace(p.start("a", "exactly_once", true));
+  }
+  REQUIRE(load.wait() == 0);
+  REQUIRE(p.consumed());
+  stop_cleanly(*service);
+  check_equal_to_replay(p, p.observe());
+}
+
+TEST_CASE("streaming: instances join and leave mid-stream, one loses its disk", "[kafka]") {
+  Pipeline p;
+  auto load = p.produce(3000);  // ~7 s of traffic
+  auto a = p.start("a");
+  std::this_thread::sleep_for(1500ms);
+  auto b = p.start("b");
+  std::this_thread::sleep_for(1500ms);
+  std::optional<Child> c;
+  c.emplace(p.start("c"));
+  std::this_thread::sleep_for(1500ms);
+  stop_cleanly(b);  // scale down
+  std::this_thread::sleep_for(1000ms);
+  c->signal(SIGKILL);  // lose an instance and its disk: its partitions restore from changelog
+  c->wait();
+  c.reset();
+  fs::remove_all(p.state_dir("c"));
+  c.emplace(p.start("c"));
+  REQUIRE(load.wait() == 0);
+  REQUIRE(p.consumed());
+  stop_cleanly(a);
+  stop_cleanly(*c);
+  check_equal_to_replay(p, p.observe());
+}
+
+TEST_CASE("streaming: a broker restart mid-stream is ridden out", "[kafka][broker-restart]") {
+  // On a broker of its own: the shared one serves the other tests undisturbed.
+  ScopedBroker broker;
+  Pipeline p;
+  auto service = p.start("a");
+  auto load = p.produce(5000);
+  std::this_thread::sleep_for(1500ms);
+  broker.restart();
+  REQUIRE(load.wait() == 0);
+  REQUIRE(p.consumed());
+  CHECK(service.running());
+  stop_cleanly(service);
+  check_equal_to_replay(p, p.observe());
+}
+
+TEST_CASE("streaming: at-least-once mode gives the same signals and scores", "[kafka]") {
+  Pipeline p("--events 8000 --accounts 80 --seed 5");
+  auto service = p.start("a", "at_least_once");
+  auto load = p.produce();
+  REQUIRE(load.wait() == 0);
+  REQUIRE(p.consumed());
+  stop_cleanly(service);
+  check_equal_to_replay(p, p.observe());
+}
