@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "kafka_harness.h"
+#include "pqa/rollup/event.h"
 
 namespace {
 
@@ -54,6 +55,15 @@ class Pipeline {
             0);
   }
 
+  /// A pipeline over the given events instead of a generated stream.
+  explicit Pipeline(const std::vector<std::string>& lines) : name_(unique_name("pqa")) {
+    create_topic(topic("in"), kPartitions);
+    events_ = dir_.path() + "/events.jsonl";
+    std::string text;
+    for (const auto& line : lines) text += line + "\n";
+    write_file(events_, text);
+  }
+
   std::string topic(const std::string& what) const { return name_ + "-" + what; }
   std::string group() const { return name_ + "-group"; }
   const std::string& events() const { return events_; }
@@ -66,28 +76,29 @@ class Pipeline {
 
   /// Starts an instance. `static_member`: group.instance.id = the instance name.
   Child start(const std::string& instance, const std::string& processing = "exactly_once",
-              bool static_member = false) {
+              bool static_member = false, int idle_advance_ms = 0,
+              const std::string& input_topic = "") {
     const std::string config = dir_.path() + "/" + instance + ".yaml";
-    write_file(config,
-               "kafka:\n"
-               "  bootstrap_servers: \"" +
-                   bootstrap() +
-                   "\"\n"
-                   "  group_id: " +
-                   group() + "\n  group_instance_id: \"" + (static_member ? instance : "") +
-                   "\"\n  transactional_id: " + name_ + "-" + instance +
-                   "\n  processing: " + processing +
-                   "\n  topics:\n"
-                   "    input: " +
-                   topic("in") + "\n    signals: " + topic("signals") +
-                   "\n    scores: " + topic("scores") + "\n    changelog: " + topic("changelog") +
-                   "\n    dead_letter: " + topic("dlq") +
-                   "\n    create: true\n    replication_factor: 1\n"
-                   "  consumer_properties:\n"
-                   "    session.timeout.ms: 6000\n"
-                   "    heartbeat.interval.ms: 500\n"
-                   "service:\n  state_dir: " +
-                   state_dir(instance) + "\n  idle_advance_ms: 0\n");
+    write_file(
+        config,
+        "kafka:\n"
+        "  bootstrap_servers: \"" +
+            bootstrap() +
+            "\"\n"
+            "  group_id: " +
+            group() + "\n  group_instance_id: \"" + (static_member ? instance : "") +
+            "\"\n  transactional_id: " + name_ + "-" + instance + "\n  processing: " + processing +
+            "\n  topics:\n"
+            "    input: " +
+            (input_topic.empty() ? topic("in") : input_topic) +
+            "\n    signals: " + topic("signals") + "\n    scores: " + topic("scores") +
+            "\n    changelog: " + topic("changelog") + "\n    dead_letter: " + topic("dlq") +
+            "\n    create: true\n    replication_factor: 1\n"
+            "  consumer_properties:\n"
+            "    session.timeout.ms: 6000\n"
+            "    heartbeat.interval.ms: 500\n"
+            "service:\n  state_dir: " +
+            state_dir(instance) + "\n  idle_advance_ms: " + std::to_string(idle_advance_ms) + "\n");
     return Child({PQA_SCORER_BIN, "run", "--config", config}, {}, "/dev/null", log_path(instance));
   }
 
@@ -307,4 +318,60 @@ TEST_CASE("streaming: at-least-once mode gives the same signals and scores", "[k
   REQUIRE(p.consumed());
   stop_cleanly(service);
   check_equal_to_replay(p, p.observe());
+}
+
+TEST_CASE("streaming: a missing input topic stops start-up naming the key", "[kafka][config]") {
+  Pipeline p(std::vector<std::string>{});
+  auto service = p.start("a", "exactly_once", false, 0, unique_name("no-such-topic"));
+  const auto code = service.wait_for(60s);
+  REQUIRE(code.has_value());
+  CHECK(*code == 2);
+  bool named = false;
+  for (const auto& line : read_lines(p.log_path("a")))
+    named = named || (line.find("\"level\":\"error\"") != std::string::npos &&
+                      line.find("kafka.topics.input") != std::string::npos &&
+                      line.find("does not exist") != std::string::npos);
+  CHECK(named);
+}
+
+TEST_CASE("streaming: an idle partition follows the wall clock, so silent accounts decay",
+          "[kafka][time]") {
+  // The worked example's qualified account, moved so that its last event is 60 days old.
+  std::vector<std::string> lines;
+  {
+    std::ifstream in(std::string(PQA_SOURCE_DIR) + "/docs/examples/worked-example.jsonl");
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty()) lines.push_back(line);
+  }
+  const std::string marker = "\"timestamp\":\"";
+  auto time_of = [&](const std::string& line) {
+    const auto at = line.find(marker) + marker.size();
+    return *pqa::rollup::parse_timestamp(line.substr(at, line.find('"', at) - at));
+  };
+  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  const auto shift = now_ms - 60 * pqa::rollup::kMsPerDay - time_of(lines.back());
+  for (auto& line : lines) {
+    const auto at = line.find(marker) + marker.size();
+    const auto end = line.find('"', at);
+    line.replace(at, end - at, pqa::rollup::format_timestamp(time_of(line) + shift));
+  }
+  const auto last_event = time_of(lines.back());
+
+  Pipeline p(lines);
+  auto service = p.start("a", "exactly_once", false, /*idle_advance_ms=*/2000);
+  REQUIRE(p.produce().wait() == 0);
+  REQUIRE(p.consumed());
+  // No event follows; the partition's clock must move by itself and the account cross down.
+  bool crossed_down = false;
+  for (int i = 0; i < 60 && !crossed_down; ++i) {
+    std::this_thread::sleep_for(500ms);
+    for (const auto& r : read_topic(p.topic("signals")))
+      if (r.value.find("\"direction\":\"down\"") != std::string::npos &&
+          *pqa::rollup::parse_timestamp(json_field(r.value, "event_time")) > last_event)
+        crossed_down = true;
+  }
+  CHECK(crossed_down);
+  stop_cleanly(service);
 }

@@ -1,8 +1,10 @@
 // The YAML loader: the shipped config works as is, and every error names its key.
 #include <catch2/catch.hpp>
+#include <cstdlib>
 
 #include "config_loader.h"
 #include "harness.h"
+#include "partitioning.h"
 
 using namespace pqa;
 using scorer::ConfigException;
@@ -94,4 +96,46 @@ TEST_CASE("the model version changes with any parameter", "[config]") {
   b.bands.hysteresis = 2.5;
   CHECK(rollup::Model(a).version() != rollup::Model(b).version());
   CHECK(rollup::Model(a).version() == rollup::Model(rollup::ModelConfig{}).version());
+}
+
+TEST_CASE("kafka settings read environment variables, and an unset one names its key",
+          "[config][kafka]") {
+  ::setenv("PQA_TEST_BROKERS", "broker-a:9092", 1);
+  ::unsetenv("PQA_TEST_UNSET_SECRET");
+  const auto config = scorer::parse_config(
+      "kafka:\n"
+      "  bootstrap_servers: \"${PQA_TEST_BROKERS}\"\n"
+      "  group_instance_id: \"${PQA_TEST_UNSET_POD:-pod-0}\"\n"
+      "  properties: { sasl.username: scorer }\n");
+  CHECK(config.kafka.bootstrap_servers == "broker-a:9092");
+  CHECK(config.kafka.group_instance_id == "pod-0");
+  CHECK(config.kafka.properties.at("sasl.username") == "scorer");
+  try {
+    (void)scorer::parse_config(
+        "kafka:\n  properties: { sasl.password: \"${PQA_TEST_UNSET_SECRET}\" }\n");
+    FAIL("an unset variable was accepted");
+  } catch (const scorer::ConfigException& e) {
+    CHECK(e.key() == "kafka.properties.sasl.password");
+    CHECK(std::string(e.what()).find("PQA_TEST_UNSET_SECRET is not set") != std::string::npos);
+  }
+  CHECK_THROWS_WITH(scorer::parse_config("kafka: { processing: twice }\n"),
+                    Catch::Contains("kafka.processing"));
+  CHECK_THROWS_WITH(scorer::parse_config("kafka: { topics: { input: \"\" } }\n"),
+                    Catch::Contains("kafka.topics.input"));
+  CHECK_THROWS_WITH(scorer::parse_config("input: { allowed_lateness_ms: 999999999999 }\n"),
+                    Catch::Contains("input.allowed_lateness_ms"));
+}
+
+TEST_CASE("Kafka's murmur2 partitioner: the Java client's test vectors", "[kafka][partitioning]") {
+  // From Apache Kafka's UtilsTest.testMurmur2.
+  CHECK(scorer::kafka_murmur2("21") == -973932308);
+  CHECK(scorer::kafka_murmur2("foobar") == -790332482);
+  CHECK(scorer::kafka_murmur2("a-little-bit-long-string") == -985981536);
+  CHECK(scorer::kafka_murmur2("a-little-bit-longer-string") == -1486304829);
+  CHECK(scorer::kafka_murmur2("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") == -58897971);
+  CHECK(scorer::kafka_murmur2("abc") == 479470107);
+  for (const char* key : {"acme", "acc-000078", ""})
+    CHECK(scorer::partition_for_key(key, 4) ==
+          static_cast<int>((static_cast<std::uint32_t>(scorer::kafka_murmur2(key)) & 0x7fffffff) %
+                           4));
 }

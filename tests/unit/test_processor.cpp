@@ -1,6 +1,7 @@
 // The pipeline around the core: identity resolution, rejection without side effects,
 // deterministic ids, write-back caching and restart from the store.
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <random>
 
 #include "harness_send.h"
@@ -232,4 +233,57 @@ TEST_CASE("running totals give exactly what walking the buckets gives", "[proces
     CHECK(a.active_departments == b.active_departments);
     CHECK(a.seats.active_users == b.seats.active_users);
   }
+}
+
+namespace {
+
+std::vector<std::string> worked_example_lines() {
+  std::ifstream in(std::string(PQA_SOURCE_DIR) + "/docs/examples/worked-example.jsonl");
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) lines.push_back(line);
+  return lines;
+}
+
+/// The first band crossing down whose time is after `after`.
+const scorer::OutputSignal* first_crossing_down(const CollectingSink& sink, TimeMs after) {
+  for (const auto& s : sink.signals)
+    if (s.signal.kind == rollup::SignalKind::kThresholdCrossed &&
+        s.signal.score.band < s.signal.previous_band && s.signal.event_time > after)
+      return &s;
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("allowed lateness delays a decay timer, not what it computes", "[processor][time]") {
+  const auto lines = worked_example_lines();
+  REQUIRE(lines.size() == 47);
+  // Without lateness: the qualified account of the worked example, left silent, crosses down.
+  Harness prompt;
+  prompt.send_all(lines);
+  const TimeMs last_event = prompt.processor.max_event_time();
+  prompt.processor.advance_to(last_event + 90 * kDay);
+  const auto* expected = first_crossing_down(prompt.sink, last_event);
+  REQUIRE(expected != nullptr);
+  const TimeMs due = expected->signal.event_time;
+  REQUIRE(due > last_event + kDay);
+
+  // With a day of lateness the same timer fires only once another partition event is a day
+  // past it, and computes the same crossing at the same time.
+  scorer::ProcessorOptions options;
+  options.allowed_lateness_ms = kDay;
+  Harness late(shipped_model_config(), options);
+  late.send_all(lines);
+  CHECK(late.processor.watermark() == late.processor.max_event_time() - kDay);
+  auto tick = [&](TimeMs t) { late.send(track("clock-user", "Page Loaded", t, "{}", "clock")); };
+  for (TimeMs t = last_event + kDay; t < due - kDay; t += 10 * kDay) tick(t);
+  tick(due + kDay / 2);
+  CHECK(first_crossing_down(late.sink, last_event) == nullptr);
+  tick(due + kDay);
+  const auto* fired = first_crossing_down(late.sink, last_event);
+  REQUIRE(fired != nullptr);
+  CHECK(fired->signal.event_time == due);
+  CHECK(fired->signal.score.score == expected->signal.score.score);
+  CHECK(fired->signal.score.band == expected->signal.score.band);
 }
