@@ -10,7 +10,7 @@ namespace pqa::scorer {
 namespace {
 
 constexpr std::size_t kBatchRecords = 10'000;
-constexpr int kBatchPollMs = 200;
+constexpr int kPollMs = 200;
 
 kafka::Properties restore_properties(const KafkaConfig& c) {
   kafka::Properties p = {
@@ -23,6 +23,7 @@ kafka::Properties restore_properties(const KafkaConfig& c) {
       {"isolation.level", "read_committed"},
       {"fetch.max.bytes", "104857600"},
       {"max.partition.fetch.bytes", "67108864"},
+      {"fetch.wait.max.ms", "10"},
   };
   for (const auto& [k, v] : c.properties) p[k] = v;
   for (const auto& [k, v] : c.consumer_properties) p[k] = v;
@@ -119,18 +120,16 @@ std::pair<std::uint64_t, std::int64_t> ChangelogRestorer::copy_records(StateStor
     ~Unassign() { rd_kafka_assign(rk, nullptr); }
   } unassign{consumer_.get()};
 
-  kafka::Queue queue(rd_kafka_queue_get_consumer(consumer_.get()));
-  std::vector<rd_kafka_message_t*> batch(kBatchRecords);
   WriteSet writes;
   std::uint64_t records = 0;
   std::int64_t last = -1;
   for (bool done = false; !done;) {
     if (stop_) throw kafka::KafkaError("restore interrupted by shutdown");
-    const ssize_t n =
-        rd_kafka_consume_batch_queue(queue.get(), kBatchPollMs, batch.data(), batch.size());
-    if (n < 0) kafka::throw_if(rd_kafka_last_error(), "reading the changelog");
-    for (ssize_t i = 0; i < n; ++i) {
-      kafka::Message m(batch[static_cast<std::size_t>(i)]);
+    // One message per poll: it returns as soon as one is there (a batch call waits for a full
+    // batch or its timeout, which dominated restores of small partitions).
+    for (std::size_t taken = 0; taken < kBatchRecords && !done; ++taken) {
+      kafka::Message m(rd_kafka_consumer_poll(consumer_.get(), taken == 0 ? kPollMs : 0));
+      if (!m) break;
       if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
         done = true;
         continue;

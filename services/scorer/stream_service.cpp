@@ -59,10 +59,15 @@ class KafkaSignalSink final : public SignalSink {
   KafkaSignalSink(OutputProducer& producer, const std::string& topic,
                   const std::string& model_version, ServiceCounters& counters)
       : producer_(producer), topic_(topic), model_version_(model_version), counters_(counters) {}
+  /// The timestamp of the input record being processed (0: none, e.g. a timer): signals
+  /// inherit it, as Kafka Streams' outputs inherit their input's, so that a reader can tell
+  /// how long an event took to become a signal.
+  void set_input_timestamp(std::int64_t ms) { input_timestamp_ = ms; }
+
   void emit(const OutputSignal& signal) override {
     line_.clear();
     write_signal(line_, signal, model_version_);
-    producer_.produce(topic_, -1, signal.account.str(), line_);
+    producer_.produce(topic_, -1, signal.account.str(), line_, {}, input_timestamp_);
     counters_.signals_emitted.fetch_add(1, std::memory_order_relaxed);
   }
 
@@ -72,6 +77,7 @@ class KafkaSignalSink final : public SignalSink {
   const std::string& model_version_;
   ServiceCounters& counters_;
   std::string line_;
+  std::int64_t input_timestamp_ = 0;
 };
 
 }  // namespace
@@ -352,7 +358,12 @@ void StreamService::Impl::handle(rd_kafka_message_t* raw) {
   PartitionTask& task = *it->second;
   ensure_transaction();
   const std::string_view payload(static_cast<const char*>(m->payload), m->len);
-  if (auto failure = task.processor->process(payload)) {
+  rd_kafka_timestamp_type_t timestamp_type = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+  const std::int64_t timestamp = rd_kafka_message_timestamp(m.get(), &timestamp_type);
+  task.sink->set_input_timestamp(timestamp > 0 ? timestamp : 0);
+  const auto failure = task.processor->process(payload);
+  task.sink->set_input_timestamp(0);
+  if (failure) {
     counters.events_rejected.fetch_add(1, std::memory_order_relaxed);
     dead_letter(m.get(), *failure);
   } else {
