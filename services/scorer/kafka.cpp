@@ -44,6 +44,33 @@ void throw_if(rd_kafka_resp_err_t err, std::string_view what) {
   throw KafkaError(std::string(what) + ": " + rd_kafka_err2str(err));
 }
 
+rd_kafka_resp_err_t produce(rd_kafka_t* rk, const std::string& topic, int partition,
+                            std::string_view key, std::string_view value,
+                            rd_kafka_headers_t* headers, std::int64_t timestamp_ms) {
+  std::array<rd_kafka_vu_t, 7> vu{};
+  std::size_t n = 0;
+  auto next = [&](rd_kafka_vtype_t type) -> rd_kafka_vu_t& {
+    vu[n].vtype = type;
+    return vu[n++];
+  };
+  next(RD_KAFKA_VTYPE_TOPIC).u.cstr = topic.c_str();
+  next(RD_KAFKA_VTYPE_PARTITION).u.i32 = partition < 0 ? RD_KAFKA_PARTITION_UA : partition;
+  next(RD_KAFKA_VTYPE_MSGFLAGS).u.i = RD_KAFKA_MSG_F_COPY;
+  auto& k = next(RD_KAFKA_VTYPE_KEY);
+  k.u.mem.ptr = key.empty() ? nullptr : const_cast<char*>(key.data());
+  k.u.mem.size = key.size();
+  auto& v = next(RD_KAFKA_VTYPE_VALUE);
+  v.u.mem.ptr = value.data() == nullptr ? nullptr : const_cast<char*>(value.data());
+  v.u.mem.size = value.size();
+  if (headers != nullptr) next(RD_KAFKA_VTYPE_HEADERS).u.headers = headers;
+  if (timestamp_ms > 0) next(RD_KAFKA_VTYPE_TIMESTAMP).u.i64 = timestamp_ms;
+  rd_kafka_error_t* error = rd_kafka_produceva(rk, vu.data(), n);
+  if (error == nullptr) return RD_KAFKA_RESP_ERR_NO_ERROR;
+  const rd_kafka_resp_err_t code = rd_kafka_error_code(error);
+  rd_kafka_error_destroy(error);
+  return code;
+}
+
 PartitionList make_partition_list(int capacity) {
   return PartitionList(rd_kafka_topic_partition_list_new(capacity));
 }

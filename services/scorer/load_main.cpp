@@ -86,12 +86,7 @@ void produce(rd_kafka_t* rk, const std::string& topic, int partition, const std:
       rd_kafka_header_add(headers, "pqa.sent_ms", -1, sent.data(),
                           static_cast<ssize_t>(sent.size()));
     }
-    const auto err = rd_kafka_producev(
-        rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_KEY(key.empty() ? nullptr : const_cast<char*>(key.data()), key.size()),
-        RD_KAFKA_V_VALUE(const_cast<char*>(line.data()), line.size()), RD_KAFKA_V_HEADERS(headers),
-        RD_KAFKA_V_END);
+    const auto err = kafka::produce(rk, topic, partition, key, line, headers, 0);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
     if (headers != nullptr) rd_kafka_headers_destroy(headers);
     if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)

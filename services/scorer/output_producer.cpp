@@ -83,13 +83,8 @@ void OutputProducer::produce(const std::string& topic, int partition, std::strin
         rd_kafka_header_add(hdrs, name.data(), static_cast<ssize_t>(name.size()), v.data(),
                             static_cast<ssize_t>(v.size()));
     }
-    const rd_kafka_resp_err_t err = rd_kafka_producev(
-        handle_.get(), RD_KAFKA_V_TOPIC(topic.c_str()),
-        RD_KAFKA_V_PARTITION(partition < 0 ? RD_KAFKA_PARTITION_UA : partition),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),
-        RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()), RD_KAFKA_V_HEADERS(hdrs),
-        RD_KAFKA_V_TIMESTAMP(timestamp_ms), RD_KAFKA_V_END);
+    const rd_kafka_resp_err_t err =
+        kafka::produce(handle_.get(), topic, partition, key, value, hdrs, timestamp_ms);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return;  // the headers now belong to the message
     if (hdrs != nullptr) rd_kafka_headers_destroy(hdrs);
     if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)

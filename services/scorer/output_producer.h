@@ -31,8 +31,7 @@ class OutputProducer {
   /// partition -1: the producer's partitioner on the key.
   /// timestamp_ms 0: librdkafka stamps the record with the current time.
   void produce(const std::string& topic, int partition, std::string_view key,
-               std::string_view value, const Headers& headers = {},
-               std::int64_t timestamp_ms = 0);
+               std::string_view value, const Headers& headers = {}, std::int64_t timestamp_ms = 0);
 
   bool transactional() const { return transactional_; }
   void begin_transaction();
