@@ -137,6 +137,7 @@ struct StreamService::Impl {
   Clock::time_point interval_started;  ///< first uncommitted event (or transaction start)
   std::size_t events_since_commit = 0;
   Clock::time_point last_idle_check = Clock::now();
+  Clock::time_point turn_started = Clock::now();  ///< when the loop's current turn began
   std::exception_ptr callback_error;  ///< thrown inside a librdkafka callback, rethrown later
 };
 
@@ -371,7 +372,7 @@ void StreamService::Impl::handle(rd_kafka_message_t* raw) {
   }
   task.next_offset = m->offset + 1;
   task.changed = true;
-  task.last_event = Clock::now();
+  task.last_event = turn_started;  // one clock read per loop turn, not per message
   if (events_since_commit++ == 0) interval_started = task.last_event;
 }
 
@@ -499,6 +500,7 @@ void StreamService::Impl::run() {
       rd_kafka_message_t* message = rd_kafka_consumer_poll(consumer.get(), wait);
       rethrow_callback_error();
       if (message == nullptr) break;
+      if (taken == 0) turn_started = Clock::now();
       handle(message);
     }
     if (rd_kafka_fatal_error(consumer.get(), nullptr, 0) != RD_KAFKA_RESP_ERR_NO_ERROR)
