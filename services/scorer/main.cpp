@@ -1,6 +1,7 @@
 // pqa-scorer: the PQA stream scorer's command-line entry point.
 #include <CLI/CLI.hpp>
 
+#include "demo.h"
 #include "replay.h"
 #include "run.h"
 
@@ -44,7 +45,22 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--config", run.config_path, "Scorer configuration (YAML)")->required();
   run_cmd->add_option("--state-dir", run_state_dir, "Overrides service.state_dir");
 
+  pqa::scorer::DemoOptions demo;
+  auto* demo_cmd = app.add_subcommand(
+      "demo",
+      "Run the whole streaming pipeline on an embedded default: an in-process Kafka (librdkafka's "
+      "mock cluster), generated traffic, RocksDB in a temp dir; prints signals as they are "
+      "emitted");
+  demo_cmd->add_option("--config", demo.config_path, "Scorer configuration (default: built-in)");
+  demo_cmd->add_option("--events", demo.events, "Events to generate")
+      ->check(CLI::Range(1, 100000000));
+  demo_cmd->add_option("--accounts", demo.accounts, "Accounts")->check(CLI::Range(1, 100000000));
+  demo_cmd->add_option("--rate", demo.rate, "Events per second (0: as fast as possible)")
+      ->check(CLI::Range(0.0, 1e7));
+  demo_cmd->add_option("--seed", demo.seed, "Generator seed");
+
   CLI11_PARSE(app, argc, argv);
+  if (demo_cmd->parsed()) return pqa::scorer::run_demo(demo);
   if (run_cmd->parsed()) {
     if (!run_state_dir.empty()) run.state_dir = run_state_dir;
     return pqa::scorer::run_service(run);
