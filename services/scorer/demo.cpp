@@ -4,7 +4,6 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>  // needs rdkafka.h first
 // clang-format on
-#include <stdlib.h>
 
 #include <atomic>
 #include <chrono>
@@ -21,6 +20,7 @@
 #include "partitioning.h"
 #include "pqa/synth/generator.h"
 #include "stream_service.h"
+#include "temp_dir.h"
 
 namespace pqa::scorer {
 namespace {
@@ -28,26 +28,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
-
-/// A directory under $TMPDIR, removed with its contents at scope exit.
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string pattern = (fs::temp_directory_path() / "pqa-demo-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw StoreError("cannot create a temp directory");
-    path_ = pattern;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 struct MockClusterDeleter {
   void operator()(rd_kafka_mock_cluster_t* c) const { rd_kafka_mock_cluster_destroy(c); }
@@ -208,7 +188,7 @@ ServiceConfig demo_config(const DemoOptions& o, const std::string& bootstrap,
 
 int demo(const DemoOptions& o) {
   log::set_min_level(log::Level::kWarn);
-  ScratchDir dir;
+  TempDir dir("pqa-demo");
   MockCluster cluster;
   const std::string bootstrap = cluster.bootstrap();
   const ServiceConfig config = demo_config(o, bootstrap, dir.path() + "/state");

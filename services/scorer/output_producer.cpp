@@ -33,6 +33,21 @@ kafka::Properties producer_properties(const KafkaConfig& c, const std::string& t
   return p;
 }
 
+/// Calls `call` until it succeeds; a retriable error (the cluster unreachable for a while) is
+/// logged and retried, any other error, or one during shutdown, is thrown as KafkaError.
+template <typename Call>
+void retry_while_retriable(Call&& call, const char* what, const std::atomic<bool>& stop) {
+  for (;;) {
+    rd_kafka_error_t* error = call();
+    if (error == nullptr) return;
+    if (!rd_kafka_error_is_retriable(error) || stop) kafka::throw_if(error, what);
+    log::warn("producer", std::string(what) + " failed, retrying",
+              {{"error", rd_kafka_error_string(error)}});
+    rd_kafka_error_destroy(error);
+    std::this_thread::sleep_for(kRetryPause);
+  }
+}
+
 }  // namespace
 
 OutputProducer::OutputProducer(const KafkaConfig& config, const std::string& transactional_id,
@@ -46,16 +61,10 @@ OutputProducer::OutputProducer(const KafkaConfig& config, const std::string& tra
   rd_kafka_conf_set_opaque(conf.get(), this);
   handle_ = kafka::make_client(RD_KAFKA_PRODUCER, std::move(conf));
   if (!transactional_) return;
-  for (;;) {  // the transaction coordinator may not be reachable yet
-    rd_kafka_error_t* error =
-        rd_kafka_init_transactions(handle_.get(), static_cast<int>(timeout_.count()));
-    if (error == nullptr) break;
-    if (!rd_kafka_error_is_retriable(error) || stop_) kafka::throw_if(error, "init_transactions");
-    log::warn("producer", "init_transactions failed, retrying",
-              {{"error", rd_kafka_error_string(error)}});
-    rd_kafka_error_destroy(error);
-    std::this_thread::sleep_for(kRetryPause);
-  }
+  // The transaction coordinator may not be reachable yet.
+  const int timeout = static_cast<int>(timeout_.count());
+  retry_while_retriable([&] { return rd_kafka_init_transactions(handle_.get(), timeout); },
+                        "init_transactions", stop_);
 }
 
 void OutputProducer::on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
@@ -103,39 +112,21 @@ void OutputProducer::commit_transaction(rd_kafka_topic_partition_list_t* offsets
   const int timeout = static_cast<int>(timeout_.count());
   if (offsets != nullptr && offsets->cnt > 0) {
     kafka::GroupMetadata group(rd_kafka_consumer_group_metadata(consumer));
-    for (;;) {
-      rd_kafka_error_t* error =
-          rd_kafka_send_offsets_to_transaction(handle_.get(), offsets, group.get(), timeout);
-      if (error == nullptr) break;
-      if (!rd_kafka_error_is_retriable(error) || stop_)
-        kafka::throw_if(error, "send_offsets_to_transaction");
-      log::warn("producer", "send_offsets_to_transaction failed, retrying",
-                {{"error", rd_kafka_error_string(error)}});
-      rd_kafka_error_destroy(error);
-      std::this_thread::sleep_for(kRetryPause);
-    }
+    retry_while_retriable(
+        [&] {
+          return rd_kafka_send_offsets_to_transaction(handle_.get(), offsets, group.get(), timeout);
+        },
+        "send_offsets_to_transaction", stop_);
   }
-  for (;;) {
-    rd_kafka_error_t* error = rd_kafka_commit_transaction(handle_.get(), timeout);
-    if (error == nullptr) break;
-    if (!rd_kafka_error_is_retriable(error) || stop_) kafka::throw_if(error, "commit_transaction");
-    log::warn("producer", "commit_transaction failed, retrying",
-              {{"error", rd_kafka_error_string(error)}});
-    rd_kafka_error_destroy(error);
-    std::this_thread::sleep_for(kRetryPause);
-  }
+  retry_while_retriable([&] { return rd_kafka_commit_transaction(handle_.get(), timeout); },
+                        "commit_transaction", stop_);
   delivery_error_.reset();  // a committed transaction delivered everything it holds
 }
 
 void OutputProducer::abort_transaction() {
-  for (;;) {
-    rd_kafka_error_t* error =
-        rd_kafka_abort_transaction(handle_.get(), static_cast<int>(timeout_.count()));
-    if (error == nullptr) break;
-    if (!rd_kafka_error_is_retriable(error) || stop_) kafka::throw_if(error, "abort_transaction");
-    rd_kafka_error_destroy(error);
-    std::this_thread::sleep_for(kRetryPause);
-  }
+  const int timeout = static_cast<int>(timeout_.count());
+  retry_while_retriable([&] { return rd_kafka_abort_transaction(handle_.get(), timeout); },
+                        "abort_transaction", stop_);
   delivery_error_.reset();
   changelog_offsets_.clear();
 }

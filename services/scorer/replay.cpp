@@ -13,32 +13,12 @@
 #include "line_io.h"
 #include "partitioning.h"
 #include "processor.h"
+#include "temp_dir.h"
 
 namespace pqa::scorer {
 namespace {
 
 namespace fs = std::filesystem;
-
-/// A directory under $TMPDIR removed (recursively) when it goes out of scope.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "pqa-replay-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr)
-      throw std::runtime_error("cannot create a temporary state directory");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 class FileSignalSink final : public SignalSink {
  public:
@@ -216,7 +196,7 @@ int run_replay(const ReplayOptions& o) {
   }
   try {
     if (o.state_dir) return replay_with(o, config, as_of, *o.state_dir);
-    TempDir dir;
+    TempDir dir("pqa-replay");
     return replay_with(o, config, as_of, dir.path());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "pqa-scorer: replay failed: %s\n", e.what());

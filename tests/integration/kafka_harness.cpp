@@ -33,16 +33,8 @@ std::string bootstrap() {
   return lines.front();
 }
 
-TempDir::TempDir() {
-  std::string pattern = (fs::temp_directory_path() / "pqa-test-XXXXXX").string();
-  if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-  path_ = pattern;
-}
-
-TempDir::~TempDir() {
-  if (std::getenv("PQA_TEST_KEEP") != nullptr) return;  // for debugging: keep logs and data
-  std::error_code ec;
-  fs::remove_all(path_, ec);
+TempDir::TempDir() : scorer::TempDir("pqa-test") {
+  if (std::getenv("PQA_TEST_KEEP") != nullptr) keep();  // for debugging: logs, events, state
 }
 
 ScopedBroker::ScopedBroker() {

@@ -10,23 +10,18 @@
 #include <string>
 #include <vector>
 
+#include "temp_dir.h"
+
 namespace pqa::test {
 
 /// The broker's directory (env PQA_TEST_KAFKA_DIR) and bootstrap address.
 std::string broker_dir();
 std::string bootstrap();
 
-/// A fresh directory under $TMPDIR, removed with everything in it at scope exit.
-class TempDir {
+/// A test's scratch directory; kept for inspection when PQA_TEST_KEEP is set.
+class TempDir : public scorer::TempDir {
  public:
   TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
 };
 
 /// A broker of the test's own (scripts/kafka.sh in a temp dir), for tests that disturb it;
