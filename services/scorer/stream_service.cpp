@@ -433,8 +433,12 @@ void StreamService::Impl::commit() {
     counters.transactions_committed.fetch_add(1);
   } else {
     producer->flush_all();
+    // A failed offset commit (e.g. a rebalance under way) rewinds like an aborted transaction:
+    // the interval is reprocessed, and its signals repeat with the same ids.
     if (offsets->cnt > 0)
-      kafka::throw_if(rd_kafka_commit(consumer.get(), offsets.get(), 0), "committing offsets");
+      if (const auto err = rd_kafka_commit(consumer.get(), offsets.get(), 0))
+        throw kafka::KafkaError(std::string("committing offsets: ") + rd_kafka_err2str(err), false,
+                                /*abortable=*/true);
   }
   // Kafka holds the changes now; the local store follows, with the changelog position.
   const auto changelog_offsets = producer->take_changelog_offsets();
