@@ -124,7 +124,7 @@ std::pair<std::uint64_t, std::int64_t> ChangelogRestorer::copy_records(StateStor
   std::uint64_t records = 0;
   std::int64_t last = -1;
   for (bool done = false; !done;) {
-    if (stop_) throw kafka::KafkaError("restore interrupted by shutdown");
+    if (stop_) throw RestoreInterrupted("restore interrupted by shutdown");
     // One message per poll: it returns as soon as one is there (a batch call waits for a full
     // batch or its timeout, which dominated restores of small partitions).
     for (std::size_t taken = 0; taken < kBatchRecords && !done; ++taken) {

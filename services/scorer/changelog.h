@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 
 #include "config_loader.h"
@@ -19,6 +20,13 @@ inline constexpr std::string_view kOffset = "changelog_offset";
 /// "<topic>/<partition>": a store restored from another changelog is not reused.
 inline constexpr std::string_view kSource = "changelog_source";
 }  // namespace changelog_meta
+
+/// A restore stopped because the service is shutting down; the store keeps its previous
+/// checkpoint (records applied so far are full values: applying them again is harmless).
+class RestoreInterrupted : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 struct RestoreResult {
   std::uint64_t records = 0;

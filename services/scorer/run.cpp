@@ -29,6 +29,7 @@ void install_signal_handlers() {
 }  // namespace
 
 int run_service(const RunOptions& options) {
+  install_signal_handlers();  // first: a SIGTERM during start-up is a graceful stop too
   ServiceConfig config;
   try {
     config = load_config(options.config_path);
@@ -37,7 +38,6 @@ int run_service(const RunOptions& options) {
     log::error("config", e.what(), {{"key", e.key()}});
     return 2;
   }
-  install_signal_handlers();
   try {
     StreamService service(config, g_stop);
     service.run();

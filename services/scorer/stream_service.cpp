@@ -290,8 +290,16 @@ void StreamService::Impl::assign(rd_kafka_topic_partition_list_t* partitions) {
   for (int i = 0; i < partitions->cnt; ++i) {
     const int p = partitions->elems[i].partition;
     if (tasks.count(p)) continue;
+    if (stop) return;  // shutting down: it is left to its next owner
     counters.restoring_partitions.fetch_add(1);
-    tasks[p] = open_task(p);
+    try {
+      auto task = open_task(p);
+      tasks[p] = std::move(task);
+    } catch (const RestoreInterrupted&) {
+      counters.restoring_partitions.fetch_sub(1);
+      log::info("restore", "restore interrupted by shutdown", {{"partition", std::to_string(p)}});
+      return;
+    }
     counters.restoring_partitions.fetch_sub(1);
     log::info("service", "partition assigned", {{"partition", std::to_string(p)}});
   }

@@ -75,6 +75,20 @@ class Pipeline {
   }
 
   /// Starts an instance. `static_member`: group.instance.id = the instance name.
+  /// Waits until every start of `instance` has logged "started" (its signal handlers are in
+  /// place and it is connected), so that a SIGTERM sent next is a graceful stop.
+  void wait_started(const std::string& instance) const {
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      int started = 0;
+      for (const auto& line : read_lines(log_path(instance)))
+        started += line.find("\"message\":\"started\"") != std::string::npos;
+      if (started >= starts_.at(instance)) return;
+      std::this_thread::sleep_for(50ms);
+    }
+    FAIL("instance " << instance << " did not start");
+  }
+
   Child start(const std::string& instance, const std::string& processing = "exactly_once",
               bool static_member = false, int idle_advance_ms = 0,
               const std::string& input_topic = "") {
@@ -99,6 +113,7 @@ class Pipeline {
             "    heartbeat.interval.ms: 500\n"
             "service:\n  state_dir: " +
             state_dir(instance) + "\n  idle_advance_ms: " + std::to_string(idle_advance_ms) + "\n");
+    ++starts_[instance];
     return Child({PQA_SCORER_BIN, "run", "--config", config}, {}, "/dev/null", log_path(instance));
   }
 
@@ -167,6 +182,7 @@ class Pipeline {
   std::string name_;
   std::string events_;
   std::optional<Expected> expected_;
+  std::map<std::string, int> starts_;
 };
 
 std::size_t duplicate_ids(const std::vector<std::string>& signals) {
@@ -210,7 +226,8 @@ void check_equal_to_replay(Pipeline& p, const Observed& o) {
   CHECK(differing.empty());
 }
 
-void stop_cleanly(Child& c) {
+void stop_cleanly(const Pipeline& p, const std::string& instance, Child& c) {
+  p.wait_started(instance);
   c.signal(SIGTERM);
   const auto code = c.wait_for(60s);
   REQUIRE(code.has_value());
@@ -226,7 +243,7 @@ TEST_CASE("streaming: signals and final scores equal replay, poison events are d
   auto load = p.produce();
   REQUIRE(load.wait() == 0);
   REQUIRE(p.consumed());
-  stop_cleanly(service);
+  stop_cleanly(p, "a", service);
   const Observed o = p.observe();
   check_equal_to_replay(p, o);
 
@@ -267,7 +284,7 @@ TEST_CASE("streaming: kill -9 mid-stream, restarted: no signal lost or duplicate
   }
   REQUIRE(load.wait() == 0);
   REQUIRE(p.consumed());
-  stop_cleanly(*service);
+  stop_cleanly(p, "a", *service);
   check_equal_to_replay(p, p.observe());
 }
 
@@ -281,7 +298,7 @@ TEST_CASE("streaming: instances join and leave mid-stream, one loses its disk", 
   std::optional<Child> c;
   c.emplace(p.start("c"));
   std::this_thread::sleep_for(1500ms);
-  stop_cleanly(b);  // scale down
+  stop_cleanly(p, "b", b);  // scale down
   std::this_thread::sleep_for(1000ms);
   c->signal(SIGKILL);  // lose an instance and its disk: its partitions restore from changelog
   c->wait();
@@ -290,8 +307,8 @@ TEST_CASE("streaming: instances join and leave mid-stream, one loses its disk", 
   c.emplace(p.start("c"));
   REQUIRE(load.wait() == 0);
   REQUIRE(p.consumed());
-  stop_cleanly(a);
-  stop_cleanly(*c);
+  stop_cleanly(p, "a", a);
+  stop_cleanly(p, "c", *c);
   check_equal_to_replay(p, p.observe());
 }
 
@@ -306,7 +323,7 @@ TEST_CASE("streaming: a broker restart mid-stream is ridden out", "[kafka][broke
   REQUIRE(load.wait() == 0);
   REQUIRE(p.consumed());
   CHECK(service.running());
-  stop_cleanly(service);
+  stop_cleanly(p, "a", service);
   check_equal_to_replay(p, p.observe());
 }
 
@@ -316,7 +333,7 @@ TEST_CASE("streaming: at-least-once mode gives the same signals and scores", "[k
   auto load = p.produce();
   REQUIRE(load.wait() == 0);
   REQUIRE(p.consumed());
-  stop_cleanly(service);
+  stop_cleanly(p, "a", service);
   check_equal_to_replay(p, p.observe());
 }
 
@@ -373,5 +390,5 @@ TEST_CASE("streaming: an idle partition follows the wall clock, so silent accoun
         crossed_down = true;
   }
   CHECK(crossed_down);
-  stop_cleanly(service);
+  stop_cleanly(p, "a", service);
 }
