@@ -12,7 +12,9 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <thread>
+#include <vector>
 
 #include "config_loader.h"
 #include "kafka.h"
@@ -85,7 +87,9 @@ std::string describe(std::string_view signal) {
 class SignalPrinter {
  public:
   SignalPrinter(const std::string& bootstrap, const std::string& topic, int partitions)
-      : consumer_(kafka::make_client(RD_KAFKA_CONSUMER,
+      : topic_(topic),
+        next_offset_(static_cast<std::size_t>(partitions), 0),
+        consumer_(kafka::make_client(RD_KAFKA_CONSUMER,
                                      kafka::make_conf({{"bootstrap.servers", bootstrap},
                                                        {"group.id", "pqa-demo-printer"},
                                                        {"enable.auto.commit", "false"},
@@ -101,20 +105,36 @@ class SignalPrinter {
   SignalPrinter(const SignalPrinter&) = delete;
   SignalPrinter& operator=(const SignalPrinter&) = delete;
 
-  /// Drains what is left (until the topic is quiet for a moment), then stops.
+  /// Prints what is left up to the topic's current end, then stops.
   void stop() {
+    if (!thread_.joinable()) return;
+    std::vector<std::int64_t> end;
+    for (std::size_t p = 0; p < next_offset_.size(); ++p)
+      end.push_back(
+          kafka::query_watermarks(consumer_.get(), topic_, static_cast<int>(p), 10s).second);
+    end_ = std::move(end);
     stop_ = true;
-    if (thread_.joinable()) thread_.join();
+    thread_.join();
   }
   const std::map<std::string, std::uint64_t>& by_kind() const { return by_kind_; }
 
  private:
+  bool caught_up() const {
+    for (std::size_t p = 0; p < end_.size(); ++p)
+      if (next_offset_[p] < end_[p]) return false;
+    return true;
+  }
+
   void loop() {
-    auto quiet_since = Clock::now();
-    while (!stop_ || Clock::now() - quiet_since < 1s) {
+    auto give_up = [this, deadline = std::optional<Clock::time_point>()]() mutable {
+      if (!stop_) return false;
+      if (!deadline) deadline = Clock::now() + 10s;
+      return caught_up() || Clock::now() > *deadline;
+    };
+    while (!give_up()) {
       kafka::Message m(rd_kafka_consumer_poll(consumer_.get(), 100));
       if (!m || m->err) continue;
-      quiet_since = Clock::now();
+      next_offset_[static_cast<std::size_t>(m->partition)] = m->offset + 1;
       const std::string_view value(static_cast<const char*>(m->payload), m->len);
       ++by_kind_[field(value, "kind")];
       std::printf("%s\n", describe(value).c_str());
@@ -122,6 +142,9 @@ class SignalPrinter {
     }
   }
 
+  std::string topic_;
+  std::vector<std::int64_t> next_offset_;  ///< per partition: the next offset to print
+  std::vector<std::int64_t> end_;          ///< set by stop(): the offsets to reach
   kafka::Handle consumer_;
   std::atomic<bool> stop_{false};
   std::map<std::string, std::uint64_t> by_kind_;

@@ -50,6 +50,11 @@ kafka::Properties consumer_properties(const KafkaConfig& c) {
   if (!c.group_instance_id.empty()) p["group.instance.id"] = c.group_instance_id;
   for (const auto& [k, v] : c.properties) p[k] = v;
   for (const auto& [k, v] : c.consumer_properties) p[k] = v;
+  // What the commit protocol relies on is not the user's to change: offsets are committed
+  // with the state they belong to, and only committed input is read.
+  p["enable.auto.commit"] = "false";
+  p["enable.auto.offset.store"] = "false";
+  p["isolation.level"] = "read_committed";
   return p;
 }
 
@@ -396,9 +401,7 @@ void StreamService::Impl::advance_idle_partitions() {
     if (task->processor->watermark() == rollup::kNoTime || task->processor->watermark() >= target)
       continue;
     ensure_transaction();
-    const auto fired_before = task->processor->stats().timers_fired;
     task->processor->advance_to(target);
-    counters.timers_fired.fetch_add(task->processor->stats().timers_fired - fired_before);
     task->changed = true;
     if (events_since_commit++ == 0) interval_started = Clock::now();
   }

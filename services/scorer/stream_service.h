@@ -21,7 +21,6 @@ struct ServiceCounters {
   std::atomic<std::uint64_t> transactions_aborted{0};
   std::atomic<std::uint64_t> rebalances{0};
   std::atomic<std::uint64_t> restored_records{0};
-  std::atomic<std::uint64_t> timers_fired{0};
   std::atomic<int> assigned_partitions{0};
   std::atomic<int> restoring_partitions{0};
   /// Assigned partitions restored and the consumer running.
