@@ -8,7 +8,8 @@ packages=(
   clang clang-format libclang-rt-14-dev   # libFuzzer target and formatting check
   librdkafka-dev librocksdb-dev
   libboost-dev libyaml-cpp-dev libprotobuf-dev protobuf-compiler
-  libsimdjson-dev libcli11-dev catch2 libbenchmark-dev
+  libsimdjson-dev libcli11-dev catch2 libbenchmark-dev prometheus-cpp-dev
+  prometheus   # the Prometheus server and promtool, for the metrics tests
   python3
   # The test broker: Apache Kafka from Maven Central jars (scripts/kafka.sh), and kcat for
   # the raw-consume baseline of the end-to-end benchmark.

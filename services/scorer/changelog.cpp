@@ -80,7 +80,8 @@ RestoreResult ChangelogRestorer::restore(StateStore& store, int partition) {
   }
   std::int64_t last = from - 1;
   if (from < high) {
-    auto [records, last_read] = copy_records(store, partition, from);
+    report(partition, 0, high - from);
+    auto [records, last_read] = copy_records(store, partition, from, high);
     result.records = records;
     if (last_read >= 0) last = last_read;
   }
@@ -88,6 +89,7 @@ RestoreResult ChangelogRestorer::restore(StateStore& store, int partition) {
   meta.puts.emplace_back(keys::meta(changelog_meta::kSource), source);
   if (last >= 0) meta.puts.emplace_back(keys::meta(changelog_meta::kOffset), std::to_string(last));
   store.commit(meta);
+  report(partition, 0, 0);
   result.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return result;
@@ -111,7 +113,8 @@ std::pair<std::int64_t, std::int64_t> ChangelogRestorer::watermarks(int partitio
 
 std::pair<std::uint64_t, std::int64_t> ChangelogRestorer::copy_records(StateStore& store,
                                                                        int partition,
-                                                                       std::int64_t from) {
+                                                                       std::int64_t from,
+                                                                       std::int64_t high) {
   auto assignment = kafka::make_partition_list(1);
   rd_kafka_topic_partition_list_add(assignment.get(), topic_.c_str(), partition)->offset = from;
   kafka::throw_if(rd_kafka_assign(consumer_.get(), assignment.get()), "assigning the changelog");
@@ -121,8 +124,14 @@ std::pair<std::uint64_t, std::int64_t> ChangelogRestorer::copy_records(StateStor
   } unassign{consumer_.get()};
 
   WriteSet writes;
-  std::uint64_t records = 0;
+  std::uint64_t records = 0, reported = 0;
   std::int64_t last = -1;
+  const auto commit = [&] {
+    store.commit(writes);
+    writes = {};
+    report(partition, records - reported, std::max<std::int64_t>(0, high - last - 1));
+    reported = records;
+  };
   for (bool done = false; !done;) {
     if (stop_) throw RestoreInterrupted("restore interrupted by shutdown");
     // One message per poll: it returns as soon as one is there (a batch call waits for a full
@@ -143,10 +152,7 @@ std::pair<std::uint64_t, std::int64_t> ChangelogRestorer::copy_records(StateStor
       std::string key(static_cast<const char*>(m->key), m->key_len);
       const bool tombstone = m->payload == nullptr;
       // A batch holds puts or deletes, never both, so that changelog order is kept.
-      if (tombstone ? !writes.puts.empty() : !writes.deletes.empty()) {
-        store.commit(writes);
-        writes = {};
-      }
+      if (tombstone ? !writes.puts.empty() : !writes.deletes.empty()) commit();
       if (tombstone)
         writes.deletes.push_back(std::move(key));
       else
@@ -155,10 +161,8 @@ std::pair<std::uint64_t, std::int64_t> ChangelogRestorer::copy_records(StateStor
       last = m->offset;
       ++records;
     }
-    if (writes.puts.size() + writes.deletes.size() >= kBatchRecords || (done && !writes.empty())) {
-      store.commit(writes);
-      writes = {};
-    }
+    if (writes.puts.size() + writes.deletes.size() >= kBatchRecords || (done && !writes.empty()))
+      commit();
   }
   return {records, last};
 }

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
 
@@ -40,19 +41,30 @@ struct RestoreResult {
 /// recreated, records deleted) is cleared and rebuilt from the first record.
 class ChangelogRestorer {
  public:
+  /// Called as a restore goes on: records applied since the last call, and the changelog
+  /// offsets still ahead of it (an estimate: transaction markers take offsets too).
+  using Progress =
+      std::function<void(int partition, std::uint64_t applied, std::int64_t remaining)>;
+
   ChangelogRestorer(const KafkaConfig& config, const std::atomic<bool>& stop);
   RestoreResult restore(StateStore& store, int partition);
+  void on_progress(Progress progress) { progress_ = std::move(progress); }
 
  private:
   /// Consumes [from, end of committed data) into the store; returns records applied and
-  /// the last offset read (-1 if none).
+  /// the last offset read (-1 if none). `high`: the end offset, for progress reports.
   std::pair<std::uint64_t, std::int64_t> copy_records(StateStore& store, int partition,
-                                                      std::int64_t from);
+                                                      std::int64_t from, std::int64_t high);
 
   /// Low and high offsets of the changelog partition, retrying while the cluster settles.
   std::pair<std::int64_t, std::int64_t> watermarks(int partition);
 
+  void report(int partition, std::uint64_t applied, std::int64_t remaining) const {
+    if (progress_) progress_(partition, applied, remaining);
+  }
+
   std::string topic_;
+  Progress progress_;
   std::chrono::milliseconds timeout_;
   const std::atomic<bool>& stop_;
   kafka::Handle consumer_;

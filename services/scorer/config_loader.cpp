@@ -431,6 +431,26 @@ void read_service(Section s, ServiceOptions& o) {
   if (o.state_dir.empty()) throw ConfigException("service.state_dir", "must not be empty");
 }
 
+void read_admin(Section s, AdminConfig& a) {
+  AdminServerOptions& o = a.server;
+  s.read("enabled", a.enabled);
+  s.read("bind_address", o.bind_address);
+  o.bind_address = expand_env(o.bind_address, "admin.bind_address");
+  s.read("port", o.port);
+  s.read("max_connections", o.max_connections);
+  s.read("request_timeout_ms", o.request_timeout_ms);
+  s.read("max_header_bytes", o.max_header_bytes);
+  s.finish();
+  if (o.bind_address.empty()) throw ConfigException("admin.bind_address", "must not be empty");
+  if (o.port < 0 || o.port > 65535)
+    throw ConfigException("admin.port", "must be between 0 and 65535 (0: any free port)");
+  if (o.max_connections < 1) throw ConfigException("admin.max_connections", "must be at least 1");
+  if (o.request_timeout_ms < 100)
+    throw ConfigException("admin.request_timeout_ms", "must be at least 100");
+  if (o.max_header_bytes < 1024)
+    throw ConfigException("admin.max_header_bytes", "must be at least 1024");
+}
+
 ServiceConfig parse_config_node(const YAML::Node& root) {
   ServiceConfig c;
   Section top(root, "");
@@ -450,6 +470,7 @@ ServiceConfig parse_config_node(const YAML::Node& root) {
   read_state(top.child("state"), c);
   read_kafka(top.child("kafka"), c.kafka);
   read_service(top.child("service"), c.service);
+  read_admin(top.child("admin"), c.admin);
   top.finish();
   const auto errors = rollup::validate(c.model);
   if (!errors.empty()) {

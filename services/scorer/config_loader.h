@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "admin_server.h"
 #include "pqa/rollup/config.h"
 #include "processor.h"
 #include "state_store.h"
@@ -43,12 +44,19 @@ struct ServiceOptions {
   int idle_advance_ms = 60'000;
 };
 
+/// The admin HTTP server of `run` (probes, metrics, account queries).
+struct AdminConfig {
+  bool enabled = true;
+  AdminServerOptions server;
+};
+
 struct ServiceConfig {
   rollup::ModelConfig model;
   ProcessorOptions processor;
   RocksDbOptions rocksdb;  ///< path is set by the command (--state-dir or a temp dir)
   KafkaConfig kafka;
   ServiceOptions service;
+  AdminConfig admin;
 };
 
 /// A configuration error: start-up stops with this message.

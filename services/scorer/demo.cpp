@@ -229,11 +229,10 @@ int demo(const DemoOptions& o) {
   std::atomic<bool> stop{false};
   std::exception_ptr failure;
   std::unique_ptr<StreamService> service;
-  std::atomic<const ServiceCounters*> counters{nullptr};  // published once the service runs
+  ServiceMetrics metrics(rollup::Model(config.model).version(), "at_least_once");
   std::thread runner([&] {
     try {
-      service = std::make_unique<StreamService>(config, stop);
-      counters = &service->counters();
+      service = std::make_unique<StreamService>(config, stop, metrics);
       service->run();
     } catch (...) {
       failure = std::current_exception();
@@ -246,8 +245,7 @@ int demo(const DemoOptions& o) {
   // Wait until the service has taken every event, then let it commit and stop.
   const auto deadline = Clock::now() + 120s;
   while (!stop && Clock::now() < deadline) {
-    const ServiceCounters* c = counters.load();
-    if (c != nullptr && c->events_processed + c->events_rejected >= sent) break;
+    if (metrics.events_consumed() >= sent) break;
     std::this_thread::sleep_for(50ms);
   }
   stop = true;
@@ -255,12 +253,12 @@ int demo(const DemoOptions& o) {
   printer.stop();
   if (failure) std::rethrow_exception(failure);
 
-  const auto& c = service->counters();
   const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
-  std::printf("\n%llu events in %.1f s: %llu scored, %llu dead-lettered; signals:",
-              static_cast<unsigned long long>(sent), seconds,
-              static_cast<unsigned long long>(c.events_processed.load()),
-              static_cast<unsigned long long>(c.events_rejected.load()));
+  std::printf(
+      "\n%llu events in %.1f s: %llu scored, %llu dead-lettered; signals:",
+      static_cast<unsigned long long>(sent), seconds,
+      static_cast<unsigned long long>(metrics.events_consumed() - metrics.events_rejected()),
+      static_cast<unsigned long long>(metrics.events_rejected()));
   for (const auto& [kind, count] : printer.by_kind())
     std::printf(" %s %llu", kind.c_str(), static_cast<unsigned long long>(count));
   std::printf(

@@ -104,6 +104,7 @@ std::optional<rollup::DecodeFailure> Processor::process(std::string_view message
   if (e.type == rollup::CallType::kGroup) remember_identity(e);
   apply(e, *account, Cause{e.message_id, fallback_cause, message});
   ++stats_.processed;
+  ++stats_.processed_by_type[static_cast<std::size_t>(e.type)];
   ++since_flush_;
   flush_if_due();
   return std::nullopt;

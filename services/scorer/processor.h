@@ -49,7 +49,9 @@ struct ProcessorOptions {
 
 struct ProcessorStats {
   std::uint64_t processed = 0;  ///< valid events applied (ignored call types included)
-  std::uint64_t ignored = 0;    ///< page / screen / alias
+  /// Applied events by call type: track, identify, group (CallType order).
+  std::array<std::uint64_t, 3> processed_by_type{};
+  std::uint64_t ignored = 0;  ///< page / screen / alias
   std::uint64_t rejected = 0;
   std::array<std::uint64_t, rollup::kDecodeErrorCount> rejected_by_reason{};
   std::uint64_t signals = 0;

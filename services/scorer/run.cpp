@@ -2,10 +2,15 @@
 
 #include <atomic>
 #include <csignal>
+#include <memory>
+#include <stdexcept>
 
+#include "admin_routes.h"
+#include "admin_server.h"
 #include "config_loader.h"
 #include "kafka.h"
 #include "log.h"
+#include "metrics.h"
 #include "state_store.h"
 #include "stream_service.h"
 
@@ -38,8 +43,26 @@ int run_service(const RunOptions& options) {
     log::error("config", e.what(), {{"key", e.key()}});
     return 2;
   }
+  const bool exactly_once = config.kafka.processing == Processing::kExactlyOnce;
+  ServiceMetrics metrics(rollup::Model(config.model).version(),
+                         exactly_once ? "exactly_once" : "at_least_once");
+  AccountQueries queries;
+  std::unique_ptr<AdminServer> admin;
   try {
-    StreamService service(config, g_stop);
+    // First, so that probes and metrics answer while the service connects and restores.
+    if (config.admin.enabled) {
+      admin =
+          std::make_unique<AdminServer>(config.admin.server, make_admin_handler(metrics, queries));
+      log::info(
+          "admin", "listening",
+          {{"address", config.admin.server.bind_address}, {"port", std::to_string(admin->port())}});
+    }
+  } catch (const std::runtime_error& e) {
+    log::error("config", e.what(), {{"key", "admin.port"}});
+    return 2;
+  }
+  try {
+    StreamService service(config, g_stop, metrics, config.admin.enabled ? &queries : nullptr);
     service.run();
     return 0;
   } catch (const ConfigException& e) {

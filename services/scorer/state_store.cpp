@@ -72,6 +72,16 @@ class RocksDbStore final : public StateStore {
     check(it->status(), "RocksDB scan");
   }
 
+  StoreStats stats() override {
+    const auto property = [this](const std::string& name) {
+      std::uint64_t value = 0;
+      return db_->GetIntProperty(name, &value) ? value : 0;
+    };
+    return {property(rocksdb::DB::Properties::kTotalSstFilesSize) +
+                property(rocksdb::DB::Properties::kCurSizeAllMemTables),
+            property(rocksdb::DB::Properties::kEstimateNumKeys)};
+  }
+
  private:
   std::unique_ptr<rocksdb::DB> db_;
   bool disable_wal_;
@@ -93,6 +103,11 @@ class MemoryStore final : public StateStore {
     for (auto it = data_.lower_bound(std::string(prefix));
          it != data_.end() && std::string_view(it->first).starts_with(prefix); ++it)
       fn(it->first, it->second);
+  }
+  StoreStats stats() override {
+    std::uint64_t bytes = 0;
+    for (const auto& [k, v] : data_) bytes += k.size() + v.size();
+    return {bytes, data_.size()};
   }
 
  private:

@@ -1,6 +1,7 @@
 // The key-value store behind the scorer's state, and its two implementations.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -17,6 +18,12 @@ struct WriteSet {
   bool empty() const { return puts.empty() && deletes.empty(); }
 };
 
+/// Size figures a store reports for monitoring (estimates).
+struct StoreStats {
+  std::uint64_t size_bytes = 0;  ///< on disk and in memtables
+  std::uint64_t estimated_keys = 0;
+};
+
 /// Ordered byte-string key-value store. "Not found" is std::nullopt, never an empty value.
 /// Single-threaded use: one owner (the processor) calls it.
 class StateStore {
@@ -29,6 +36,7 @@ class StateStore {
   virtual void scan(
       std::string_view prefix,
       const std::function<void(std::string_view key, std::string_view value)>& fn) = 0;
+  virtual StoreStats stats() = 0;
 };
 
 /// Raised on storage I/O failures: data cannot be guaranteed, so processing must stop.

@@ -1,8 +1,11 @@
 #include "stream_service.h"
 
+#include <simdjson.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <charconv>
 #include <chrono>
 #include <exception>
 #include <filesystem>
@@ -16,6 +19,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "output_producer.h"
+#include "partitioning.h"
 #include "processor.h"
 #include "state_codec.h"
 
@@ -55,15 +59,20 @@ kafka::Properties consumer_properties(const KafkaConfig& c) {
   p["enable.auto.commit"] = "false";
   p["enable.auto.offset.store"] = "false";
   p["isolation.level"] = "read_committed";
+  // Consumer lag per partition comes from librdkafka's statistics (metrics).
+  if (!p.count("statistics.interval.ms")) p["statistics.interval.ms"] = "5000";
   return p;
 }
+
+/// Seconds between refreshes of the gauges that cost a call each (state size, lag).
+constexpr auto kGaugeInterval = std::chrono::seconds(5);
 
 /// Signals of one partition go to the signals topic, keyed by account id.
 class KafkaSignalSink final : public SignalSink {
  public:
   KafkaSignalSink(OutputProducer& producer, const std::string& topic,
-                  const std::string& model_version, ServiceCounters& counters)
-      : producer_(producer), topic_(topic), model_version_(model_version), counters_(counters) {}
+                  const std::string& model_version, ServiceMetrics& metrics)
+      : producer_(producer), topic_(topic), model_version_(model_version), metrics_(metrics) {}
   /// The timestamp of the input record being processed (0: none, e.g. a timer): signals
   /// inherit it, as Kafka Streams' outputs inherit their input's, so that a reader can tell
   /// how long an event took to become a signal.
@@ -73,14 +82,14 @@ class KafkaSignalSink final : public SignalSink {
     line_.clear();
     write_signal(line_, signal, model_version_);
     producer_.produce(topic_, -1, signal.account.str(), line_, {}, input_timestamp_);
-    counters_.signals_emitted.fetch_add(1, std::memory_order_relaxed);
+    metrics_.count_signal(signal.signal.kind);
   }
 
  private:
   OutputProducer& producer_;
   const std::string& topic_;
   const std::string& model_version_;
-  ServiceCounters& counters_;
+  ServiceMetrics& metrics_;
   std::string line_;
   std::int64_t input_timestamp_ = 0;
 };
@@ -97,10 +106,11 @@ struct PartitionTask {
   bool changed = false;           ///< processed or advanced since the last commit
   WriteSet committing;            ///< changes of the transaction being committed
   Clock::time_point last_event = Clock::now();
+  ProcessorStats published;  ///< the processor's stats as last added to the metrics
 };
 
 struct StreamService::Impl {
-  Impl(const ServiceConfig& c, const std::atomic<bool>& s);
+  Impl(const ServiceConfig& c, const std::atomic<bool>& s, ServiceMetrics& m, AccountQueries* q);
 
   void run();
   // Topics and clients.
@@ -126,11 +136,26 @@ struct StreamService::Impl {
   void reload_processor(PartitionTask& task);
   fs::path task_dir(int partition) const;
   void update_gauges();
+  // Monitoring and queries, between batches.
+  void after_turn();
+  void publish_processor_stats(PartitionTask& task);
+  void refresh_partition_gauges();
+  HttpResponse answer_account_query(const std::string& account);
+  static void on_error(rd_kafka_t* rk, int err, const char* reason, void* opaque);
+  static int on_statistics(rd_kafka_t* rk, char* json, size_t len, void* opaque);
+  void read_statistics(std::string_view json);
 
   ServiceConfig config;
   const std::atomic<bool>& stop;
   rollup::Model model;
-  ServiceCounters counters;
+  ServiceMetrics& metrics;
+  AccountQueries* queries;
+  HistogramBatch event_durations{ServiceMetrics::event_duration_bounds()};
+  int restoring_partitions = 0;
+  bool subscribed = false;
+  bool brokers_down = false;  ///< every broker unreachable (librdkafka's error callback)
+  Clock::time_point last_gauges = Clock::now();
+  simdjson::dom::parser statistics_parser;
   bool exactly_once;
   std::string transactional_id;
   kafka::Handle consumer;
@@ -150,10 +175,13 @@ void StreamService::Impl::rethrow_callback_error() {
   if (callback_error) std::rethrow_exception(std::exchange(callback_error, nullptr));
 }
 
-StreamService::Impl::Impl(const ServiceConfig& c, const std::atomic<bool>& s)
+StreamService::Impl::Impl(const ServiceConfig& c, const std::atomic<bool>& s, ServiceMetrics& m,
+                          AccountQueries* q)
     : config(c),
       stop(s),
       model(c.model),
+      metrics(m),
+      queries(q),
       exactly_once(c.kafka.processing == Processing::kExactlyOnce) {
   if (config.kafka.bootstrap_servers.empty())
     throw ConfigException("kafka.bootstrap_servers", "must be set to run the service");
@@ -171,8 +199,14 @@ StreamService::Impl::Impl(const ServiceConfig& c, const std::atomic<bool>& s)
   producer = std::make_unique<OutputProducer>(config.kafka, transactional_id, stop);
   check_topics();
   restorer = std::make_unique<ChangelogRestorer>(config.kafka, stop);
+  restorer->on_progress([this](int partition, std::uint64_t applied, std::int64_t remaining) {
+    metrics.add_restored_records(applied);
+    metrics.partition(partition).restore_remaining->Set(static_cast<double>(remaining));
+  });
   auto conf = kafka::make_conf(consumer_properties(config.kafka));
   rd_kafka_conf_set_rebalance_cb(conf.get(), &Impl::on_rebalance);
+  rd_kafka_conf_set_error_cb(conf.get(), &Impl::on_error);
+  rd_kafka_conf_set_stats_cb(conf.get(), &Impl::on_statistics);
   rd_kafka_conf_set_opaque(conf.get(), this);
   consumer = kafka::make_client(RD_KAFKA_CONSUMER, std::move(conf));
   rd_kafka_poll_set_consumer(consumer.get());
@@ -237,14 +271,13 @@ std::unique_ptr<PartitionTask> StreamService::Impl::open_task(int partition) {
   db.path = task_dir(partition).string();
   task->store = open_rocksdb_store(db);
   const RestoreResult restored = restorer->restore(*task->store, partition);
-  counters.restored_records.fetch_add(restored.records, std::memory_order_relaxed);
   log::info("restore", "partition restored",
             {{"partition", std::to_string(partition)},
              {"records", std::to_string(restored.records)},
              {"rebuilt", restored.rebuilt ? "true" : "false"},
              {"seconds", std::to_string(restored.seconds)}});
   task->sink = std::make_unique<KafkaSignalSink>(*producer, config.kafka.signals_topic,
-                                                 model.version(), counters);
+                                                 model.version(), metrics);
   reload_processor(*task);
   return task;
 }
@@ -255,6 +288,7 @@ void StreamService::Impl::reload_processor(PartitionTask& task) {
   task.next_offset = -1;
   task.changed = false;
   task.last_event = Clock::now();
+  task.published = {};  // a new processor counts from zero
 }
 
 void StreamService::Impl::on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
@@ -271,16 +305,19 @@ void StreamService::Impl::on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
 
 void StreamService::Impl::rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                                     rd_kafka_topic_partition_list_t* partitions) {
-  counters.rebalances.fetch_add(1, std::memory_order_relaxed);
   const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    metrics.count_rebalance(ServiceMetrics::Rebalance::kAssigned);
     assign(partitions);
     if (cooperative)
       kafka::throw_if(rd_kafka_incremental_assign(rk, partitions), "incremental_assign");
     else
       kafka::throw_if(rd_kafka_assign(rk, partitions), "assign");
   } else {
-    revoke(partitions, rd_kafka_assignment_lost(rk) != 0);
+    const bool lost = rd_kafka_assignment_lost(rk) != 0;
+    metrics.count_rebalance(lost ? ServiceMetrics::Rebalance::kLost
+                                 : ServiceMetrics::Rebalance::kRevoked);
+    revoke(partitions, lost);
     if (cooperative)
       kafka::throw_if(rd_kafka_incremental_unassign(rk, partitions), "incremental_unassign");
     else
@@ -290,22 +327,29 @@ void StreamService::Impl::rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
 }
 
 void StreamService::Impl::assign(rd_kafka_topic_partition_list_t* partitions) {
-  counters.ready = false;
   // Restored before the consumer is told to fetch them, so no event meets missing state.
   for (int i = 0; i < partitions->cnt; ++i) {
     const int p = partitions->elems[i].partition;
     if (tasks.count(p)) continue;
     if (stop) return;  // shutting down: it is left to its next owner
-    counters.restoring_partitions.fetch_add(1);
+    // Not ready while restoring (/readyz, pqa_ready); the gauges say how far it got.
+    ++restoring_partitions;
+    update_gauges();
+    struct Restoring {
+      Impl& impl;
+      ~Restoring() {
+        --impl.restoring_partitions;
+        impl.update_gauges();
+      }
+    } restoring{*this};
     try {
       auto task = open_task(p);
       tasks[p] = std::move(task);
     } catch (const RestoreInterrupted&) {
-      counters.restoring_partitions.fetch_sub(1);
+      metrics.remove_partition(p);
       log::info("restore", "restore interrupted by shutdown", {{"partition", std::to_string(p)}});
       return;
     }
-    counters.restoring_partitions.fetch_sub(1);
     log::info("service", "partition assigned", {{"partition", std::to_string(p)}});
   }
 }
@@ -320,7 +364,7 @@ void StreamService::Impl::revoke(rd_kafka_topic_partition_list_t* partitions, bo
       if (transaction_open) {
         producer->abort_transaction();
         transaction_open = false;
-        counters.transactions_aborted.fetch_add(1);
+        metrics.count_transaction(false);
       }
       rewind();
     }
@@ -330,14 +374,16 @@ void StreamService::Impl::revoke(rd_kafka_topic_partition_list_t* partitions, bo
   for (int i = 0; i < partitions->cnt; ++i) {
     const int p = partitions->elems[i].partition;
     tasks.erase(p);  // closes its store; the directory stays for a later assignment
+    metrics.remove_partition(p);
     log::info("service", lost ? "partition lost" : "partition revoked",
               {{"partition", std::to_string(p)}});
   }
 }
 
 void StreamService::Impl::update_gauges() {
-  counters.assigned_partitions = static_cast<int>(tasks.size());
-  counters.ready = counters.restoring_partitions.load() == 0;
+  metrics.set_assigned_partitions(static_cast<int>(tasks.size()));
+  metrics.set_restoring_partitions(restoring_partitions);
+  metrics.set_ready(subscribed && restoring_partitions == 0 && !brokers_down);
 }
 
 void StreamService::Impl::ensure_transaction() {
@@ -358,6 +404,7 @@ void StreamService::Impl::dead_letter(const rd_kafka_message_t* m,
   producer->produce(config.kafka.dead_letter_topic, -1,
                     std::string_view(static_cast<const char*>(m->key), m->key_len),
                     std::string_view(static_cast<const char*>(m->payload), m->len), headers);
+  metrics.count_dead_letter();
 }
 
 void StreamService::Impl::handle(rd_kafka_message_t* raw) {
@@ -367,6 +414,10 @@ void StreamService::Impl::handle(rd_kafka_message_t* raw) {
     log::warn("consumer", "consume error", {{"error", rd_kafka_message_errstr(m.get())}});
     return;
   }
+  if (brokers_down) {
+    brokers_down = false;  // a fetch arrived: connected again
+    update_gauges();
+  }
   auto it = tasks.find(m->partition);
   if (it == tasks.end()) return;  // revoked while queued: its new owner processes it
   PartitionTask& task = *it->second;
@@ -375,14 +426,11 @@ void StreamService::Impl::handle(rd_kafka_message_t* raw) {
   rd_kafka_timestamp_type_t timestamp_type = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
   const std::int64_t timestamp = rd_kafka_message_timestamp(m.get(), &timestamp_type);
   task.sink->set_input_timestamp(timestamp > 0 ? timestamp : 0);
+  const auto started = Clock::now();
   const auto failure = task.processor->process(payload);
+  event_durations.observe(std::chrono::duration<double>(Clock::now() - started).count());
   task.sink->set_input_timestamp(0);
-  if (failure) {
-    counters.events_rejected.fetch_add(1, std::memory_order_relaxed);
-    dead_letter(m.get(), *failure);
-  } else {
-    counters.events_processed.fetch_add(1, std::memory_order_relaxed);
-  }
+  if (failure) dead_letter(m.get(), *failure);
   task.next_offset = m->offset + 1;
   task.changed = true;
   task.last_event = turn_started;  // one clock read per loop turn, not per message
@@ -417,6 +465,7 @@ bool StreamService::Impl::commit_due() const {
 }
 
 void StreamService::Impl::commit() {
+  const auto started = Clock::now();
   ensure_transaction();
   auto offsets = kafka::make_partition_list(static_cast<int>(tasks.size()));
   for (auto& [p, task] : tasks) {
@@ -441,7 +490,6 @@ void StreamService::Impl::commit() {
   if (exactly_once) {
     producer->commit_transaction(offsets.get(), consumer.get());
     transaction_open = false;
-    counters.transactions_committed.fetch_add(1);
   } else {
     producer->flush_all();
     // A failed offset commit (e.g. a rebalance under way) rewinds like an aborted transaction:
@@ -463,6 +511,8 @@ void StreamService::Impl::commit() {
     task->changed = false;
   }
   events_since_commit = 0;
+  metrics.count_transaction(true);
+  metrics.observe_commit_duration(std::chrono::duration<double>(Clock::now() - started).count());
 }
 
 void StreamService::Impl::commit_or_rewind() {
@@ -475,8 +525,8 @@ void StreamService::Impl::commit_or_rewind() {
     if (exactly_once) {
       producer->abort_transaction();
       transaction_open = false;
-      counters.transactions_aborted.fetch_add(1);
     }
+    metrics.count_transaction(false);
     rewind();
   }
 }
@@ -500,11 +550,125 @@ void StreamService::Impl::rewind() {
       "seeking to committed offsets");
 }
 
+void StreamService::Impl::after_turn() {
+  metrics.loop_turned();
+  for (auto& [p, task] : tasks) publish_processor_stats(*task);
+  metrics.add_event_durations(event_durations);
+  if (Clock::now() - last_gauges >= kGaugeInterval) refresh_partition_gauges();
+  if (queries != nullptr)
+    queries->serve([this](const std::string& account) { return answer_account_query(account); });
+}
+
+void StreamService::Impl::publish_processor_stats(PartitionTask& task) {
+  const ProcessorStats& now = task.processor->stats();
+  metrics.add_processor_delta(now, task.published);
+  task.published = now;
+}
+
+void StreamService::Impl::refresh_partition_gauges() {
+  last_gauges = Clock::now();
+  const double now_s = static_cast<double>(wall_ms()) / 1000.0;
+  std::size_t timers = 0;
+  for (auto& [p, task] : tasks) {
+    PartitionSeries& series = metrics.partition(p);
+    const StoreStats stats = task->store->stats();
+    series.state_size->Set(static_cast<double>(stats.size_bytes));
+    series.state_keys->Set(static_cast<double>(stats.estimated_keys));
+    if (const auto max_time = task->processor->max_event_time(); max_time != rollup::kNoTime)
+      series.event_time_lag->Set(now_s - static_cast<double>(max_time) / 1000.0);
+    timers += task->processor->pending_timers();
+  }
+  metrics.set_timers_pending(static_cast<double>(timers));
+}
+
+HttpResponse StreamService::Impl::answer_account_query(const std::string& account) {
+  const int partition = partition_for_key(account, input_partitions);
+  auto it = tasks.find(partition);
+  if (it == tasks.end()) {
+    // Another instance owns it (or nobody yet, mid-rebalance): the caller retries elsewhere.
+    HttpResponse r =
+        json_error(503, "not_local",
+                   "account '" + account.substr(0, 256) + "' is in partition " +
+                       std::to_string(partition) + ", which is not assigned to this instance");
+    std::string assigned;
+    for (const auto& [p, task] : tasks)
+      assigned += (assigned.empty() ? "" : ",") + std::to_string(p);
+    r.body.pop_back();  // reopen the object to add where the account lives
+    r.body += ",\"partition\":" + std::to_string(partition) + ",\"assigned_partitions\":[" +
+              assigned + "]}";
+    return r;
+  }
+  PartitionTask& task = *it->second;
+  const rollup::AccountId id(account);
+  const auto state = task.processor->find_account(id);
+  if (!state)
+    return json_error(404, "not_found", "no state for account '" + account.substr(0, 256) + "'");
+  // As of the partition's clock: the decay an idle account has undergone is included.
+  rollup::TimeMs at = state->clock;
+  if (const auto watermark = task.processor->watermark(); watermark != rollup::kNoTime)
+    at = std::max(at, watermark);
+  HttpResponse r;
+  r.content_type = "application/json";
+  r.body = score_to_json(id, rollup::evaluate(model, *state, at), at, model.version());
+  return r;
+}
+
+void StreamService::Impl::on_error(rd_kafka_t*, int err, const char* reason, void* opaque) {
+  auto* self = static_cast<Impl*>(opaque);
+  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+    self->brokers_down = true;
+    self->update_gauges();
+  }
+  log::warn(
+      "consumer", "kafka client error",
+      {{"error", rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err))}, {"reason", reason}});
+}
+
+int StreamService::Impl::on_statistics(rd_kafka_t*, char* json, size_t len, void* opaque) {
+  auto* self = static_cast<Impl*>(opaque);
+  try {
+    self->read_statistics(std::string_view(json, len));
+  } catch (const std::exception& e) {  // a monitoring hiccup must not stop processing
+    log::warn("metrics", "could not read librdkafka statistics", {{"error", e.what()}});
+  }
+  return 0;  // librdkafka frees the JSON
+}
+
+void StreamService::Impl::read_statistics(std::string_view json) {
+  simdjson::dom::element root = statistics_parser.parse(json.data(), json.size());
+  // Any broker up means connected again (librdkafka reports all-down through on_error).
+  simdjson::dom::object brokers;
+  if (root["brokers"].get(brokers) == simdjson::SUCCESS)
+    for (auto [name, broker] : brokers) {
+      std::string_view state;
+      std::int64_t node = -1;
+      if (broker["state"].get(state) == simdjson::SUCCESS && state == "UP" &&
+          broker["nodeid"].get(node) == simdjson::SUCCESS && node >= 0 && brokers_down) {
+        brokers_down = false;
+        update_gauges();
+        break;
+      }
+    }
+  simdjson::dom::object partitions;
+  if (root["topics"][config.kafka.input_topic]["partitions"].get(partitions) != simdjson::SUCCESS)
+    return;
+  for (auto [key, partition] : partitions) {
+    std::int64_t lag = -1;
+    if (partition["consumer_lag"].get(lag) != simdjson::SUCCESS || lag < 0) continue;
+    int id = -1;
+    std::from_chars(key.data(), key.data() + key.size(), id);
+    if (id >= 0 && tasks.count(id)) metrics.set_consumer_lag(id, static_cast<double>(lag));
+  }
+}
+
 void StreamService::Impl::run() {
   kafka::PartitionList topics = kafka::make_partition_list(1);
   rd_kafka_topic_partition_list_add(topics.get(), config.kafka.input_topic.c_str(),
                                     RD_KAFKA_PARTITION_UA);
   kafka::throw_if(rd_kafka_subscribe(consumer.get(), topics.get()), "subscribing");
+  subscribed = true;
+  update_gauges();
+  if (queries != nullptr) queries->set_serving(true);
   const int poll_ms = std::max(1, std::min(100, config.kafka.commit_interval_ms));
   while (!stop) {
     // One message per poll, not rd_kafka_consume_batch_queue: librdkafka 2.0 (Debian's) can
@@ -523,7 +687,9 @@ void StreamService::Impl::run() {
     advance_idle_partitions();
     producer->poll();
     if (commit_due()) commit_or_rewind();
+    after_turn();
   }
+  if (queries != nullptr) queries->set_serving(false);
   log::info("service", "stopping: committing and leaving the group");
   if (events_since_commit > 0) commit_or_rewind();
   if (transaction_open) {
@@ -532,22 +698,20 @@ void StreamService::Impl::run() {
   }
   kafka::throw_if(rd_kafka_consumer_close(consumer.get()), "closing the consumer");
   rethrow_callback_error();
+  after_turn();
   tasks.clear();
   if (!exactly_once) producer->flush_all();
   log::info("service", "stopped");
 }
 
-StreamService::StreamService(const ServiceConfig& config, const std::atomic<bool>& stop)
-    : impl_(std::make_unique<Impl>(config, stop)) {}
+StreamService::StreamService(const ServiceConfig& config, const std::atomic<bool>& stop,
+                             ServiceMetrics& metrics, AccountQueries* queries)
+    : impl_(std::make_unique<Impl>(config, stop, metrics, queries)) {}
 
 StreamService::~StreamService() = default;
 
 void StreamService::run() {
   impl_->run();
-}
-
-const ServiceCounters& StreamService::counters() const {
-  return impl_->counters;
 }
 
 }  // namespace pqa::scorer

@@ -5,33 +5,22 @@
 #pragma once
 
 #include <atomic>
-#include <cstdint>
 #include <memory>
 
+#include "admin_routes.h"
 #include "config_loader.h"
+#include "metrics.h"
 
 namespace pqa::scorer {
-
-/// Counters a running service exposes (read from other threads, e.g. an admin endpoint).
-struct ServiceCounters {
-  std::atomic<std::uint64_t> events_processed{0};
-  std::atomic<std::uint64_t> events_rejected{0};
-  std::atomic<std::uint64_t> signals_emitted{0};
-  std::atomic<std::uint64_t> transactions_committed{0};
-  std::atomic<std::uint64_t> transactions_aborted{0};
-  std::atomic<std::uint64_t> rebalances{0};
-  std::atomic<std::uint64_t> restored_records{0};
-  std::atomic<int> assigned_partitions{0};
-  std::atomic<int> restoring_partitions{0};
-  /// Assigned partitions restored and the consumer running.
-  std::atomic<bool> ready{false};
-};
 
 class StreamService {
  public:
   /// Validates the Kafka settings, checks (or creates) the topics and connects. Throws
   /// ConfigException or kafka::KafkaError with a message naming the problem.
-  StreamService(const ServiceConfig& config, const std::atomic<bool>& stop);
+  /// `metrics` and `queries` (may be null: no admin server) must outlive the service; the
+  /// loop answers queued account queries between batches.
+  StreamService(const ServiceConfig& config, const std::atomic<bool>& stop, ServiceMetrics& metrics,
+                AccountQueries* queries = nullptr);
   ~StreamService();
   StreamService(const StreamService&) = delete;
   StreamService& operator=(const StreamService&) = delete;
@@ -39,8 +28,6 @@ class StreamService {
   /// Processes until `stop` is set, then commits, leaves the group and returns. Throws
   /// kafka::KafkaError on an unrecoverable error (e.g. fenced by a newer instance).
   void run();
-
-  const ServiceCounters& counters() const;
 
  private:
   struct Impl;

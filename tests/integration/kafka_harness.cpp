@@ -7,6 +7,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -241,6 +245,48 @@ void write_file(const std::string& path, const std::string& text) {
   std::ofstream out(path);
   out << text;
   if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+}  // namespace pqa::test
+
+namespace pqa::test {
+
+HttpAnswer http_get(int port, const std::string& target) {
+  namespace beast = boost::beast;
+  namespace http = beast::http;
+  boost::asio::io_context io;
+  beast::tcp_stream stream(io);
+  beast::error_code ec;
+  stream.expires_after(std::chrono::seconds(10));
+  stream.connect(boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"),
+                                                static_cast<unsigned short>(port)),
+                 ec);
+  if (ec) return {};
+  http::request<http::empty_body> request(http::verb::get, target, 11);
+  request.set(http::field::host, "127.0.0.1");
+  http::write(stream, request, ec);
+  if (ec) return {};
+  beast::flat_buffer buffer;
+  http::response<http::string_body> response;
+  http::read(stream, buffer, response, ec);
+  if (ec) return {};
+  return {static_cast<int>(response.result_int()), response.body()};
+}
+
+int admin_port(const std::string& log_path) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  const std::string marker = "\"port\":\"";
+  while (std::chrono::steady_clock::now() < deadline) {
+    int port = 0;
+    for (const auto& line : read_lines(log_path))
+      if (line.find("\"message\":\"listening\"") != std::string::npos) {
+        const auto at = line.find(marker) + marker.size();
+        port = std::stoi(line.substr(at, line.find('"', at) - at));
+      }
+    if (port > 0) return port;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  throw std::runtime_error("no admin port logged in " + log_path);
 }
 
 }  // namespace pqa::test

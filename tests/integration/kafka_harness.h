@@ -90,4 +90,13 @@ bool wait_consumed(const std::string& group, const std::string& topic,
 std::vector<std::string> read_lines(const std::string& path);
 void write_file(const std::string& path, const std::string& text);
 
+struct HttpAnswer {
+  int status = 0;  ///< 0: no answer (connection refused or closed)
+  std::string body;
+};
+/// GET http://127.0.0.1:port/target over a fresh connection.
+HttpAnswer http_get(int port, const std::string& target);
+/// The admin port an instance logged ("listening"), waiting up to 60 s for the line.
+int admin_port(const std::string& log_path);
+
 }  // namespace pqa::test

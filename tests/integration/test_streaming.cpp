@@ -9,9 +9,11 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "kafka_harness.h"
+#include "partitioning.h"
 #include "pqa/rollup/event.h"
 
 namespace {
@@ -93,26 +95,27 @@ class Pipeline {
               bool static_member = false, int idle_advance_ms = 0,
               const std::string& input_topic = "") {
     const std::string config = dir_.path() + "/" + instance + ".yaml";
-    write_file(
-        config,
-        "kafka:\n"
-        "  bootstrap_servers: \"" +
-            bootstrap() +
-            "\"\n"
-            "  group_id: " +
-            group() + "\n  group_instance_id: \"" + (static_member ? instance : "") +
-            "\"\n  transactional_id: " + name_ + "-" + instance + "\n  processing: " + processing +
-            "\n  topics:\n"
-            "    input: " +
-            (input_topic.empty() ? topic("in") : input_topic) +
-            "\n    signals: " + topic("signals") + "\n    scores: " + topic("scores") +
-            "\n    changelog: " + topic("changelog") + "\n    dead_letter: " + topic("dlq") +
-            "\n    create: true\n    replication_factor: 1\n"
-            "  consumer_properties:\n"
-            "    session.timeout.ms: 6000\n"
-            "    heartbeat.interval.ms: 500\n"
-            "service:\n  state_dir: " +
-            state_dir(instance) + "\n  idle_advance_ms: " + std::to_string(idle_advance_ms) + "\n");
+    write_file(config,
+               "kafka:\n"
+               "  bootstrap_servers: \"" +
+                   bootstrap() +
+                   "\"\n"
+                   "  group_id: " +
+                   group() + "\n  group_instance_id: \"" + (static_member ? instance : "") +
+                   "\"\n  transactional_id: " + name_ + "-" + instance +
+                   "\n  processing: " + processing +
+                   "\n  topics:\n"
+                   "    input: " +
+                   (input_topic.empty() ? topic("in") : input_topic) +
+                   "\n    signals: " + topic("signals") + "\n    scores: " + topic("scores") +
+                   "\n    changelog: " + topic("changelog") + "\n    dead_letter: " + topic("dlq") +
+                   "\n    create: true\n    replication_factor: 1\n"
+                   "  consumer_properties:\n"
+                   "    session.timeout.ms: 6000\n"
+                   "    heartbeat.interval.ms: 500\n"
+                   "service:\n  state_dir: " +
+                   state_dir(instance) + "\n  idle_advance_ms: " + std::to_string(idle_advance_ms) +
+                   "\nadmin:\n  bind_address: 127.0.0.1\n  port: 0\n");
     ++starts_[instance];
     return Child({PQA_SCORER_BIN, "run", "--config", config}, {}, "/dev/null", log_path(instance));
   }
@@ -132,8 +135,17 @@ class Pipeline {
 
   /// The oracle: `replay --partitions` over the same events (computed once).
   const Expected& replay() {
-    if (!expected_) expected_ = run_replay();
+    if (!expected_) expected_ = run_replay("account");
     return *expected_;
+  }
+  /// Replay's scores as of each partition's clock at the end of the input: what an account
+  /// query answers once the service has consumed everything.
+  std::map<std::string, std::string> replay_scores_at_end() const {
+    return run_replay("end").scores;
+  }
+  /// The admin port of the instance's latest start.
+  int admin_port(const std::string& instance) const {
+    return pqa::test::admin_port(log_path(instance));
   }
 
   Observed observe() const {
@@ -150,14 +162,15 @@ class Pipeline {
   }
 
  private:
-  Expected run_replay() const {
-    const std::string sig = dir_.path() + "/replay-signals.jsonl";
-    const std::string sc = dir_.path() + "/replay-scores.jsonl";
-    const std::string err = dir_.path() + "/replay.err";
+  Expected run_replay(const std::string& scores_at) const {
+    const std::string sig = dir_.path() + "/replay-signals-" + scores_at + ".jsonl";
+    const std::string sc = dir_.path() + "/replay-scores-" + scores_at + ".jsonl";
+    const std::string err = dir_.path() + "/replay-" + scores_at + ".err";
+    fs::remove_all(dir_.path() + "/replay-state");
     REQUIRE(run({PQA_SCORER_BIN, "replay", "--config",
                  std::string(PQA_SOURCE_DIR) + "/config/scorer.yaml", "--input", events_,
                  "--signals", sig, "--scores", sc, "--partitions", std::to_string(kPartitions),
-                 "--scores-at", "account", "--state-dir", dir_.path() + "/replay-state"},
+                 "--scores-at", scores_at, "--state-dir", dir_.path() + "/replay-state"},
                 "/dev/null", err) == 0);
     Expected e;
     e.signals = read_lines(sig);
@@ -226,6 +239,67 @@ void check_equal_to_replay(Pipeline& p, const Observed& o) {
   CHECK(differing.empty());
 }
 
+/// Sum of every sample of a metric in a text exposition.
+double metric_sum(const std::string& exposition, const std::string& name) {
+  double sum = 0;
+  std::istringstream in(exposition);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(name, 0) == 0 && (line[name.size()] == ' ' || line[name.size()] == '{'))
+      sum += std::stod(line.substr(line.rfind(' ') + 1));
+  return sum;
+}
+
+/// Once the instance has consumed everything: probes, metrics and interactive queries agree
+/// with replay.
+void check_admin_api(Pipeline& p, const std::string& instance) {
+  const int port = p.admin_port(instance);
+  CHECK(http_get(port, "/healthz").status == 200);
+  CHECK(http_get(port, "/readyz").status == 200);
+  const auto metrics = http_get(port, "/metrics");
+  REQUIRE(metrics.status == 200);
+  const auto input_lines = static_cast<double>(read_lines(p.events()).size());
+  CHECK(metric_sum(metrics.body, "pqa_events_consumed_total") == input_lines);
+  const auto rejected = static_cast<double>(p.replay().rejected_lines.size());
+  CHECK(metric_sum(metrics.body, "pqa_dead_letter_events_total") == rejected);
+  CHECK(metric_sum(metrics.body, "pqa_decode_errors_total") == rejected);
+  CHECK(metric_sum(metrics.body, "pqa_assigned_partitions") == kPartitions);
+  CHECK(metric_sum(metrics.body, "pqa_signals_emitted_total") ==
+        static_cast<double>(p.replay().signals.size()));
+
+  const auto expected = p.replay_scores_at_end();
+  REQUIRE(expected.size() > 20);
+  int compared = 0;
+  for (const auto& [account, line] : expected) {
+    if (++compared > 25) break;
+    const auto answer = http_get(port, "/v1/accounts/" + account);
+    CHECK(answer.status == 200);
+    CHECK(answer.body == line);
+  }
+  const auto unknown = http_get(port, "/v1/accounts/no-such-account");
+  CHECK(unknown.status == 404);
+  CHECK(unknown.body.find("\"error\":\"not_found\"") != std::string::npos);
+}
+
+/// Two instances share the partitions: each answers for its own accounts and, for the
+/// others, 503 naming the account's partition.
+void check_queries_across_instances(Pipeline& p, const std::string& first,
+                                    const std::string& second) {
+  const int port_first = p.admin_port(first), port_second = p.admin_port(second);
+  int local = 0, elsewhere = 0;
+  for (const auto& [account, line] : p.replay().scores) {
+    const auto a = http_get(port_first, "/v1/accounts/" + account);
+    const auto b = http_get(port_second, "/v1/accounts/" + account);
+    INFO(account << ": " << a.body.substr(0, 160) << " / " << b.body.substr(0, 160));
+    CHECK(((a.status == 200 && b.status == 503) || (a.status == 503 && b.status == 200)));
+    const auto& not_local = a.status == 503 ? a : b;
+    CHECK(not_local.body.find("\"partition\":" + std::to_string(pqa::scorer::partition_for_key(
+                                                     account, kPartitions))) != std::string::npos);
+    (a.status == 200 ? local : elsewhere) += 1;
+  }
+  CHECK(local > 0);
+  CHECK(elsewhere > 0);
+}
+
 void stop_cleanly(const Pipeline& p, const std::string& instance, Child& c) {
   p.wait_started(instance);
   c.signal(SIGTERM);
@@ -243,6 +317,7 @@ TEST_CASE("streaming: signals and final scores equal replay, poison events are d
   auto load = p.produce();
   REQUIRE(load.wait() == 0);
   REQUIRE(p.consumed());
+  check_admin_api(p, "a");
   stop_cleanly(p, "a", service);
   const Observed o = p.observe();
   check_equal_to_replay(p, o);
@@ -307,6 +382,7 @@ TEST_CASE("streaming: instances join and leave mid-stream, one loses its disk", 
   c.emplace(p.start("c"));
   REQUIRE(load.wait() == 0);
   REQUIRE(p.consumed());
+  check_queries_across_instances(p, "a", "c");
   stop_cleanly(p, "a", a);
   stop_cleanly(p, "c", *c);
   check_equal_to_replay(p, p.observe());
@@ -319,10 +395,24 @@ TEST_CASE("streaming: a broker restart mid-stream is ridden out", "[kafka][broke
   auto service = p.start("a");
   auto load = p.produce(5000);
   std::this_thread::sleep_for(1500ms);
+  // /readyz goes false while the broker is away, and true again by itself.
+  const int port = p.admin_port("a");
+  std::atomic<bool> restarted{false};
+  std::vector<int> readiness;
+  std::thread prober([&] {
+    while (!restarted) {
+      readiness.push_back(http_get(port, "/readyz").status);
+      std::this_thread::sleep_for(100ms);
+    }
+  });
   broker.restart();
+  restarted = true;
+  prober.join();
   REQUIRE(load.wait() == 0);
   REQUIRE(p.consumed());
   CHECK(service.running());
+  CHECK(std::count(readiness.begin(), readiness.end(), 503) > 0);
+  CHECK(http_get(port, "/readyz").status == 200);
   stop_cleanly(p, "a", service);
   check_equal_to_replay(p, p.observe());
 }

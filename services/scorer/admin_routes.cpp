@@ -1,0 +1,115 @@
+#include "admin_routes.h"
+
+#include <utility>
+#include <vector>
+
+namespace pqa::scorer {
+namespace {
+
+constexpr std::string_view kAccountsPrefix = "/v1/accounts/";
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+HttpResponse text(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+}  // namespace
+
+std::optional<std::string> percent_decode(std::string_view segment) {
+  std::string out;
+  out.reserve(segment.size());
+  for (std::size_t i = 0; i < segment.size(); ++i) {
+    if (segment[i] != '%') {
+      out += segment[i];
+      continue;
+    }
+    if (i + 2 >= segment.size()) return std::nullopt;  // needs two hex digits
+    const int high = hex_value(segment[i + 1]);
+    const int low = hex_value(segment[i + 2]);
+    if (high < 0 || low < 0) return std::nullopt;
+    out += static_cast<char>(high * 16 + low);
+    i += 2;
+  }
+  return out;
+}
+
+void AccountQueries::submit(std::string account, Respond respond) {
+  {
+    std::lock_guard lock(mutex_);
+    if (serving_) {
+      pending_.push_back({std::move(account), std::move(respond)});
+      return;
+    }
+  }
+  respond(json_error(503, "unavailable", "the service is starting or stopping"));
+}
+
+void AccountQueries::set_serving(bool serving) {
+  std::deque<Pending> dropped;
+  {
+    std::lock_guard lock(mutex_);
+    serving_ = serving;
+    if (!serving) dropped.swap(pending_);
+  }
+  for (auto& p : dropped)
+    p.respond(json_error(503, "unavailable", "the service is starting or stopping"));
+}
+
+void AccountQueries::serve(const std::function<HttpResponse(const std::string&)>& answer) {
+  std::deque<Pending> batch;
+  {
+    std::lock_guard lock(mutex_);
+    if (pending_.empty()) return;
+    batch.swap(pending_);
+  }
+  for (auto& p : batch) p.respond(answer(p.account));
+}
+
+HttpHandler make_admin_handler(ServiceMetrics& metrics, AccountQueries& queries) {
+  return [&metrics, &queries](const HttpRequest& request, Respond respond) {
+    std::string_view path = request.target;
+    if (const auto query = path.find('?'); query != std::string_view::npos)
+      path = path.substr(0, query);
+    // Counted when answered, by route, so that the label set stays small.
+    const auto answer = [&metrics, &respond](std::string_view route, HttpResponse r) {
+      metrics.count_http_request(route, r.status);
+      respond(std::move(r));
+    };
+    if (path == "/healthz") return answer("healthz", text(200, "ok\n"));
+    if (path == "/readyz")
+      return metrics.ready() ? answer("readyz", text(200, "ready\n"))
+                             : answer("readyz", text(503,
+                                                     "not ready: restoring partitions or "
+                                                     "not connected to Kafka\n"));
+    if (path == "/metrics") {
+      HttpResponse r = text(200, metrics.exposition());
+      r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+      return answer("metrics", std::move(r));
+    }
+    if (path.substr(0, kAccountsPrefix.size()) == kAccountsPrefix) {
+      const auto segment = path.substr(kAccountsPrefix.size());
+      auto account = percent_decode(segment);
+      if (!account || account->empty() || segment.find('/') != std::string_view::npos)
+        return answer("accounts", json_error(400, "bad_account_id",
+                                             "expected /v1/accounts/{id} with a URL-encoded id"));
+      // Answered later, by the processing loop; counted then.
+      return queries.submit(std::move(*account),
+                            [&metrics, respond = std::move(respond)](HttpResponse r) {
+                              metrics.count_http_request("accounts", r.status);
+                              respond(std::move(r));
+                            });
+    }
+    answer("other", json_error(404, "not_found", "no such route"));
+  };
+}
+
+}  // namespace pqa::scorer

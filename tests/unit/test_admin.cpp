@@ -1,0 +1,144 @@
+// The admin routes and metrics, without a socket: what each route answers, how account
+// queries wait for the processing loop, and the metrics' exposition.
+#include <catch2/catch.hpp>
+#include <optional>
+#include <string>
+
+#include "admin_routes.h"
+#include "metrics.h"
+#include "processor.h"
+
+using namespace pqa::scorer;
+
+namespace {
+
+struct Answer {
+  std::optional<HttpResponse> response;
+  Respond respond() {
+    return [this](HttpResponse r) { response = std::move(r); };
+  }
+};
+
+HttpResponse get(const HttpHandler& handler, const std::string& target) {
+  Answer a;
+  handler(HttpRequest{"GET", target}, a.respond());
+  REQUIRE(a.response);
+  return *a.response;
+}
+
+}  // namespace
+
+TEST_CASE("percent_decode decodes escapes and refuses malformed ones", "[admin]") {
+  CHECK(percent_decode("acme") == "acme");
+  CHECK(percent_decode("acme%20corp") == "acme corp");
+  CHECK(percent_decode("%2F%2f") == "//");
+  CHECK(percent_decode("%e2%82%AC") == "\xe2\x82\xac");
+  CHECK_FALSE(percent_decode("%"));
+  CHECK_FALSE(percent_decode("%4"));
+  CHECK_FALSE(percent_decode("abc%zz"));
+}
+
+TEST_CASE("Probes: /healthz always, /readyz only when ready", "[admin]") {
+  ServiceMetrics metrics("v1", "exactly_once");
+  AccountQueries queries;
+  const auto handler = make_admin_handler(metrics, queries);
+  CHECK(get(handler, "/healthz").status == 200);
+  CHECK(get(handler, "/readyz").status == 503);
+  metrics.set_ready(true);
+  CHECK(get(handler, "/readyz").status == 200);
+  CHECK(get(handler, "/readyz?verbose=1").status == 200);
+  CHECK(get(handler, "/nope").status == 404);
+  CHECK(get(handler, "/v1/accounts/").status == 400);
+  CHECK(get(handler, "/v1/accounts/a%zz").status == 400);
+  CHECK(get(handler, "/v1/accounts/a/b").status == 400);
+}
+
+TEST_CASE("/metrics serves the text format with the service's series", "[admin]") {
+  ServiceMetrics metrics("v1", "at_least_once");
+  AccountQueries queries;
+  const auto handler = make_admin_handler(metrics, queries);
+  metrics.count_dead_letter();
+  metrics.partition(3).consumer_lag->Set(42);
+  const auto r = get(handler, "/metrics");
+  CHECK(r.status == 200);
+  CHECK(r.content_type.find("version=0.0.4") != std::string::npos);
+  CHECK(r.body.find("pqa_dead_letter_events_total 1") != std::string::npos);
+  CHECK(r.body.find("pqa_consumer_lag_records{partition=\"3\"} 42") != std::string::npos);
+  CHECK(r.body.find("pqa_build_info{model_version=\"v1\",processing=\"at_least_once\"} 1") !=
+        std::string::npos);
+  CHECK(r.body.find("process_resident_memory_bytes ") != std::string::npos);
+  metrics.remove_partition(3);
+  CHECK(get(handler, "/metrics").body.find("partition=\"3\"") == std::string::npos);
+}
+
+TEST_CASE("Processor deltas are added once, by call type and reason", "[admin]") {
+  ServiceMetrics metrics("v1", "exactly_once");
+  ProcessorStats before, after;
+  after.processed_by_type = {5, 2, 1};
+  after.ignored = 3;
+  after.rejected = 2;
+  after.rejected_by_reason[static_cast<std::size_t>(pqa::rollup::DecodeError::kMalformedJson)] = 2;
+  metrics.add_processor_delta(after, before);
+  metrics.add_processor_delta(after, after);  // nothing new
+  CHECK(metrics.events_consumed() == 13);
+  CHECK(metrics.events_rejected() == 2);
+  const auto text = metrics.exposition();
+  CHECK(text.find("pqa_events_consumed_total{outcome=\"processed\",type=\"track\"} 5") !=
+        std::string::npos);
+  CHECK(text.find("pqa_decode_errors_total{reason=\"malformed_json\"} 2") != std::string::npos);
+}
+
+TEST_CASE("HistogramBatch adds what Observe would have, bucket by bucket", "[admin]") {
+  ServiceMetrics batched("v1", "exactly_once"), direct("v1", "exactly_once");
+  HistogramBatch batch(ServiceMetrics::event_duration_bounds());
+  HistogramBatch one_by_one(ServiceMetrics::event_duration_bounds());
+  for (double v : {0.0, 1e-6, 2e-6, 3e-5, 0.5, 10.0}) {
+    batch.observe(v);
+    one_by_one.observe(v);
+    direct.add_event_durations(one_by_one);  // one observation per flush
+  }
+  batched.add_event_durations(batch);
+  const auto lines = [](const std::string& text) {
+    std::string out;
+    std::size_t at = 0;
+    while ((at = text.find("pqa_event_processing_duration_seconds_", at)) != std::string::npos) {
+      const auto end = text.find('\n', at);
+      out += text.substr(at, end - at) + "\n";
+      at = end;
+    }
+    return out;
+  };
+  CHECK(lines(batched.exposition()) == lines(direct.exposition()));
+  CHECK(lines(batched.exposition()).find("_count 6") != std::string::npos);
+  CHECK(lines(batched.exposition()).find("le=\"1e-06\"} 2") != std::string::npos);
+}
+
+TEST_CASE("Account queries wait for the loop, and get 503 when no loop serves", "[admin]") {
+  ServiceMetrics metrics("v1", "exactly_once");
+  AccountQueries queries;
+  const auto handler = make_admin_handler(metrics, queries);
+  CHECK(get(handler, "/v1/accounts/acme").status == 503);  // not serving yet
+
+  queries.set_serving(true);
+  Answer pending;
+  handler(HttpRequest{"GET", "/v1/accounts/acme%20corp"}, pending.respond());
+  CHECK_FALSE(pending.response);  // queued for the loop
+  std::string asked;
+  queries.serve([&](const std::string& account) {
+    asked = account;
+    HttpResponse r;
+    r.body = "{}";
+    return r;
+  });
+  CHECK(asked == "acme corp");
+  REQUIRE(pending.response);
+  CHECK(pending.response->status == 200);
+
+  Answer dropped;
+  handler(HttpRequest{"GET", "/v1/accounts/x"}, dropped.respond());
+  queries.set_serving(false);  // the loop stops: what is queued is answered, not lost
+  REQUIRE(dropped.response);
+  CHECK(dropped.response->status == 503);
+  CHECK(metrics.exposition().find("pqa_http_requests_total{code=\"503\",route=\"accounts\"} 2") !=
+        std::string::npos);
+}
