@@ -3,18 +3,34 @@
 # Idempotent: packages already present are left alone; safe to run on every build.
 set -euo pipefail
 
-packages=(
+# Modes: (none) everything the build and the whole test suite need; --build what compiling
+# pqa-scorer needs (docker/Dockerfile's build stage); --runtime the shared libraries it runs
+# with (the image's final stage).
+mode=${1:-all}
+build_packages=(
   build-essential cmake ninja-build pkg-config git
-  clang clang-format libclang-rt-14-dev   # libFuzzer target and formatting check
   librdkafka-dev librocksdb-dev
   libboost-dev libyaml-cpp-dev libprotobuf-dev protobuf-compiler
   libsimdjson-dev libcli11-dev catch2 libbenchmark-dev prometheus-cpp-dev
+)
+test_packages=(
+  clang clang-format libclang-rt-14-dev   # libFuzzer target and formatting check
   prometheus   # the Prometheus server and promtool, for the metrics tests
-  python3
+  python3 curl
   # The test broker: Apache Kafka from Maven Central jars (scripts/kafka.sh), and kcat for
   # the raw-consume baseline of the end-to-end benchmark.
   openjdk-17-jre-headless maven kcat
 )
+runtime_packages=(
+  librdkafka1 librocksdb7.8 libyaml-cpp0.7 libprotobuf32 libsimdjson14
+  libprometheus-cpp-core1.0 ca-certificates
+)
+case "$mode" in
+  all) packages=("${build_packages[@]}" "${test_packages[@]}") ;;
+  --build) packages=("${build_packages[@]}") ;;
+  --runtime) packages=("${runtime_packages[@]}") ;;
+  *) echo "usage: install-deps.sh [--build | --runtime]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
@@ -27,4 +43,11 @@ if ((${#missing[@]})); then
   echo "install-deps: installing ${missing[*]}" >&2
   "${sudo_cmd[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Go builds deploy/validate (the manifest validator, from the Go module proxy). Debian's Go
+# (1.19) is too old for the Kubernetes modules; the machine's Go toolchain is used.
+if [ "$mode" = all ] && ! command -v go >/dev/null && [ ! -x /usr/local/go/bin/go ]; then
+  echo "install-deps: Go >= 1.26 is required (https://go.dev/dl, or the machine image's /usr/local/go)" >&2
+  exit 1
 fi
