@@ -427,7 +427,13 @@ void read_kafka(Section s, KafkaConfig& k) {
 void read_service(Section s, ServiceOptions& o) {
   s.read("state_dir", o.state_dir);
   s.read("idle_advance_ms", o.idle_advance_ms);
+  s.read("log_level", o.log_level);
+  o.log_level = expand_env(o.log_level, "service.log_level");
   s.finish();
+  if (o.log_level != "debug" && o.log_level != "info" && o.log_level != "warn" &&
+      o.log_level != "error")
+    throw ConfigException("service.log_level",
+                          "must be debug, info, warn or error, got '" + o.log_level + "'");
   if (o.state_dir.empty()) throw ConfigException("service.state_dir", "must not be empty");
 }
 

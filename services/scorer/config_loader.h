@@ -39,6 +39,7 @@ struct KafkaConfig {
 /// The `service:` section.
 struct ServiceOptions {
   std::string state_dir = "/var/lib/pqa-scorer";
+  std::string log_level = "info";  ///< debug, info, warn, error
   /// Wall-clock progress: a partition with no event for this long has its clock moved to
   /// the wall clock minus this, so silent accounts cross down in production. 0: off.
   int idle_advance_ms = 60'000;

@@ -4,14 +4,33 @@
 #include <array>
 #include <cctype>
 
+#include "log.h"
+
 namespace pqa::scorer::kafka {
 
 void HandleDeleter::operator()(rd_kafka_t* rk) const {
   rd_kafka_destroy(rk);
 }
 
+namespace {
+
+/// librdkafka's own log lines, as structured lines like every other (they would otherwise go
+/// to stderr in librdkafka's format). Called from librdkafka's threads: log::write is
+/// thread-safe. librdkafka redacts sensitive properties itself.
+void log_line(const rd_kafka_t* rk, int level, const char* facility, const char* message) {
+  const log::Level mapped = level <= 3   ? log::Level::kError
+                            : level == 4 ? log::Level::kWarn
+                            : level <= 6 ? log::Level::kInfo
+                                         : log::Level::kDebug;
+  log::write(mapped, "librdkafka", message,
+             {{"client", rd_kafka_name(rk)}, {"facility", facility}});
+}
+
+}  // namespace
+
 Conf make_conf(const Properties& properties) {
   Conf conf(rd_kafka_conf_new());
+  rd_kafka_conf_set_log_cb(conf.get(), &log_line);
   std::array<char, 512> err{};
   for (const auto& [name, value] : properties) {
     if (rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), err.data(), err.size()) !=

@@ -43,6 +43,11 @@ int run_service(const RunOptions& options) {
     log::error("config", e.what(), {{"key", e.key()}});
     return 2;
   }
+  const auto& level = config.service.log_level;
+  log::set_min_level(level == "debug"  ? log::Level::kDebug
+                     : level == "warn" ? log::Level::kWarn
+                     : level == "error" ? log::Level::kError
+                                        : log::Level::kInfo);
   const bool exactly_once = config.kafka.processing == Processing::kExactlyOnce;
   ServiceMetrics metrics(rollup::Model(config.model).version(),
                          exactly_once ? "exactly_once" : "at_least_once");

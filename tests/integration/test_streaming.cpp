@@ -66,6 +66,11 @@ class Pipeline {
     write_file(events_, text);
   }
 
+  /// Lines added to the `kafka:` section of the next instances' config, and their environment.
+  std::string extra_kafka_yaml;
+  std::map<std::string, std::string> env;
+  std::string log_level = "info";
+
   std::string topic(const std::string& what) const { return name_ + "-" + what; }
   std::string group() const { return name_ + "-group"; }
   const std::string& events() const { return events_; }
@@ -110,14 +115,15 @@ class Pipeline {
                    "\n    signals: " + topic("signals") + "\n    scores: " + topic("scores") +
                    "\n    changelog: " + topic("changelog") + "\n    dead_letter: " + topic("dlq") +
                    "\n    create: true\n    replication_factor: 1\n"
-                   "  consumer_properties:\n"
+                   + extra_kafka_yaml +
+            "  consumer_properties:\n"
                    "    session.timeout.ms: 6000\n"
                    "    heartbeat.interval.ms: 500\n"
                    "service:\n  state_dir: " +
                    state_dir(instance) + "\n  idle_advance_ms: " + std::to_string(idle_advance_ms) +
-                   "\nadmin:\n  bind_address: 127.0.0.1\n  port: 0\n");
+                   "\n  log_level: " + log_level + "\nadmin:\n  bind_address: 127.0.0.1\n  port: 0\n");
     ++starts_[instance];
-    return Child({PQA_SCORER_BIN, "run", "--config", config}, {}, "/dev/null", log_path(instance));
+    return Child({PQA_SCORER_BIN, "run", "--config", config}, env, "/dev/null", log_path(instance));
   }
 
   /// Produces the events (at `rate` per second when > 0) in the background.
@@ -481,4 +487,35 @@ TEST_CASE("streaming: an idle partition follows the wall clock, so silent accoun
   }
   CHECK(crossed_down);
   stop_cleanly(p, "a", service);
+}
+
+TEST_CASE("streaming: secrets given through the environment never reach the logs",
+          "[kafka][logs]") {
+  const std::string secret = "s3cr3t-" + unique_name("pw");
+  Pipeline p("--events 500 --accounts 10 --seed 2");
+  p.env["PQA_TEST_SASL_PASSWORD"] = secret;
+  // librdkafka's own configuration dump (debug: conf) included.
+  p.extra_kafka_yaml =
+      "  properties:\n"
+      "    sasl.username: scorer\n"
+      "    sasl.password: \"${PQA_TEST_SASL_PASSWORD}\"\n"
+      "    debug: conf\n";
+  p.log_level = "debug";
+  auto service = p.start("a");
+  REQUIRE(p.produce().wait() == 0);
+  REQUIRE(p.consumed());
+  stop_cleanly(p, "a", service);
+  const auto lines = read_lines(p.log_path("a"));
+  // librdkafka dumped its configuration (sasl.username among it): the check below is not empty.
+  CHECK(std::any_of(lines.begin(), lines.end(), [](const std::string& l) {
+    return l.find("\"facility\":\"CONF\"") != std::string::npos &&
+           l.find("sasl.username") != std::string::npos;
+  }));
+  std::size_t leaks = 0, structured = 0;
+  for (const auto& line : lines) {
+    leaks += line.find(secret) != std::string::npos;
+    structured += line.rfind("{\"time\":", 0) == 0 && line.back() == '}';
+  }
+  CHECK(leaks == 0);
+  CHECK(structured == lines.size());  // librdkafka's lines too: JSON, one per line
 }
