@@ -368,16 +368,13 @@ std::map<std::string, std::string> read_properties(Section& parent, const std::s
     const auto name = kv.first.as<std::string>();
     const std::string item = path + "." + name;
     if (!kv.second.IsScalar()) throw ConfigException(item, "must be a scalar value");
-    out[name] = expand_env(kv.second.Scalar(), item);
+    out[name] = kv.second.Scalar();
   }
   return out;
 }
 
 void read_kafka(Section s, KafkaConfig& k) {
-  auto read_string = [&](const std::string& key, std::string& out) {
-    s.read(key, out);
-    out = expand_env(out, s.key_path(key));
-  };
+  auto read_string = [&](const std::string& key, std::string& out) { s.read(key, out); };
   read_string("bootstrap_servers", k.bootstrap_servers);
   read_string("group_id", k.group_id);
   read_string("group_instance_id", k.group_instance_id);
@@ -386,7 +383,6 @@ void read_kafka(Section s, KafkaConfig& k) {
     Section t = s.child("topics");
     auto topic = [&](const std::string& key, std::string& out) {
       t.read(key, out);
-      out = expand_env(out, t.key_path(key));
       if (out.empty()) throw ConfigException(t.key_path(key), "must name a topic");
     };
     topic("input", k.input_topic);
@@ -428,7 +424,6 @@ void read_service(Section s, ServiceOptions& o) {
   s.read("state_dir", o.state_dir);
   s.read("idle_advance_ms", o.idle_advance_ms);
   s.read("log_level", o.log_level);
-  o.log_level = expand_env(o.log_level, "service.log_level");
   s.finish();
   if (o.log_level != "debug" && o.log_level != "info" && o.log_level != "warn" &&
       o.log_level != "error")
@@ -441,7 +436,6 @@ void read_admin(Section s, AdminConfig& a) {
   AdminServerOptions& o = a.server;
   s.read("enabled", a.enabled);
   s.read("bind_address", o.bind_address);
-  o.bind_address = expand_env(o.bind_address, "admin.bind_address");
   s.read("port", o.port);
   s.read("max_connections", o.max_connections);
   s.read("request_timeout_ms", o.request_timeout_ms);
@@ -490,11 +484,27 @@ ServiceConfig parse_config_node(const YAML::Node& root) {
   return c;
 }
 
+/// Every scalar may take its value from the environment: `${NAME}` or `${NAME:-default}`.
+void expand_env_everywhere(YAML::Node node, const std::string& path) {
+  if (node.IsScalar()) {
+    if (node.Scalar().find("${") != std::string::npos)
+      node = expand_env(node.Scalar(), path.empty() ? "(top level)" : path);
+  } else if (node.IsMap()) {
+    for (auto kv : node)
+      expand_env_everywhere(kv.second, (path.empty() ? "" : path + ".") + kv.first.Scalar());
+  } else if (node.IsSequence()) {
+    for (std::size_t i = 0; i < node.size(); ++i)
+      expand_env_everywhere(node[i], path + "[" + std::to_string(i) + "]");
+  }
+}
+
 }  // namespace
 
 ServiceConfig parse_config(const std::string& yaml_text) {
   try {
-    return parse_config_node(YAML::Load(yaml_text));
+    YAML::Node root = YAML::Load(yaml_text);
+    expand_env_everywhere(root, "");
+    return parse_config_node(root);
   } catch (const YAML::Exception& e) {  // syntax errors, and odd shapes such as a list as a key
     throw ConfigException(
         "(yaml)", "not valid YAML at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);

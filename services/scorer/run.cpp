@@ -44,8 +44,8 @@ int run_service(const RunOptions& options) {
     return 2;
   }
   const auto& level = config.service.log_level;
-  log::set_min_level(level == "debug"  ? log::Level::kDebug
-                     : level == "warn" ? log::Level::kWarn
+  log::set_min_level(level == "debug"   ? log::Level::kDebug
+                     : level == "warn"  ? log::Level::kWarn
                      : level == "error" ? log::Level::kError
                                         : log::Level::kInfo);
   const bool exactly_once = config.kafka.processing == Processing::kExactlyOnce;

@@ -5,11 +5,27 @@
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
+#include <rocksdb/write_buffer_manager.h>
 
 #include <map>
 #include <stdexcept>
 
 namespace pqa::scorer {
+
+class SharedRocksDbMemory {
+ public:
+  SharedRocksDbMemory(std::size_t block_cache_bytes, std::size_t write_buffer_bytes)
+      : cache(rocksdb::NewLRUCache(block_cache_bytes + write_buffer_bytes)),
+        write_buffers(std::make_shared<rocksdb::WriteBufferManager>(write_buffer_bytes, cache)) {}
+  std::shared_ptr<rocksdb::Cache> cache;
+  std::shared_ptr<rocksdb::WriteBufferManager> write_buffers;
+};
+
+std::shared_ptr<SharedRocksDbMemory> make_shared_rocksdb_memory(std::size_t block_cache_bytes,
+                                                                std::size_t write_buffer_bytes) {
+  return std::make_shared<SharedRocksDbMemory>(block_cache_bytes, write_buffer_bytes);
+}
+
 namespace {
 
 void check(const rocksdb::Status& s, std::string_view what) {
@@ -30,7 +46,12 @@ class RocksDbStore final : public StateStore {
     // With the WAL on, a clean shutdown need not flush the memtable: it is replayed at open.
     options.avoid_flush_during_shutdown = !o.disable_wal;
     rocksdb::BlockBasedTableOptions table;
-    table.block_cache = rocksdb::NewLRUCache(o.block_cache_bytes);
+    if (o.shared_memory) {
+      table.block_cache = o.shared_memory->cache;
+      options.write_buffer_manager = o.shared_memory->write_buffers;
+    } else {
+      table.block_cache = rocksdb::NewLRUCache(o.block_cache_bytes);
+    }
     table.cache_index_and_filter_blocks = true;  // keeps memory inside the block-cache bound
     table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
     table.whole_key_filtering = true;

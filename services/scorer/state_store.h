@@ -45,11 +45,23 @@ class StoreError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// One memory budget for several stores (the partitions of a service instance): one block
+/// cache, and one write-buffer manager that flushes when the memtables of all stores together
+/// reach their share, their memory charged to the same cache. Opaque: RocksDB types stay in
+/// the .cpp.
+class SharedRocksDbMemory;
+/// `block_cache_bytes` + `write_buffer_bytes` bound the RocksDB memory of every store opened
+/// with the result, however many there are.
+std::shared_ptr<SharedRocksDbMemory> make_shared_rocksdb_memory(std::size_t block_cache_bytes,
+                                                                std::size_t write_buffer_bytes);
+
 struct RocksDbOptions {
   std::string path;
   std::size_t block_cache_bytes = 256u << 20;
   std::size_t write_buffer_bytes = 64u << 20;
   bool disable_wal = false;
+  /// When set, the store uses it instead of a cache and write buffers of its own.
+  std::shared_ptr<SharedRocksDbMemory> shared_memory;
 };
 
 /// RocksDB on local disk.

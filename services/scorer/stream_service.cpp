@@ -115,6 +115,7 @@ struct StreamService::Impl {
   void run();
   // Topics and clients.
   void check_topics();
+  void share_memory_budget();
   // The loop.
   void handle(rd_kafka_message_t* message);
   void advance_idle_partitions();
@@ -198,6 +199,7 @@ StreamService::Impl::Impl(const ServiceConfig& c, const std::atomic<bool>& s, Se
   fs::create_directories(config.service.state_dir);
   producer = std::make_unique<OutputProducer>(config.kafka, transactional_id, stop);
   check_topics();
+  share_memory_budget();
   restorer = std::make_unique<ChangelogRestorer>(config.kafka, stop);
   restorer->on_progress([this](int partition, std::uint64_t applied, std::int64_t remaining) {
     metrics.add_restored_records(applied);
@@ -258,6 +260,21 @@ void StreamService::Impl::check_topics() {
       log::info("service", "created topic",
                 {{"topic", t.name}, {"partitions", std::to_string(t.partitions)}});
   }
+}
+
+void StreamService::Impl::share_memory_budget() {
+  // The memory settings bound the instance, not each partition: the RocksDB stores share one
+  // cache and write-buffer budget, and each partition's caches get 1/N of the configured
+  // entries (N input partitions), so that owning every partition stays within the budget.
+  config.rocksdb.shared_memory = make_shared_rocksdb_memory(config.rocksdb.block_cache_bytes,
+                                                            config.rocksdb.write_buffer_bytes);
+  const auto share = [this](std::size_t& entries) {
+    entries = std::max<std::size_t>(1, entries / static_cast<std::size_t>(input_partitions));
+  };
+  share(config.processor.account_cache_entries);
+  share(config.processor.user_cache_entries);
+  share(config.processor.identity_cache_entries);
+  share(config.processor.max_pending_bytes);
 }
 
 fs::path StreamService::Impl::task_dir(int partition) const {

@@ -139,7 +139,9 @@ TEST_CASE("replay state lives in RocksDB on disk", "[replay][rocksdb]") {
   o.state_dir = dir / "state";
   REQUIRE(scorer::run_replay(o) == 0);
   REQUIRE(fs::exists(dir / "state/CURRENT"));
-  auto store = scorer::open_rocksdb_store({dir / "state"});
+  scorer::RocksDbOptions options;
+  options.path = dir / "state";
+  auto store = scorer::open_rocksdb_store(options);
   int accounts = 0, users = 0;
   store->scan("A", [&](std::string_view, std::string_view v) {
     accounts += scorer::decode_account(v).has_value();

@@ -1,6 +1,12 @@
 // The YAML loader: the shipped config works as is, and every error names its key.
+#include <yaml-cpp/yaml.h>
+
 #include <catch2/catch.hpp>
 #include <cstdlib>
+#include <fstream>
+#include <set>
+#include <string>
+#include <vector>
 
 #include "config_loader.h"
 #include "harness.h"
@@ -138,4 +144,73 @@ TEST_CASE("Kafka's murmur2 partitioner: the Java client's test vectors", "[kafka
     CHECK(scorer::partition_for_key(key, 4) ==
           static_cast<int>((static_cast<std::uint32_t>(scorer::kafka_murmur2(key)) & 0x7fffffff) %
                            4));
+}
+
+TEST_CASE("any key can take its value from the environment", "[config]") {
+  ::setenv("PQA_TEST_HOT", "85", 1);
+  ::setenv("PQA_TEST_PORT", "eighty", 1);
+  const auto config = scorer::parse_config(
+      "model: { bands: { hot: \"${PQA_TEST_HOT}\" } }\n"
+      "admin: { port: \"${PQA_TEST_UNSET_PORT:-9100}\" }\n"
+      "service: { log_level: \"${PQA_TEST_UNSET_LEVEL:-warn}\" }\n");
+  CHECK(config.model.bands.hot == 85);
+  CHECK(config.admin.server.port == 9100);
+  CHECK(config.service.log_level == "warn");
+  // A bad value from the environment names the key it landed in.
+  CHECK(key_of_error("admin: { port: \"${PQA_TEST_PORT}\" }\n") == "admin.port");
+  CHECK(key_of_error("model: { fit: { rules: [ { trait: \"${PQA_TEST_UNSET_T}\" } ] } }\n") ==
+        "model.fit.rules[0].trait");
+}
+
+namespace {
+
+/// "a.{b,c}.d" -> a.b.d, a.c.d (the notation of the reference tables).
+std::vector<std::string> expand_braces(const std::string& key) {
+  const auto open = key.find('{');
+  if (open == std::string::npos) return {key};
+  const auto close = key.find('}', open);
+  std::vector<std::string> out;
+  std::string alternatives = key.substr(open + 1, close - open - 1) + ",";
+  for (std::size_t at = 0, comma; (comma = alternatives.find(',', at)) != std::string::npos;
+       at = comma + 1)
+    for (auto& rest : expand_braces(key.substr(close + 1)))
+      out.push_back(key.substr(0, open) + alternatives.substr(at, comma - at) + rest);
+  return out;
+}
+
+/// Key paths of the YAML's mappings; a sequence or free-form mapping is one key ("x[]").
+void collect_keys(const YAML::Node& node, const std::string& path, std::set<std::string>& out) {
+  if (node.IsSequence()) {
+    out.insert(path + "[]");
+  } else if (node.IsMap() && !path.ends_with("properties")) {
+    for (const auto& kv : node)
+      collect_keys(kv.second, (path.empty() ? "" : path + ".") + kv.first.as<std::string>(), out);
+  } else {
+    out.insert(path);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("docs/operations.md documents every key of the shipped config", "[config][docs]") {
+  std::ifstream doc(std::string(PQA_SOURCE_DIR) + "/docs/operations.md");
+  std::set<std::string> documented;
+  for (std::string line; std::getline(doc, line);) {
+    if (line.rfind("| `", 0) != 0) continue;
+    // The first cell may name several keys: `a`, `b`.
+    const auto cell = line.substr(2, line.find(" |", 2) - 2);
+    for (std::size_t at = 0; (at = cell.find('`', at)) != std::string::npos;) {
+      const auto end = cell.find('`', at + 1);
+      for (auto& k : expand_braces(cell.substr(at + 1, end - at - 1))) documented.insert(k);
+      at = end + 1;
+    }
+  }
+  std::set<std::string> keys;
+  collect_keys(YAML::LoadFile(std::string(PQA_SOURCE_DIR) + "/config/scorer.yaml"), "", keys);
+  REQUIRE(keys.size() > 60);
+  std::vector<std::string> missing;
+  for (const auto& k : keys)
+    if (!documented.count(k)) missing.push_back(k);
+  INFO("not in docs/operations.md: " << Catch::Detail::stringify(missing));
+  CHECK(missing.empty());
 }
