@@ -49,6 +49,7 @@ kafka:
 service:
   state_dir: $work/state-$1
   idle_advance_ms: 0
+admin: { bind_address: 127.0.0.1, port: 0 }
 EOF
 }
 

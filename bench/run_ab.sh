@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Two builds of pqa-scorer side by side on one broker, alternating A B A B, so that a change is
+# judged against the machine's noise: changelog restore rate, and produce-to-signal latency in
+# exactly-once mode at a steady 20,000 events/s.
+# Usage: bench/run_ab.sh A_BIN B_BIN [ROUNDS] [LATENCY_SECONDS] [A_HAS_ADMIN: yes|no]
+# (release build of this tree for the tools). Prints one markdown row per measurement.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+a_bin=$1 b_bin=$2 rounds=${3:-2} latency_seconds=${4:-20} a_admin=${5:-yes}
+bin=build/release
+work=$(mktemp -d)
+cleanup() {
+  pkill -f "pqa-scorer run --config $work" 2>/dev/null || true
+  scripts/kafka.sh stop "$work/broker" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+bootstrap=$(scripts/kafka.sh start "$work/broker")
+
+config() {  # NAME PROCESSING INPUT CHANGELOG WITH_ADMIN
+  cat >"$work/$1.yaml" <<YAML
+kafka:
+  bootstrap_servers: "$bootstrap"
+  group_id: ab-$1
+  transactional_id: ab-$1
+  processing: $2
+  topics: { input: $3, signals: $1-signals, scores: $1-scores, changelog: $4,
+            dead_letter: $1-dlq, create: true, replication_factor: 1 }
+service: { state_dir: $work/state-$1, idle_advance_ms: 0 }
+YAML
+  [[ $5 == yes ]] && echo "admin: { bind_address: 127.0.0.1, port: 0 }" >>"$work/$1.yaml"
+  return 0
+}
+run_until() {  # BIN NAME PATTERN COUNT: runs until the log has COUNT lines matching PATTERN
+  "$1" run --config "$work/$2.yaml" 2>"$work/$2.log" &
+  local pid=$!
+  for _ in $(seq 1 1200); do
+    [[ $(grep -c "$3" "$work/$2.log" || true) -ge $4 ]] && break
+    sleep 0.1
+  done
+  kill -TERM "$pid"
+  wait "$pid" || true
+}
+
+# A changelog to restore from: 1,000,000 events through B, exactly once.
+"$bin/bench/pqa-gen" --events 1000000 --accounts 10000 >"$work/in.jsonl"
+"$bin/services/scorer/pqa-load" --bootstrap "$bootstrap" --topic ab-in --input "$work/in.jsonl" \
+  --create-partitions 4 >/dev/null
+config source exactly_once ab-in ab-changelog yes
+"$b_bin" run --config "$work/source.yaml" 2>"$work/source.log" &
+source_pid=$!
+"$bin/bench/pqa-bench-e2e" wait --bootstrap "$bootstrap" --topic ab-in --group ab-source >/dev/null
+kill -TERM "$source_pid" && wait "$source_pid" || true
+
+"$bin/bench/pqa-gen" --events $((20000 * latency_seconds)) --accounts 10000 --seed 7 \
+  --start "$(date -u -d '-2 days' +%Y-%m-%dT%H:%M:%SZ)" --days 2 >"$work/lat.jsonl"
+
+echo "| round | build | restore records/s | latency p50 ms | p99 ms | p99.9 ms | max ms |"
+echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"
+for round in $(seq 1 "$rounds"); do
+  for which in A B; do
+    if [[ $which == A ]]; then exe=$a_bin admin=$a_admin; else exe=$b_bin admin=yes; fi
+    name=r$round-$which
+    # Restore: an empty state directory, the whole changelog.
+    config "$name-restore" exactly_once ab-in ab-changelog "$admin"
+    run_until "$exe" "$name-restore" '"partition restored"' 4
+    restore=$(grep '"partition restored"' "$work/$name-restore.log" |
+      sed 's/.*"records":"\([0-9]*\)".*"seconds":"\([0-9.]*\)".*/\1 \2/' |
+      awk '{r += $1; s += $2} END {printf "%.0f", r / s}')
+    # Latency: a fresh topic at 20,000 events/s.
+    "$bin/services/scorer/pqa-load" --bootstrap "$bootstrap" --topic "$name-lat" --input /dev/null \
+      --create-partitions 4 >/dev/null
+    config "$name-lat" exactly_once "$name-lat" "$name-lat-changelog" "$admin"
+    "$exe" run --config "$work/$name-lat.yaml" 2>"$work/$name-lat.log" &
+    pid=$!
+    sleep 5
+    "$bin/bench/pqa-bench-e2e" latency --bootstrap "$bootstrap" --topic "$name-lat-signals" \
+      --seconds $((latency_seconds + 5)) >"$work/$name-lat.txt" &
+    reader=$!
+    sleep 1
+    "$bin/services/scorer/pqa-load" --bootstrap "$bootstrap" --topic "$name-lat" \
+      --input "$work/lat.jsonl" --rate 20000 >/dev/null
+    wait "$reader" || true
+    kill -TERM "$pid" && wait "$pid" || true
+    awk -v r="$round" -v w="$which" -v x="$restore" \
+      '{printf "| %d | %s | %d | %d | %d | %d | %d |\n", r, w, x, $4, $6, $8, $10}' "$work/$name-lat.txt"
+  done
+done
