@@ -150,11 +150,12 @@ ServiceMetrics::ServiceMetrics(std::string_view model_version, std::string_view 
                        .Help("Input events written to the dead-letter topic")
                        .Register(r)
                        .Add({});
-  event_duration_ = &BuildHistogram()
-                         .Name("pqa_event_processing_duration_seconds")
-                         .Help("Time to decode, score and emit one input event")
-                         .Register(r)
-                         .Add({}, event_duration_bounds());
+  event_duration_ =
+      &BuildHistogram()
+           .Name("pqa_event_processing_duration_seconds")
+           .Help("Time to decode, score and emit one input event (one event in 32 is timed)")
+           .Register(r)
+           .Add({}, event_duration_bounds());
 
   auto& signals = BuildCounter()
                       .Name("pqa_signals_emitted_total")

@@ -10,6 +10,7 @@
 #include <exception>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -152,6 +153,8 @@ struct StreamService::Impl {
   ServiceMetrics& metrics;
   AccountQueries* queries;
   HistogramBatch event_durations{ServiceMetrics::event_duration_bounds()};
+  static constexpr std::uint64_t kEventTimingSample = 32;
+  std::uint64_t events_seen = 0;
   int restoring_partitions = 0;
   bool subscribed = false;
   bool brokers_down = false;  ///< every broker unreachable (librdkafka's error callback)
@@ -446,9 +449,16 @@ void StreamService::Impl::handle(rd_kafka_message_t* raw) {
   rd_kafka_timestamp_type_t timestamp_type = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
   const std::int64_t timestamp = rd_kafka_message_timestamp(m.get(), &timestamp_type);
   task.sink->set_input_timestamp(timestamp > 0 ? timestamp : 0);
-  const auto started = Clock::now();
-  const auto failure = task.processor->process(payload);
-  event_durations.observe(std::chrono::duration<double>(Clock::now() - started).count());
+  // One event in kEventTimingSample is timed: two clock reads per event cost ~6% of the
+  // service's CPU (perf), and a sample gives the histogram the same shape.
+  std::optional<rollup::DecodeFailure> failure;
+  if (++events_seen % kEventTimingSample == 0) {
+    const auto started = Clock::now();
+    failure = task.processor->process(payload);
+    event_durations.observe(std::chrono::duration<double>(Clock::now() - started).count());
+  } else {
+    failure = task.processor->process(payload);
+  }
   task.sink->set_input_timestamp(0);
   if (failure) dead_letter(m.get(), *failure);
   task.next_offset = m->offset + 1;
