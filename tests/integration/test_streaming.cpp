@@ -100,28 +100,33 @@ class Pipeline {
               bool static_member = false, int idle_advance_ms = 0,
               const std::string& input_topic = "") {
     const std::string config = dir_.path() + "/" + instance + ".yaml";
-    write_file(config,
-               "kafka:\n"
-               "  bootstrap_servers: \"" +
-                   bootstrap() +
-                   "\"\n"
-                   "  group_id: " +
-                   group() + "\n  group_instance_id: \"" + (static_member ? instance : "") +
-                   "\"\n  transactional_id: " + name_ + "-" + instance +
-                   "\n  processing: " + processing +
-                   "\n  topics:\n"
-                   "    input: " +
-                   (input_topic.empty() ? topic("in") : input_topic) +
-                   "\n    signals: " + topic("signals") + "\n    scores: " + topic("scores") +
-                   "\n    changelog: " + topic("changelog") + "\n    dead_letter: " + topic("dlq") +
-                   "\n    create: true\n    replication_factor: 1\n"
-                   + extra_kafka_yaml +
-            "  consumer_properties:\n"
-                   "    session.timeout.ms: 6000\n"
-                   "    heartbeat.interval.ms: 500\n"
-                   "service:\n  state_dir: " +
-                   state_dir(instance) + "\n  idle_advance_ms: " + std::to_string(idle_advance_ms) +
-                   "\n  log_level: " + log_level + "\nadmin:\n  bind_address: 127.0.0.1\n  port: 0\n");
+    std::ostringstream yaml;
+    yaml << "kafka:\n"
+         << "  bootstrap_servers: \"" << bootstrap() << "\"\n"
+         << "  group_id: " << group() << "\n"
+         << "  group_instance_id: \"" << (static_member ? instance : "") << "\"\n"
+         << "  transactional_id: " << name_ << "-" << instance << "\n"
+         << "  processing: " << processing << "\n"
+         << "  topics:\n"
+         << "    input: " << (input_topic.empty() ? topic("in") : input_topic) << "\n"
+         << "    signals: " << topic("signals") << "\n"
+         << "    scores: " << topic("scores") << "\n"
+         << "    changelog: " << topic("changelog") << "\n"
+         << "    dead_letter: " << topic("dlq") << "\n"
+         << "    create: true\n"
+         << "    replication_factor: 1\n"
+         << extra_kafka_yaml  //
+         << "  consumer_properties:\n"
+         << "    session.timeout.ms: 6000\n"
+         << "    heartbeat.interval.ms: 500\n"
+         << "service:\n"
+         << "  state_dir: " << state_dir(instance) << "\n"
+         << "  idle_advance_ms: " << idle_advance_ms << "\n"
+         << "  log_level: " << log_level << "\n"
+         << "admin:\n"
+         << "  bind_address: 127.0.0.1\n"
+         << "  port: 0\n";
+    write_file(config, yaml.str());
     ++starts_[instance];
     return Child({PQA_SCORER_BIN, "run", "--config", config}, env, "/dev/null", log_path(instance));
   }
