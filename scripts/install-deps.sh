@@ -11,7 +11,7 @@ build_packages=(
   build-essential cmake ninja-build pkg-config git
   librdkafka-dev librocksdb-dev
   libboost-dev libyaml-cpp-dev libprotobuf-dev protobuf-compiler
-  libsimdjson-dev libcli11-dev catch2 libbenchmark-dev prometheus-cpp-dev
+  libsimdjson-dev libcli11-dev catch2 libbenchmark-dev prometheus-cpp-dev libssl-dev
 )
 test_packages=(
   clang clang-format libclang-rt-14-dev   # libFuzzer target and formatting check
@@ -23,7 +23,7 @@ test_packages=(
 )
 runtime_packages=(
   librdkafka1 librocksdb7.8 libyaml-cpp0.7 libprotobuf32 libsimdjson14
-  libprometheus-cpp-core1.0 ca-certificates
+  libprometheus-cpp-core1.0 libssl3 ca-certificates
 )
 case "$mode" in
   all) packages=("${build_packages[@]}" "${test_packages[@]}") ;;
