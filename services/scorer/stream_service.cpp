@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "changelog.h"
+#include "group_owners.h"
 #include "json_output.h"
 #include "kafka.h"
 #include "log.h"
@@ -53,6 +54,9 @@ kafka::Properties consumer_properties(const KafkaConfig& c) {
       {"isolation.level", "read_committed"},
   };
   if (!c.group_instance_id.empty()) p["group.instance.id"] = c.group_instance_id;
+  // Names the instance in the group's description (account queries' owner, broker logs).
+  p["client.id"] =
+      c.group_id + "-" + (c.group_instance_id.empty() ? host_name() : c.group_instance_id);
   for (const auto& [k, v] : c.properties) p[k] = v;
   for (const auto& [k, v] : c.consumer_properties) p[k] = v;
   // What the commit protocol relies on is not the user's to change: offsets are committed
@@ -176,6 +180,9 @@ struct StreamService::Impl {
   Clock::time_point last_idle_check = Clock::now();
   Clock::time_point turn_started = Clock::now();  ///< when the loop's current turn began
   std::exception_ptr callback_error;  ///< thrown inside a librdkafka callback, rethrown later
+  /// Who owns the partitions this instance does not (account queries); declared last so that
+  /// its thread stops before the producer whose handle it uses goes away.
+  std::unique_ptr<GroupOwners> owners;
 };
 
 void StreamService::Impl::rethrow_callback_error() {
@@ -218,6 +225,9 @@ StreamService::Impl::Impl(const ServiceConfig& c, const std::atomic<bool>& s, Se
   rd_kafka_conf_set_opaque(conf.get(), this);
   consumer = kafka::make_client(RD_KAFKA_CONSUMER, std::move(conf));
   rd_kafka_poll_set_consumer(consumer.get());
+  if (queries != nullptr)
+    owners = std::make_unique<GroupOwners>(producer->handle(), config.kafka.group_id,
+                                           config.kafka.input_topic);
   log::info("service", "started",
             {{"input", config.kafka.input_topic},
              {"partitions", std::to_string(input_partitions)},
@@ -627,7 +637,19 @@ HttpResponse StreamService::Impl::answer_account_query(const std::string& accoun
       assigned += (assigned.empty() ? "" : ",") + std::to_string(p);
     r.body.pop_back();  // reopen the object to add where the account lives
     r.body += ",\"partition\":" + std::to_string(partition) + ",\"assigned_partitions\":[" +
-              assigned + "]}";
+              assigned + "],\"owner\":";
+    const auto owner = owners ? owners->owner_of(partition) : std::nullopt;
+    if (owner) {
+      r.body += "{\"member_id\":";
+      append_json_string(r.body, owner->member_id);
+      r.body += ",\"client_id\":";
+      append_json_string(r.body, owner->client_id);
+      r.body += ",\"client_host\":";
+      append_json_string(r.body, owner->client_host);
+      r.body += "}}";
+    } else {
+      r.body += "null}";  // not known yet (mid-rebalance, or not described yet)
+    }
     return r;
   }
   PartitionTask& task = *it->second;

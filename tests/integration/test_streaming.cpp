@@ -117,6 +117,7 @@ class Pipeline {
          << "    replication_factor: 1\n"
          << extra_kafka_yaml  //
          << "  consumer_properties:\n"
+         << "    client.id: " << instance << "\n"
          << "    session.timeout.ms: 6000\n"
          << "    heartbeat.interval.ms: 500\n"
          << "service:\n"
@@ -296,6 +297,19 @@ void check_admin_api(Pipeline& p, const std::string& instance) {
 void check_queries_across_instances(Pipeline& p, const std::string& first,
                                     const std::string& second) {
   const int port_first = p.admin_port(first), port_second = p.admin_port(second);
+  // The owner of a partition is learnt from the group's description, refreshed every 5 s.
+  bool owners_known = false;
+  for (int i = 0; i < 60 && !owners_known; ++i) {
+    owners_known = true;
+    for (const auto& [account, line] : p.replay().scores)
+      for (int port : {port_first, port_second}) {
+        const auto answer = http_get(port, "/v1/accounts/" + account);
+        if (answer.status == 503 && answer.body.find("\"owner\":null") != std::string::npos)
+          owners_known = false;
+      }
+    if (!owners_known) std::this_thread::sleep_for(500ms);
+  }
+  CHECK(owners_known);
   int local = 0, elsewhere = 0;
   for (const auto& [account, line] : p.replay().scores) {
     const auto a = http_get(port_first, "/v1/accounts/" + account);
@@ -303,6 +317,9 @@ void check_queries_across_instances(Pipeline& p, const std::string& first,
     INFO(account << ": " << a.body.substr(0, 160) << " / " << b.body.substr(0, 160));
     CHECK(((a.status == 200 && b.status == 503) || (a.status == 503 && b.status == 200)));
     const auto& not_local = a.status == 503 ? a : b;
+    // It names the instance that answered 200.
+    const std::string owner = a.status == 503 ? second : first;
+    CHECK(not_local.body.find("\"client_id\":\"" + owner + "\"") != std::string::npos);
     CHECK(not_local.body.find("\"partition\":" + std::to_string(pqa::scorer::partition_for_key(
                                                      account, kPartitions))) != std::string::npos);
     (a.status == 200 ? local : elsewhere) += 1;

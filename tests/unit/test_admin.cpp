@@ -3,8 +3,11 @@
 #include <catch2/catch.hpp>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "admin_routes.h"
+#include "group_owners.h"
 #include "metrics.h"
 #include "processor.h"
 
@@ -141,4 +144,36 @@ TEST_CASE("Account queries wait for the loop, and get 503 when no loop serves", 
   CHECK(dropped.response->status == 503);
   CHECK(metrics.exposition().find("pqa_http_requests_total{code=\"503\",route=\"accounts\"} 2") !=
         std::string::npos);
+}
+
+namespace {
+/// A ConsumerProtocol Assignment, big-endian, as brokers hand it to group members.
+std::string assignment(int version,
+                       const std::vector<std::pair<std::string, std::vector<int>>>& t) {
+  std::string b;
+  const auto be = [&b](std::int64_t v, int width) {
+    for (int i = width - 1; i >= 0; --i) b += static_cast<char>((v >> (8 * i)) & 0xff);
+  };
+  be(version, 2);
+  be(static_cast<std::int64_t>(t.size()), 4);
+  for (const auto& [name, partitions] : t) {
+    be(static_cast<std::int64_t>(name.size()), 2);
+    b += name;
+    be(static_cast<std::int64_t>(partitions.size()), 4);
+    for (int p : partitions) be(p, 4);
+  }
+  be(-1, 4);  // null user data
+  return b;
+}
+}  // namespace
+
+TEST_CASE("Group members' assignments decode to the input topic's partitions", "[admin]") {
+  const auto v1 = assignment(1, {{"other", {0, 1}}, {"events", {3, 7, 11}}});
+  CHECK(assigned_partitions(v1, "events") == std::vector<int>{3, 7, 11});
+  CHECK(assigned_partitions(v1, "missing") == std::vector<int>{});
+  CHECK(assigned_partitions(assignment(0, {{"events", {0}}}), "events") == std::vector<int>{0});
+  // Truncated or garbage assignments are refused, not misread.
+  for (std::size_t cut = 0; cut < v1.size() - 4; ++cut)  // all but the user data
+    CHECK_FALSE(assigned_partitions(v1.substr(0, cut), "events"));
+  CHECK_FALSE(assigned_partitions(std::string(3, '\xff'), "events"));
 }
