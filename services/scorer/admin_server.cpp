@@ -145,7 +145,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
 }  // namespace
 
-HttpResponse json_error(int status, std::string_view code, std::string_view message) {
+HttpResponse json_error(int status, std::string_view code, std::string_view message,
+                        std::string_view extra_members) {
   HttpResponse r;
   r.status = status;
   r.content_type = "application/json";
@@ -153,6 +154,7 @@ HttpResponse json_error(int status, std::string_view code, std::string_view mess
   append_json_string(r.body, code);
   r.body += ",\"message\":";
   append_json_string(r.body, message);
+  if (!extra_members.empty()) r.body.append(",").append(extra_members);
   r.body += "}";
   return r;
 }

@@ -60,7 +60,9 @@ class AdminServer {
   std::unique_ptr<Impl> impl_;
 };
 
-/// JSON error body: {"error": code, "message": message}.
-HttpResponse json_error(int status, std::string_view code, std::string_view message);
+/// JSON error body: {"error": code, "message": message} followed by `extra_members`, already
+/// JSON (e.g. `"partition":3`), when given.
+HttpResponse json_error(int status, std::string_view code, std::string_view message,
+                        std::string_view extra_members = {});
 
 }  // namespace pqa::scorer

@@ -628,28 +628,26 @@ HttpResponse StreamService::Impl::answer_account_query(const std::string& accoun
   auto it = tasks.find(partition);
   if (it == tasks.end()) {
     // Another instance owns it (or nobody yet, mid-rebalance): the caller retries elsewhere.
+    std::string where = "\"partition\":" + std::to_string(partition) + ",\"assigned_partitions\":[";
+    for (const auto& [p, task] : tasks)
+      where += (where.back() == '[' ? "" : ",") + std::to_string(p);
+    where += "],\"owner\":";
+    if (const auto owner = owners ? owners->owner_of(partition) : std::nullopt) {
+      where += "{\"member_id\":";
+      append_json_string(where, owner->member_id);
+      where += ",\"client_id\":";
+      append_json_string(where, owner->client_id);
+      where += ",\"client_host\":";
+      append_json_string(where, owner->client_host);
+      where += "}";
+    } else {
+      where += "null";  // not known yet (mid-rebalance, or not described yet)
+    }
     HttpResponse r =
         json_error(503, "not_local",
                    "account '" + account.substr(0, 256) + "' is in partition " +
-                       std::to_string(partition) + ", which is not assigned to this instance");
-    std::string assigned;
-    for (const auto& [p, task] : tasks)
-      assigned += (assigned.empty() ? "" : ",") + std::to_string(p);
-    r.body.pop_back();  // reopen the object to add where the account lives
-    r.body += ",\"partition\":" + std::to_string(partition) + ",\"assigned_partitions\":[" +
-              assigned + "],\"owner\":";
-    const auto owner = owners ? owners->owner_of(partition) : std::nullopt;
-    if (owner) {
-      r.body += "{\"member_id\":";
-      append_json_string(r.body, owner->member_id);
-      r.body += ",\"client_id\":";
-      append_json_string(r.body, owner->client_id);
-      r.body += ",\"client_host\":";
-      append_json_string(r.body, owner->client_host);
-      r.body += "}}";
-    } else {
-      r.body += "null}";  // not known yet (mid-rebalance, or not described yet)
-    }
+                       std::to_string(partition) + ", which is not assigned to this instance",
+                   where);
     return r;
   }
   PartitionTask& task = *it->second;
