@@ -4,12 +4,16 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cstdlib>
 #include <fstream>
 #include <limits>
 #include <optional>
 #include <set>
 #include <sstream>
+
+#include "relay_payload.h"
+#include "webhook_signing.h"
 
 namespace pqa::scorer {
 namespace {
@@ -451,6 +455,221 @@ void read_admin(Section s, AdminConfig& a) {
     throw ConfigException("admin.max_header_bytes", "must be at least 1024");
 }
 
+std::set<std::string> read_string_set(Section& s, const std::string& key,
+                                      std::initializer_list<std::string_view> allowed) {
+  std::set<std::string> out;
+  YAML::Node n = s.get(key);
+  if (!n || n.IsNull()) return out;
+  const std::string path = s.key_path(key);
+  auto add = [&](const YAML::Node& item, const std::string& item_path) {
+    if (!item.IsScalar()) throw ConfigException(item_path, "must be a string");
+    const std::string v = item.Scalar();
+    if (std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
+      std::string list;
+      for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+      throw ConfigException(item_path, "unknown value '" + v + "' (" + list + ")");
+    }
+    out.insert(v);
+  };
+  if (n.IsScalar()) {
+    add(n, path);
+  } else if (n.IsSequence()) {
+    for (std::size_t i = 0; i < n.size(); ++i) add(n[i], path + "[" + std::to_string(i) + "]");
+  } else {
+    throw ConfigException(path, "must be a string or a list of strings");
+  }
+  return out;
+}
+
+void read_route(Section s, RelayRoute& r) {
+  r.kinds =
+      read_string_set(s, "kinds", {"threshold_crossed", "seat_expansion", "breadth_expansion"});
+  r.bands = read_string_set(s, "bands", {"cold", "nurture", "qualified", "hot"});
+  r.directions = read_string_set(s, "directions", {"up", "down"});
+  r.routings = read_string_set(s, "routings",
+                               {"none", "self_serve", "pls_assist", "full_sales", "enablement"});
+  s.finish();
+}
+
+void read_retry(Section s, RetryPolicy& r) {
+  YAML::Node schedule = s.get("schedule_ms");
+  if (schedule && !schedule.IsNull()) {
+    if (!schedule.IsSequence() || schedule.size() == 0)
+      throw ConfigException(s.key_path("schedule_ms"), "must be a non-empty list of delays");
+    r.schedule_ms.clear();
+    for (std::size_t i = 0; i < schedule.size(); ++i) {
+      const std::string path = s.key_path("schedule_ms") + "[" + std::to_string(i) + "]";
+      const auto ms = Section::convert<std::size_t>(schedule[i], path);
+      r.schedule_ms.push_back(static_cast<std::int64_t>(ms));
+    }
+  }
+  s.read("jitter", r.jitter);
+  s.read("max_attempts", r.max_attempts);
+  std::size_t max_age_ms = static_cast<std::size_t>(r.max_age_ms);
+  s.read("max_age_ms", max_age_ms);
+  r.max_age_ms = static_cast<std::int64_t>(max_age_ms);
+  s.finish();
+  if (r.jitter < 0 || r.jitter > 1) throw ConfigException(s.key_path("jitter"), "must be 0..1");
+  if (r.max_attempts < 1) throw ConfigException(s.key_path("max_attempts"), "must be at least 1");
+  if (r.max_age_ms < 1) throw ConfigException(s.key_path("max_age_ms"), "must be at least 1");
+}
+
+void read_payload(Section& s, EndpointConfig& e) {
+  std::string format = "standard_webhooks";
+  s.read("format", format);
+  e.payload.preset = format;
+  const std::string path = s.key_path("format");
+  if (format == "standard_webhooks") {
+    e.payload.kind = PayloadFormat::Kind::kStandardWebhooks;
+  } else if (const PayloadPreset* preset = find_payload_preset(format)) {
+    e.payload.kind = PayloadFormat::Kind::kTemplate;
+    e.payload.body = preset->body;
+    e.payload.record = preset->record;
+    e.payload.max_records = preset->max_records;
+    e.method = preset->method;
+  } else if (format == "template") {
+    e.payload.kind = PayloadFormat::Kind::kTemplate;
+  } else {
+    throw ConfigException(
+        path, "unknown format '" + format + "' (standard_webhooks, hubspot, salesforce, template)");
+  }
+  Section t = s.child("template");
+  t.read("body", e.payload.body);
+  t.read("record", e.payload.record);
+  t.read("max_records", e.payload.max_records);
+  t.finish();
+  if (e.payload.kind == PayloadFormat::Kind::kStandardWebhooks) {
+    if (!e.payload.body.empty() || !e.payload.record.empty())
+      throw ConfigException(t.path(), "only template, hubspot and salesforce formats use one");
+    return;
+  }
+  if (e.payload.record.empty())
+    throw ConfigException(t.key_path("record"), "is required by the template format");
+  if (e.payload.body.empty()) e.payload.body = "[{{records}}]";
+  if (e.payload.max_records < 1 || e.payload.max_records > 10'000)
+    throw ConfigException(t.key_path("max_records"), "must be 1..10000");
+  try {
+    PayloadTemplate check(e.payload.body, e.payload.record);
+  } catch (const std::invalid_argument& err) {
+    throw ConfigException(t.path(), err.what());
+  }
+}
+
+void read_endpoint(Section s, EndpointConfig& e, std::set<std::string>& names) {
+  s.read("name", e.name);
+  if (e.name.empty()) throw ConfigException(s.key_path("name"), "is required");
+  if (!names.insert(e.name).second)
+    throw ConfigException(s.key_path("name"), "endpoint '" + e.name + "' is listed twice");
+  s.read("url", e.url);
+  try {
+    e.parsed = parse_url(e.url);
+  } catch (const std::invalid_argument& err) {
+    throw ConfigException(s.key_path("url"), err.what());
+  }
+  read_payload(s, e);
+  s.read("method", e.method);
+  if (e.method != "POST" && e.method != "PUT" && e.method != "PATCH")
+    throw ConfigException(s.key_path("method"), "must be POST, PUT or PATCH");
+  for_each_item(s.get("routes"), s.key_path("routes"), [&](Section item) {
+    e.routes.emplace_back();
+    read_route(std::move(item), e.routes.back());
+  });
+  {
+    YAML::Node n = s.get("secrets");
+    const std::string path = s.key_path("secrets");
+    std::vector<std::string> secrets;
+    auto split = [&](const std::string& text) {
+      std::istringstream words(text);
+      for (std::string w; words >> w;) secrets.push_back(w);
+    };
+    if (n && n.IsScalar()) {
+      split(n.Scalar());
+    } else if (n && n.IsSequence()) {
+      for (std::size_t i = 0; i < n.size(); ++i)
+        split(Section::convert<std::string>(n[i], path + "[" + std::to_string(i) + "]"));
+    } else if (n && !n.IsNull()) {
+      throw ConfigException(path, "must be a string (space-separated secrets) or a list");
+    }
+    try {
+      if (!secrets.empty()) WebhookSigner check(secrets);
+    } catch (const WebhookSecretError& err) {
+      throw ConfigException(path, err.what());
+    }
+    e.secrets = std::move(secrets);
+  }
+  for (const auto& [name, value] : read_properties(s, "headers")) {
+    for (const char* reserved : {"webhook-id", "webhook-timestamp", "webhook-signature",
+                                 "content-length", "host", "content-type"}) {
+      std::string lower = name;
+      std::transform(lower.begin(), lower.end(), lower.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      if (lower == reserved)
+        throw ConfigException(s.key_path("headers") + "." + name, "is set by the relay");
+    }
+    e.headers.emplace_back(name, value);
+  }
+  s.read("timeout_ms", e.timeout_ms);
+  s.read("max_in_flight", e.max_in_flight);
+  {
+    Section r = s.child("rate_limit");
+    r.read("requests", e.rate_limit.requests);
+    std::size_t per_ms = static_cast<std::size_t>(e.rate_limit.per_ms);
+    r.read("per_ms", per_ms);
+    e.rate_limit.per_ms = static_cast<std::int64_t>(per_ms);
+    r.finish();
+    if (e.rate_limit.requests < 0)
+      throw ConfigException(r.key_path("requests"), "must be 0 (unlimited) or more");
+    if (e.rate_limit.per_ms < 1) throw ConfigException(r.key_path("per_ms"), "must be at least 1");
+  }
+  read_retry(s.child("retry"), e.retry);
+  {
+    Section b = s.child("breaker");
+    b.read("failure_threshold", e.breaker.failure_threshold);
+    std::size_t open_ms = static_cast<std::size_t>(e.breaker.open_ms);
+    b.read("open_ms", open_ms);
+    e.breaker.open_ms = static_cast<std::int64_t>(open_ms);
+    b.finish();
+    if (e.breaker.failure_threshold < 1)
+      throw ConfigException(b.key_path("failure_threshold"), "must be at least 1");
+  }
+  {
+    Section t = s.child("tls");
+    t.read("verify", e.tls_verify);
+    t.read("ca_file", e.ca_file);
+    t.finish();
+    if (!e.ca_file.empty() && !std::ifstream(e.ca_file))
+      throw ConfigException(t.key_path("ca_file"), "cannot read '" + e.ca_file + "'");
+  }
+  s.finish();
+  if (e.timeout_ms < 100) throw ConfigException(s.key_path("timeout_ms"), "must be at least 100");
+  if (e.max_in_flight < 1 || e.max_in_flight > 1024)
+    throw ConfigException(s.key_path("max_in_flight"), "must be 1..1024");
+}
+
+void read_relay(Section s, RelayConfig& r) {
+  s.read("group_id", r.group_id);
+  s.read("dead_letter_topic", r.dead_letter_topic);
+  s.read("max_pending_signals", r.max_pending_signals);
+  s.read("commit_interval_ms", r.commit_interval_ms);
+  s.read("drain_timeout_ms", r.drain_timeout_ms);
+  std::size_t seed = 0;
+  s.read("jitter_seed", seed);
+  r.jitter_seed = seed;
+  std::set<std::string> names;
+  for_each_item(s.get("endpoints"), s.key_path("endpoints"), [&](Section item) {
+    r.endpoints.emplace_back();
+    read_endpoint(std::move(item), r.endpoints.back(), names);
+  });
+  s.finish();
+  if (r.group_id.empty()) throw ConfigException("relay.group_id", "must not be empty");
+  if (r.dead_letter_topic.empty())
+    throw ConfigException("relay.dead_letter_topic", "must name a topic");
+  if (r.max_pending_signals < 1)
+    throw ConfigException("relay.max_pending_signals", "must be at least 1");
+  if (r.commit_interval_ms < 1)
+    throw ConfigException("relay.commit_interval_ms", "must be at least 1");
+}
+
 ServiceConfig parse_config_node(const YAML::Node& root) {
   ServiceConfig c;
   Section top(root, "");
@@ -471,6 +690,7 @@ ServiceConfig parse_config_node(const YAML::Node& root) {
   read_kafka(top.child("kafka"), c.kafka);
   read_service(top.child("service"), c.service);
   read_admin(top.child("admin"), c.admin);
+  read_relay(top.child("relay"), c.relay);
   top.finish();
   const auto errors = rollup::validate(c.model);
   if (!errors.empty()) {
@@ -499,6 +719,47 @@ void expand_env_everywhere(YAML::Node node, const std::string& path) {
 }
 
 }  // namespace
+
+ParsedUrl parse_url(const std::string& url) {
+  ParsedUrl out;
+  std::string rest;
+  if (url.rfind("https://", 0) == 0) {
+    out.tls = true;
+    rest = url.substr(8);
+  } else if (url.rfind("http://", 0) == 0) {
+    rest = url.substr(7);
+  } else {
+    throw std::invalid_argument("must start with https:// or http://, got '" + url + "'");
+  }
+  const std::size_t slash = rest.find_first_of("/?#");
+  std::string authority = rest.substr(0, slash);
+  out.target = slash == std::string::npos ? "/" : rest.substr(slash);
+  if (const auto hash = out.target.find('#'); hash != std::string::npos) out.target.resize(hash);
+  if (out.target.empty() || out.target[0] != '/') out.target = "/" + out.target;
+  if (authority.find('@') != std::string::npos)
+    throw std::invalid_argument("must not carry credentials (use headers)");
+  out.port = out.tls ? "443" : "80";
+  if (!authority.empty() && authority[0] == '[') {  // [IPv6]:port
+    const auto close = authority.find(']');
+    if (close == std::string::npos) throw std::invalid_argument("has an unclosed '['");
+    out.host = authority.substr(1, close - 1);
+    if (close + 1 < authority.size()) {
+      if (authority[close + 1] != ':') throw std::invalid_argument("has junk after ']'");
+      out.port = authority.substr(close + 2);
+    }
+  } else if (const auto colon = authority.rfind(':'); colon != std::string::npos) {
+    out.host = authority.substr(0, colon);
+    out.port = authority.substr(colon + 1);
+  } else {
+    out.host = authority;
+  }
+  if (out.host.empty()) throw std::invalid_argument("has no host");
+  int port = 0;
+  auto [ptr, ec] = std::from_chars(out.port.data(), out.port.data() + out.port.size(), port);
+  if (ec != std::errc() || ptr != out.port.data() + out.port.size() || port < 1 || port > 65535)
+    throw std::invalid_argument("has an invalid port '" + out.port + "'");
+  return out;
+}
 
 ServiceConfig parse_config(const std::string& yaml_text) {
   try {

@@ -8,6 +8,7 @@
 #include "admin_server.h"
 #include "pqa/rollup/config.h"
 #include "processor.h"
+#include "relay_config.h"
 #include "state_store.h"
 
 namespace pqa::scorer {
@@ -58,6 +59,7 @@ struct ServiceConfig {
   KafkaConfig kafka;
   ServiceOptions service;
   AdminConfig admin;
+  RelayConfig relay;  ///< `pqa-scorer relay` only
 };
 
 /// A configuration error: start-up stops with this message.

@@ -65,8 +65,8 @@ void throw_if(rd_kafka_resp_err_t err, std::string_view what) {
 
 rd_kafka_resp_err_t produce(rd_kafka_t* rk, const std::string& topic, int partition,
                             std::string_view key, std::string_view value,
-                            rd_kafka_headers_t* headers, std::int64_t timestamp_ms) {
-  std::array<rd_kafka_vu_t, 7> vu{};
+                            rd_kafka_headers_t* headers, std::int64_t timestamp_ms, void* opaque) {
+  std::array<rd_kafka_vu_t, 8> vu{};
   std::size_t n = 0;
   auto next = [&](rd_kafka_vtype_t type) -> rd_kafka_vu_t& {
     vu[n].vtype = type;
@@ -83,6 +83,7 @@ rd_kafka_resp_err_t produce(rd_kafka_t* rk, const std::string& topic, int partit
   v.u.mem.size = value.size();
   if (headers != nullptr) next(RD_KAFKA_VTYPE_HEADERS).u.headers = headers;
   if (timestamp_ms > 0) next(RD_KAFKA_VTYPE_TIMESTAMP).u.i64 = timestamp_ms;
+  if (opaque != nullptr) next(RD_KAFKA_VTYPE_OPAQUE).u.ptr = opaque;
   rd_kafka_error_t* error = rd_kafka_produceva(rk, vu.data(), n);
   if (error == nullptr) return RD_KAFKA_RESP_ERR_NO_ERROR;
   const rd_kafka_resp_err_t code = rd_kafka_error_code(error);

@@ -78,11 +78,12 @@ PartitionList make_partition_list(int capacity = 4);
 
 /// Queues one record (payload and key copied). An empty key is a null key; `headers`
 /// (may be null) belong to the record on success, to the caller otherwise; timestamp_ms 0:
-/// now. Uses rd_kafka_produceva: librdkafka's RD_KAFKA_V_* macros are GNU statement
-/// expressions, which -Wpedantic rejects under clang.
+/// now; `opaque` reaches the delivery report. Uses rd_kafka_produceva: librdkafka's RD_KAFKA_V_*
+/// macros are GNU statement expressions, which -Wpedantic rejects under clang.
 rd_kafka_resp_err_t produce(rd_kafka_t* rk, const std::string& topic, int partition,
                             std::string_view key, std::string_view value,
-                            rd_kafka_headers_t* headers, std::int64_t timestamp_ms);
+                            rd_kafka_headers_t* headers, std::int64_t timestamp_ms,
+                            void* opaque = nullptr);
 
 /// Low and high watermark of one partition (committed high watermark for read_committed
 /// readers is the last stable offset; see restore code).

@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include "demo.h"
+#include "relay_service.h"
 #include "replay.h"
 #include "run.h"
 
@@ -59,7 +60,16 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1e7));
   demo_cmd->add_option("--seed", demo.seed, "Generator seed");
 
+  pqa::scorer::RelayOptions relay;
+  auto* relay_cmd = app.add_subcommand(
+      "relay",
+      "Run the CRM fast lane: consume the signals topic and deliver each signal to the "
+      "configured webhook and CRM endpoints, signed and retried (until SIGTERM/SIGINT)");
+  relay_cmd->add_option("--config", relay.config_path, "Configuration with a relay: section")
+      ->required();
+
   CLI11_PARSE(app, argc, argv);
+  if (relay_cmd->parsed()) return pqa::scorer::run_relay(relay);
   if (demo_cmd->parsed()) return pqa::scorer::run_demo(demo);
   if (run_cmd->parsed()) {
     if (!run_state_dir.empty()) run.state_dir = run_state_dir;

@@ -112,6 +112,10 @@ constexpr std::array<const char*, 3> kCallTypes = {"track", "identify", "group"}
 
 }  // namespace
 
+std::shared_ptr<prometheus::Collectable> make_process_collector() {
+  return std::make_shared<ProcessCollector>();
+}
+
 ServiceMetrics::ServiceMetrics(std::string_view model_version, std::string_view processing)
     : registry_(std::make_shared<prometheus::Registry>()),
       process_collector_(std::make_shared<ProcessCollector>()) {

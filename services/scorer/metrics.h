@@ -30,6 +30,9 @@ namespace pqa::scorer {
 
 struct ProcessorStats;
 
+/// The standard process_* series (CPU, memory, file descriptors, start time) from /proc.
+std::shared_ptr<prometheus::Collectable> make_process_collector();
+
 /// Observations gathered locally and added to a histogram in one call: the histogram takes a
 /// lock per call, which per event would be a measurable share of the event's cost.
 class HistogramBatch {
