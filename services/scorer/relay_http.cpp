@@ -153,8 +153,11 @@ struct HttpEndpointClient::Impl : std::enable_shared_from_this<Impl> {
       bool keep_alive = false;
       try {
         if (!c) c = co_await connect(deadline);
-        reply = c->tls ? co_await exchange(*c->tls, *c, request, deadline, keep_alive)
-                       : co_await exchange(*c->plain, *c, request, deadline, keep_alive);
+        // Statements, not a conditional expression: GCC 12 miscompiles co_await inside ?:.
+        if (c->tls)
+          reply = co_await exchange(*c->tls, *c, request, deadline, keep_alive);
+        else
+          reply = co_await exchange(*c->plain, *c, request, deadline, keep_alive);
       } catch (const boost::system::system_error& e) {
         if (reused && round == 0 && is_stale_connection(e.code())) continue;
         reply.status = 0;

@@ -687,6 +687,9 @@ int run_relay(const RelayOptions& options) {
   } catch (const kafka::KafkaError& e) {
     log::error("relay", "stopping on a Kafka error", {{"error", e.what()}});
     return 3;
+  } catch (const std::exception& e) {
+    log::error("relay", "stopping on an unexpected error", {{"error", e.what()}});
+    return 4;
   }
 }
 

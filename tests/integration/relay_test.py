@@ -1,0 +1,580 @@
+#!/usr/bin/env python3
+"""The CRM relay end to end: a real Kafka broker, `pqa-scorer relay` as a process, and
+receivers over loopback HTTP and HTTPS (a CA made here) that verify every signature with the
+independent `standardwebhooks` package from PyPI.
+
+Usage: relay_test.py SCORER LOAD KAFKA_DIR WORK_DIR SCENARIO
+Scenarios:
+  faults      500s, 429 with Retry-After, timeouts, closed connections, an endpoint down for a
+              while and the relay killed (SIGKILL) midway: every signal arrives, in order per
+              account, duplicates only as the same webhook-id with the same body.
+  crm         HubSpot and Salesforce presets: batch sizes, coalescing to the newest value,
+              routes, the rate limit, headers from the environment.
+  dead_letter 500 until max_attempts, 410 (endpoint disabled), 400 (not retried), an
+              untrusted certificate, records that are not signals: each reaches the dead-letter
+              topic with its reason; after a restart nothing is dead-lettered twice.
+"""
+import atexit
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+SCORER, LOAD, KAFKA_DIR, WORK, SCENARIO = sys.argv[1:6]
+BOOTSTRAP = open(os.path.join(KAFKA_DIR, "bootstrap")).read().strip()
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+NAME = f"pqa-relay-{SCENARIO}-{os.getpid()}"
+
+
+def fail(message):
+    print(f"FAIL: {message}", file=sys.stderr)
+    for log in sorted(os.listdir(WORK)):
+        if log.endswith(".log"):
+            print(f"--- tail of {log}", file=sys.stderr)
+            with open(os.path.join(WORK, log)) as f:
+                print("".join(f.readlines()[-15:]), file=sys.stderr)
+    sys.exit(1)
+
+
+def check(condition, message):
+    if not condition:
+        fail(message)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(seconds, what, predicate, explain=lambda: ""):
+    deadline = time.time() + seconds
+    while not predicate():
+        if time.time() > deadline:
+            fail(f"timed out after {seconds} s waiting for {what} {explain()}")
+        time.sleep(0.2)
+
+
+def run(*args, **kwargs):
+    return subprocess.run(args, check=True, capture_output=True, text=True, **kwargs).stdout
+
+
+# --- Certificates -----------------------------------------------------------------------------
+
+def make_ca(name):
+    """A CA and a server certificate for localhost/127.0.0.1 signed by it (openssl CLI)."""
+    d = os.path.join(WORK, name)
+    os.makedirs(d)
+    p = lambda f: os.path.join(d, f)
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        "-keyout", p("ca.key"), "-out", p("ca.pem"), "-subj", f"/CN={name} test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", p("server.key"),
+        "-out", p("server.csr"), "-subj", "/CN=localhost")
+    with open(p("ext.cnf"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", p("server.csr"), "-CA", p("ca.pem"), "-CAkey",
+        p("ca.key"), "-CAcreateserial", "-days", "1", "-out", p("server.pem"),
+        "-extfile", p("ext.cnf"))
+    return {"ca": p("ca.pem"), "cert": p("server.pem"), "key": p("server.key")}
+
+
+# --- Receiver ---------------------------------------------------------------------------------
+
+class Receiver:
+    """An HTTP(S) server on a loopback port. `plan(path, n)` decides the n-th request's answer:
+    ("ok",), ("status", code, {headers}), ("hang", seconds) or ("close",). Requests answered 2xx
+    are recorded with their headers and body; signatures are verified when a secret is set."""
+
+    def __init__(self, tls=None, secret=None):
+        self.port = free_port()
+        self.tls, self.secret = tls, secret
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.delivered = []  # dicts: time, path, method, headers, body
+        self.bad_signatures = []
+        self.plan = lambda path, n: ("ok",)
+        self.server = None
+        self.start()
+
+    def start(self):
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def answer(self, code, headers=None, body=b"{}"):
+                self.send_response(code)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def handle_any(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver.lock:
+                    receiver.requests += 1
+                    n = receiver.requests
+                action = receiver.plan(self.path, n)
+                if action[0] == "close":
+                    self.close_connection = True
+                    return
+                if action[0] == "hang":
+                    time.sleep(action[1])
+                    self.close_connection = True
+                    return
+                if action[0] == "status":
+                    return self.answer(action[1], action[2] if len(action) > 2 else None,
+                                       b'{"error":"injected"}')
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                if receiver.secret:
+                    try:
+                        Webhook(receiver.secret).verify(body, headers)
+                    except WebhookVerificationError as e:
+                        receiver.bad_signatures.append(f"{headers.get('webhook-id')}: {e}")
+                with receiver.lock:
+                    receiver.delivered.append({"time": time.time(), "path": self.path,
+                                               "method": self.command, "headers": headers,
+                                               "body": body.decode()})
+                self.answer(200)
+
+            do_POST = do_PATCH = do_PUT = handle_any
+
+        class Server(http.server.ThreadingHTTPServer):
+            allow_reuse_address = True
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", self.port), Handler)
+        if self.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(self.tls["cert"], self.tls["key"])
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def url(self, path):
+        scheme = "https" if self.tls else "http"
+        host = "localhost" if self.tls else "127.0.0.1"
+        return f"{scheme}://{host}:{self.port}{path}"
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.delivered)
+
+
+# --- Kafka and the relay --------------------------------------------------------------------
+
+def create_topic(topic, partitions):
+    empty = os.path.join(WORK, "empty.jsonl")
+    open(empty, "w").close()
+    run(LOAD, "--bootstrap", BOOTSTRAP, "--topic", topic, "--input", empty,
+        "--create-partitions", str(partitions), "--config",
+        os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../config/scorer.yaml"))
+
+
+def produce(topic, records):
+    """records: (key, value) pairs, produced in order (kcat, keyed: one partition per key)."""
+    data = "".join(f"{k}\t{v}\n" for k, v in records)
+    subprocess.run(["kcat", "-P", "-b", BOOTSTRAP, "-t", topic, "-K", "\t", "-z", "none"],
+                   input=data, text=True, check=True)
+
+
+def consume_all(topic):
+    out = subprocess.run(["kcat", "-C", "-b", BOOTSTRAP, "-t", topic, "-o", "beginning", "-e",
+                          "-J", "-q"], capture_output=True, text=True, check=True).stdout
+    records = []
+    for line in out.splitlines():
+        r = json.loads(line)
+        h = r.get("headers") or []
+        r["headers"] = dict(zip(h[0::2], h[1::2]))
+        records.append(r)
+    return records
+
+
+def signal_json(signal_id, account, kind="threshold_crossed", band="qualified", score=65.0):
+    s = {"signal_id": signal_id, "kind": kind, "account_id": account, "score": score,
+         "band": band, "event_time": "2026-11-23T10:00:00.000Z", "model_version": "test"}
+    if kind == "threshold_crossed":
+        s.update(direction="up", previous_band="nurture", routing="pls_assist",
+                 components={"breadth": 0.5, "depth": 0.4, "fabric": 0.3, "fit": 0.7},
+                 drivers=[{"name": "breadth", "points": 20.5}, {"name": "fabric", "points": 11}])
+    else:
+        s.update(pattern="healthy_expansion", routing="pls_assist", drivers=[])
+    s["risk_flags"] = []
+    return json.dumps(s, separators=(",", ":"))
+
+
+RUNNING = []
+
+
+@atexit.register
+def kill_leftovers():
+    for proc in RUNNING:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+class Relay:
+    def __init__(self, config_text, tag):
+        self.config = os.path.join(WORK, f"relay-{tag}.yaml")
+        self.admin_port = free_port()
+        with open(self.config, "w") as f:
+            f.write(config_text.replace("ADMIN_PORT", str(self.admin_port)))
+        self.runs = 0
+        self.tag = tag
+        self.proc = None
+
+    def start(self, env=None):
+        self.runs += 1
+        self.log = open(os.path.join(WORK, f"relay-{self.tag}-{self.runs}.log"), "w")
+        self.proc = subprocess.Popen([SCORER, "relay", "--config", self.config],
+                                     stderr=self.log, env={**os.environ, **(env or {})})
+        RUNNING.append(self.proc)
+        wait_for(60, "the relay's partition assignment",
+                 lambda: self.metric("pqa_relay_assigned_partitions") > 0)
+
+    def metrics_text(self):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/metrics",
+                                        timeout=2) as r:
+                return r.read().decode()
+        except OSError:
+            return ""
+
+    def metric(self, name, **labels):
+        total = 0.0
+        for line in self.metrics_text().splitlines():
+            if not line.startswith(name) or line[len(name)] not in " {":
+                continue
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=60)
+        check(code == 0, f"the relay exited with {code} after SIGTERM")
+
+
+def kafka_section(group):
+    return f"""kafka:
+  bootstrap_servers: "{BOOTSTRAP}"
+  topics: {{ signals: {NAME}-signals, create: true, replication_factor: 1 }}
+admin: {{ bind_address: 127.0.0.1, port: ADMIN_PORT }}
+relay:
+  group_id: {group}
+  dead_letter_topic: {NAME}-dlq
+  commit_interval_ms: 200
+  jitter_seed: 42
+"""
+
+
+# --- Scenarios --------------------------------------------------------------------------------
+
+def scenario_faults():
+    tls = make_ca("faults")
+    receiver = Receiver(tls=tls, secret=SECRET)
+    accounts, per_account = 20, 15
+
+    def plan(path, n):
+        if n <= 8:
+            return ("status", 500)
+        if n <= 12:
+            return ("status", 429, {"Retry-After": "1"})
+        if n <= 15:
+            return ("hang", 2.5)
+        if n <= 18:
+            return ("close",)
+        return ("ok",)
+    receiver.plan = plan
+    create_topic(f"{NAME}-signals", 3)
+    relay = Relay(kafka_section(NAME) + f"""  endpoints:
+    - name: crm-hooks
+      url: "{receiver.url('/hooks/pqa')}"
+      secrets: "${{PQA_TEST_WEBHOOK_SECRET}}"
+      timeout_ms: 1000
+      max_in_flight: 4
+      retry: {{ schedule_ms: [200, 400, 800], max_attempts: 1000 }}
+      breaker: {{ failure_threshold: 5, open_ms: 500 }}
+      tls: {{ ca_file: "{tls['ca']}" }}
+""", "faults")
+    relay.start(env={"PQA_TEST_WEBHOOK_SECRET": SECRET})
+    expected = {}  # account -> [signal ids in produced order]
+    records = []
+    for i in range(per_account):
+        for a in range(accounts):
+            account = f"acct-{a:02d}"
+            sid = f"sig-{account}-{i:03d}"
+            expected.setdefault(account, []).append(sid)
+            records.append((account, signal_json(sid, account, score=40 + i)))
+    produce(f"{NAME}-signals", records)
+    all_ids = {sid for ids in expected.values() for sid in ids}
+
+    # The faults come first (requests 1-18); then the endpoint goes down for 3 s.
+    wait_for(60, "the injected faults", lambda: receiver.requests >= 18)
+    receiver.stop()
+    time.sleep(3)
+    receiver.start()
+    delivered_ids = lambda: {json.loads(d["body"])["data"]["signal_id"]
+                             for d in receiver.snapshot()}
+    wait_for(120, "half of the signals", lambda: len(delivered_ids()) >= len(all_ids) // 2)
+    seen = {o: relay.metric("pqa_relay_delivery_attempts_total", outcome=o)
+            for o in ("slow_down", "retryable_error", "transport_error", "success")}
+    retries = relay.metric("pqa_relay_retries_total")
+    relay.kill()  # mid-way, uncommitted deliveries are delivered again
+    relay.start(env={"PQA_TEST_WEBHOOK_SECRET": SECRET})
+    wait_for(120, "every signal", lambda: delivered_ids() >= all_ids)
+    relay.stop()
+
+    deliveries = receiver.snapshot()
+    check(not receiver.bad_signatures, f"signatures refused: {receiver.bad_signatures[:3]}")
+    by_id = {}
+    order = {}
+    for d in deliveries:
+        envelope = json.loads(d["body"])
+        sid = envelope["data"]["signal_id"]
+        check(d["headers"]["webhook-id"] == sid, "webhook-id is not the signal id")
+        check(envelope["type"] == "pqa.threshold_crossed", f"envelope type {envelope['type']}")
+        if sid in by_id:
+            check(by_id[sid] == envelope, f"{sid} delivered twice with different bodies")
+            continue
+        by_id[sid] = envelope
+        order.setdefault(envelope["data"]["account_id"], []).append(sid)
+    check(set(by_id) == all_ids, f"missing: {sorted(all_ids - set(by_id))[:5]}")
+    for account, ids in expected.items():
+        check(order[account] == ids, f"{account} out of order: {order[account]}")
+    duplicates = len(deliveries) - len(by_id)
+    for outcome, n in seen.items():
+        check(n > 0, f"no delivery attempt with outcome {outcome} was counted")
+    check(retries > 0, "no retry was counted")
+    print(f"faults: {len(all_ids)} signals over {accounts} accounts delivered in order, "
+          f"{duplicates} duplicate deliveries (same webhook-id and body) after SIGKILL, "
+          f"{len(deliveries)} 2xx in all; attempts before the kill: {seen}, retries {retries:g}")
+
+
+def scenario_crm():
+    receiver = Receiver()
+    hubspot_path = "/crm/v3/objects/companies/batch/update"
+    salesforce_path = "/services/data/v60.0/composite/sobjects/Account/PQA_Account_Id__c"
+    outage_until = [None]
+
+    def plan(path, n):
+        if outage_until[0] is None or time.time() < outage_until[0]:
+            return ("status", 503)
+        return ("ok",)
+    receiver.plan = plan
+    create_topic(f"{NAME}-signals", 2)
+    relay = Relay(kafka_section(NAME) + f"""  endpoints:
+    - name: hubspot
+      url: "{receiver.url(hubspot_path)}"
+      format: hubspot
+      template: {{ max_records: 20 }}  # small batches, so that the rate limit shows
+      headers: {{ Authorization: "Bearer ${{PQA_TEST_HUBSPOT_TOKEN}}" }}
+      routes: [{{ kinds: [threshold_crossed] }}]
+      rate_limit: {{ requests: 5, per_ms: 1000 }}
+      max_in_flight: 2
+      retry: {{ schedule_ms: [300], max_attempts: 1000 }}
+      breaker: {{ failure_threshold: 1000 }}
+    - name: salesforce
+      url: "{receiver.url(salesforce_path)}"
+      format: salesforce
+      retry: {{ schedule_ms: [300], max_attempts: 1000 }}
+      breaker: {{ failure_threshold: 1000 }}
+""", "crm")
+    relay.start(env={"PQA_TEST_HUBSPOT_TOKEN": "pat-test-123"})
+    accounts, per_account = 300, 7
+    records, last = [], {}
+    kinds = {}
+    for i in range(per_account):
+        for a in range(accounts):
+            account = f"co-{a:03d}"
+            sid = f"sig-{account}-{i:02d}"
+            kind = "seat_expansion" if (a + i) % 5 == 0 else "threshold_crossed"
+            kinds[sid] = kind
+            score = round(30 + i * 5 + (a % 100) / 100, 2)  # CRM fields carry 2 decimals
+            records.append((account, signal_json(sid, account, kind=kind, score=score)))
+            last.setdefault(account, {})["salesforce"] = (sid, score)
+            if kind == "threshold_crossed":
+                last[account]["hubspot"] = (sid, score)
+    outage_until[0] = time.time() + 1e9
+    produce(f"{NAME}-signals", records)
+    wait_for(60, "every signal to be read",
+             lambda: relay.metric("pqa_relay_signals_consumed_total") >= len(records))
+    time.sleep(2)  # updates queue (and coalesce) behind the failing endpoint
+    outage_until[0] = time.time()
+
+    def received():
+        latest = {"hubspot": {}, "salesforce": {}}
+        for d in receiver.snapshot():
+            body = json.loads(d["body"])
+            if d["path"] == hubspot_path:
+                for r in body["inputs"]:
+                    latest["hubspot"][r["id"]] = (r["properties"]["pqa_signal_id"],
+                                                  r["properties"]["pqa_score"])
+            else:
+                for r in body["records"]:
+                    latest["salesforce"][r["PQA_Account_Id__c"]] = (r["PQA_Signal_Id__c"],
+                                                                    r["PQA_Score__c"])
+        return latest
+    expected = {e: {a: v[e] for a, v in last.items() if e in v} for e in ("hubspot", "salesforce")}
+    def differences():
+        got = received()
+        return {e: [(a, got[e].get(a), v) for a, v in expected[e].items() if got[e].get(a) != v][:3]
+                for e in expected}
+    wait_for(120, "the newest value of every account at both CRMs",
+             lambda: received() == expected,
+             lambda: f"(first differences, account/received/expected: {differences()})")
+    relay.stop()
+
+    deliveries = receiver.snapshot()
+    seq = {}
+    totals = {"hubspot": 0, "salesforce": 0}
+    hubspot_times = []
+    for d in deliveries:
+        body = json.loads(d["body"])
+        if d["path"] == hubspot_path:
+            check(d["method"] == "POST", "HubSpot batch update is a POST")
+            check(d["headers"].get("authorization") == "Bearer pat-test-123",
+                  "the Authorization header from the environment is missing")
+            rows = [(r["id"], r["properties"]["pqa_signal_id"]) for r in body["inputs"]]
+            check(len(rows) <= 20, f"a HubSpot batch of {len(rows)} records (max_records 20)")
+            hubspot_times.append(d["time"])
+            endpoint = "hubspot"
+        else:
+            check(d["method"] == "PATCH", "Salesforce collections upsert is a PATCH")
+            check(body["allOrNone"] is False, "allOrNone")
+            rows = [(r["PQA_Account_Id__c"], r["PQA_Signal_Id__c"]) for r in body["records"]]
+            check(len(rows) <= 200, f"a Salesforce batch of {len(rows)} records")
+            endpoint = "salesforce"
+        check(len({a for a, _ in rows}) == len(rows), "an account twice in one batch")
+        totals[endpoint] += len(rows)
+        for account, sid in rows:
+            if endpoint == "hubspot":
+                check(kinds[sid] == "threshold_crossed", f"{sid} does not match HubSpot's route")
+            n = int(sid.rsplit("-", 1)[1])
+            prev = seq.get((endpoint, account), -1)
+            check(n > prev, f"{endpoint} got {sid} after a newer update of {account}")
+            seq[(endpoint, account)] = n
+    hubspot_signals = sum(1 for k in kinds.values() if k == "threshold_crossed")
+    check(totals["hubspot"] < hubspot_signals, "HubSpot updates did not coalesce")
+    check(totals["salesforce"] < len(records), "Salesforce updates did not coalesce")
+    # A token bucket of 5 refilled at 5/s allows at most 10 requests in any second.
+    hubspot_times.sort()
+    busiest = max(sum(1 for t in hubspot_times if s <= t < s + 1.0) for s in hubspot_times)
+    check(busiest <= 10, f"{busiest} HubSpot requests within one second (limit 5 per s)")
+    print(f"crm: {len(records)} signals for {accounts} accounts; HubSpot got "
+          f"{totals['hubspot']} records (of {hubspot_signals} matching signals) in "
+          f"{len(hubspot_times)} requests, at most {busiest} in a second; Salesforce got "
+          f"{totals['salesforce']} records in {len(deliveries) - len(hubspot_times)} requests; "
+          f"the newest value of every account arrived at both, never an older after a newer")
+
+
+def scenario_dead_letter():
+    receiver = Receiver()
+    untrusted = Receiver(tls=make_ca("untrusted"))
+
+    def plan(path, n):
+        return {"/always500": ("status", 500), "/gone": ("status", 410),
+                "/bad": ("status", 400)}.get(path, ("ok",))
+    receiver.plan = plan
+    create_topic(f"{NAME}-signals", 2)
+    endpoint = lambda name, url, band: f"""    - name: {name}
+      url: "{url}"
+      routes: [{{ bands: [{band}] }}]
+      retry: {{ schedule_ms: [100], max_attempts: 3 }}
+      breaker: {{ failure_threshold: 1000 }}
+"""
+    relay = Relay(kafka_section(NAME) + "  endpoints:\n" +
+                  endpoint("always500", receiver.url("/always500"), "cold") +
+                  endpoint("gone", receiver.url("/gone"), "nurture") +
+                  endpoint("bad", receiver.url("/bad"), "qualified") +
+                  endpoint("untrusted", untrusted.url("/x"), "hot"), "dead-letter")
+    relay.start()
+    records = []
+    for band in ("cold", "nurture", "qualified", "hot"):
+        for i in range(5):
+            account = f"{band}-{i}"
+            records.append((account, signal_json(f"sig-{band}-{i}", account, band=band)))
+    records += [("broken-1", "{not json"), ("broken-2", '{"kind":"threshold_crossed"}')]
+    produce(f"{NAME}-signals", records)
+    dlq = f"{NAME}-dlq"
+    wait_for(90, "every record in the dead-letter topic", lambda: len(consume_all(dlq)) >= 22)
+    letters = consume_all(dlq)
+    check(len(letters) == 22, f"{len(letters)} dead letters, expected 22")
+    by_key = {r["key"]: r for r in letters}
+    expect = {"cold": ("always500", "HTTP 500: {\"error\":\"injected\"} (after 3 attempts)"),
+              "nurture": ("gone", "endpoint disabled: HTTP 410"),
+              "qualified": ("bad", "HTTP 400: {\"error\":\"injected\"} (not retried: the "
+                                   "request was refused)"),
+              "hot": ("untrusted", "certificate verify failed")}
+    for band, (name, error) in expect.items():
+        for i in range(5):
+            r = by_key[f"{band}-{i}"]
+            check(r["headers"]["pqa-relay-endpoint"] == name, f"{band}-{i}: endpoint {r['headers']}")
+            check(error in r["headers"]["pqa-relay-error"],
+                  f"{band}-{i}: error '{r['headers']['pqa-relay-error']}', expected '{error}'")
+            check(json.loads(r["payload"])["signal_id"] == f"sig-{band}-{i}", "payload kept")
+    check(by_key["cold-0"]["headers"]["pqa-relay-attempts"] == "3", "attempts header")
+    check(by_key["broken-1"]["headers"]["pqa-relay-error"].startswith("invalid signal: not JSON"),
+          f"broken-1: {by_key['broken-1']['headers']}")
+    check(by_key["broken-2"]["headers"]["pqa-relay-error"] ==
+          "invalid signal: signal_id is missing or not a string", "broken-2 reason")
+    check(by_key["broken-1"]["payload"] == "{not json", "the invalid record is kept whole")
+    check(relay.metric("pqa_relay_endpoint_disabled", endpoint="gone") == 1, "gone not disabled")
+    check(relay.metric("pqa_relay_signals_invalid_total") == 2, "invalid signals not counted")
+    check(relay.metric("pqa_relay_dead_letters_total") == 22, "dead letters not counted")
+    check(not receiver.delivered and not untrusted.delivered, "a failing endpoint got a 2xx")
+    exposition = os.path.join(WORK, "metrics.txt")
+    with open(exposition, "w") as f:
+        f.write(relay.metrics_text())
+    if shutil.which("promtool"):
+        with open(exposition) as f:
+            lint = subprocess.run(["promtool", "check", "metrics"], stdin=f,
+                                  capture_output=True, text=True)
+        check(lint.returncode == 0, f"promtool check metrics: {lint.stdout}{lint.stderr}")
+    wait_for(10, "the offsets to be committed", lambda: relay.metric(
+        "pqa_relay_pending_signals") == 0)
+    time.sleep(1)  # one more commit interval
+    relay.stop()
+    # Restarted in the same group: committed offsets are past every dead-lettered signal.
+    relay.start()
+    time.sleep(3)
+    check(relay.metric("pqa_relay_signals_consumed_total") == 0,
+          "signals were read again after a clean stop")
+    relay.stop()
+    check(len(consume_all(dlq)) == 22, "records dead-lettered twice after a restart")
+    print("dead_letter: 20 signals dead-lettered with their reasons (500 after 3 attempts, 410 "
+          "disabling the endpoint, 400 at once, untrusted certificate) and 2 invalid records; "
+          "nothing read again after a restart")
+
+
+if __name__ == "__main__":
+    shutil.rmtree(WORK, ignore_errors=True)
+    os.makedirs(WORK)
+    {"faults": scenario_faults, "crm": scenario_crm,
+     "dead_letter": scenario_dead_letter}[SCENARIO]()
+    if not os.environ.get("PQA_TEST_KEEP"):
+        shutil.rmtree(WORK, ignore_errors=True)
