@@ -657,8 +657,11 @@ void read_relay(Section s, RelayConfig& r) {
   r.jitter_seed = seed;
   std::set<std::string> names;
   for_each_item(s.get("endpoints"), s.key_path("endpoints"), [&](Section item) {
-    r.endpoints.emplace_back();
-    read_endpoint(std::move(item), r.endpoints.back(), names);
+    bool enabled = true;
+    item.read("enabled", enabled);
+    EndpointConfig endpoint;
+    read_endpoint(std::move(item), endpoint, names);
+    if (enabled) r.endpoints.push_back(std::move(endpoint));
   });
   s.finish();
   if (r.group_id.empty()) throw ConfigException("relay.group_id", "must not be empty");

@@ -192,8 +192,11 @@ void collect_keys(const YAML::Node& node, const std::string& path, std::set<std:
 
 }  // namespace
 
-TEST_CASE("docs/operations.md documents every key of the shipped config", "[config][docs]") {
-  std::ifstream doc(std::string(PQA_SOURCE_DIR) + "/docs/operations.md");
+namespace {
+
+/// Keys named in the first cell of a table row of a markdown file (`a`, `b`, `{x,y}.z`).
+std::set<std::string> documented_keys(const std::string& doc_path) {
+  std::ifstream doc(std::string(PQA_SOURCE_DIR) + "/" + doc_path);
   std::set<std::string> documented;
   for (std::string line; std::getline(doc, line);) {
     if (line.rfind("| `", 0) != 0) continue;
@@ -205,12 +208,53 @@ TEST_CASE("docs/operations.md documents every key of the shipped config", "[conf
       at = end + 1;
     }
   }
-  std::set<std::string> keys;
-  collect_keys(YAML::LoadFile(std::string(PQA_SOURCE_DIR) + "/config/scorer.yaml"), "", keys);
-  REQUIRE(keys.size() > 60);
+  return documented;
+}
+
+std::vector<std::string> missing_from(const std::set<std::string>& keys,
+                                      const std::set<std::string>& documented) {
   std::vector<std::string> missing;
   for (const auto& k : keys)
     if (!documented.count(k)) missing.push_back(k);
+  return missing;
+}
+
+}  // namespace
+
+TEST_CASE("docs/operations.md documents every key of the shipped config", "[config][docs]") {
+  std::set<std::string> keys;
+  collect_keys(YAML::LoadFile(std::string(PQA_SOURCE_DIR) + "/config/scorer.yaml"), "", keys);
+  REQUIRE(keys.size() > 60);
+  const auto missing = missing_from(keys, documented_keys("docs/operations.md"));
   INFO("not in docs/operations.md: " << Catch::Detail::stringify(missing));
   CHECK(missing.empty());
+}
+
+TEST_CASE("docs/relay.md documents every key of the shipped relay config", "[config][docs]") {
+  const YAML::Node root = YAML::LoadFile(std::string(PQA_SOURCE_DIR) + "/config/relay.yaml");
+  std::set<std::string> shared, relay, endpoint;
+  for (const char* section : {"kafka", "service", "admin"})
+    collect_keys(root[section], section, shared);
+  for (const auto& kv : root["relay"]) {
+    const auto key = kv.first.as<std::string>();
+    if (key == "endpoints") continue;
+    collect_keys(kv.second, "relay." + key, relay);
+  }
+  for (const auto& e : root["relay"]["endpoints"])
+    for (const auto& kv : e) {
+      const auto key = kv.first.as<std::string>();
+      if (key == "headers")  // names of HTTP headers, not keys
+        endpoint.insert(key);
+      else
+        collect_keys(kv.second, key, endpoint);
+    }
+  REQUIRE(endpoint.size() > 15);
+  const auto in_operations = missing_from(shared, documented_keys("docs/operations.md"));
+  INFO("not in docs/operations.md: " << Catch::Detail::stringify(in_operations));
+  CHECK(in_operations.empty());
+  const auto relay_doc = documented_keys("docs/relay.md");
+  auto in_relay = missing_from(relay, relay_doc);
+  for (auto& k : missing_from(endpoint, relay_doc)) in_relay.push_back("endpoints[]." + k);
+  INFO("not in docs/relay.md: " << Catch::Detail::stringify(in_relay));
+  CHECK(in_relay.empty());
 }

@@ -5,6 +5,7 @@
 #include <simdjson.h>
 
 #include <catch2/catch.hpp>
+#include <cstdlib>
 
 #include "config_loader.h"
 #include "json_output.h"
@@ -563,4 +564,19 @@ TEST_CASE("relay URLs are parsed strictly", "[relay][config]") {
   CHECK(u.target == "/a/b");
   CHECK_THROWS_AS(parse_url("https://user:pw@crm.example.com/"), std::invalid_argument);
   CHECK_THROWS_AS(parse_url("https:///x"), std::invalid_argument);
+}
+
+TEST_CASE("relay's shipped config loads, endpoints switched by the environment",
+          "[relay][config]") {
+  const std::string path = std::string(PQA_SOURCE_DIR) + "/config/relay.yaml";
+  ::setenv("PQA_HUBSPOT_ENABLED", "true", 1);
+  auto c = load_config(path);
+  ::unsetenv("PQA_HUBSPOT_ENABLED");
+  REQUIRE(c.relay.endpoints.size() == 2);  // sales-webhook, hubspot; salesforce is off
+  CHECK(c.relay.endpoints[0].name == "sales-webhook");
+  CHECK(c.relay.endpoints[0].retry.schedule_ms.size() == 7);
+  CHECK(c.relay.endpoints[1].payload.max_records == 100);
+  CHECK(c.relay.endpoints[1].rate_limit.requests == 100);
+  c = load_config(path);
+  CHECK(c.relay.endpoints.size() == 1);
 }
