@@ -1,7 +1,8 @@
 // Command validate checks the deployment files against the real API types, so that a typo in a
 // field name fails the build:
 //
-//	validate manifests DIR [COMPONENT...]  build DIR with kustomize (plus components), decode
+//	validate manifests DIR [COMPONENT...]  build DIR (the scorer's base or the relay's) with
+//	                                       kustomize (plus components), decode
 //	                                       every object strictly into its k8s.io/api (or
 //	                                       Prometheus Operator, KEDA) type, check the cross-
 //	                                       references (selectors, ports, names)
@@ -24,6 +25,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -120,6 +122,7 @@ type objects struct {
 	configMaps   map[string]*corev1.ConfigMap
 	services     []*corev1.Service
 	statefulSets []*appsv1.StatefulSet
+	deployments  []*appsv1.Deployment
 	pdbs         []*policyv1.PodDisruptionBudget
 	monitors     []*monitoringv1.ServiceMonitor
 	rules        []*monitoringv1.PrometheusRule
@@ -174,6 +177,10 @@ func validateManifests(dir string, components []string) error {
 			s := &appsv1.StatefulSet{}
 			o.statefulSets = append(o.statefulSets, s)
 			target = s
+		case "apps/v1 Deployment":
+			d := &appsv1.Deployment{}
+			o.deployments = append(o.deployments, d)
+			target = d
 		case "policy/v1 PodDisruptionBudget":
 			p := &policyv1.PodDisruptionBudget{}
 			o.pdbs = append(o.pdbs, p)
@@ -208,83 +215,90 @@ func validateManifests(dir string, components []string) error {
 	return nil
 }
 
-// crossCheck finds references that do not resolve: what a schema cannot see.
+// crossCheck finds references that do not resolve: what a schema cannot see. A directory
+// holds either the scorer (one StatefulSet) or the relay (one Deployment).
 func crossCheck(o *objects) []string {
-	var p []string
-	if len(o.statefulSets) != 1 {
-		return append(p, fmt.Sprintf("expected one StatefulSet, found %d", len(o.statefulSets)))
+	switch {
+	case len(o.statefulSets) == 1 && len(o.deployments) == 0:
+		return checkScorer(o)
+	case len(o.deployments) == 1 && len(o.statefulSets) == 0:
+		return checkRelay(o)
 	}
+	return []string{fmt.Sprintf("expected one StatefulSet (scorer) or one Deployment (relay), found %d and %d",
+		len(o.statefulSets), len(o.deployments))}
+}
+
+func checkScorer(o *objects) []string {
 	ss := o.statefulSets[0]
-	podLabels := labels.Set(ss.Spec.Template.Labels)
-	if sel := labels.SelectorFromSet(ss.Spec.Selector.MatchLabels); !sel.Matches(podLabels) {
-		p = append(p, "StatefulSet selector does not match its pod template labels")
-	}
-	if ss.Spec.Template.Spec.TerminationGracePeriodSeconds == nil || *ss.Spec.Template.Spec.TerminationGracePeriodSeconds < 45 {
-		p = append(p, "StatefulSet terminationGracePeriodSeconds must cover the graceful shutdown (>= 45 s)")
-	}
+	var p []string
 	if len(ss.Spec.VolumeClaimTemplates) == 0 {
 		p = append(p, "StatefulSet has no volumeClaimTemplates: the state needs a volume per pod")
 	}
-	ports := map[string]int32{}
-	volumes := map[string]bool{}
-	for _, v := range ss.Spec.Template.Spec.Volumes {
-		volumes[v.Name] = true
-		if v.ConfigMap != nil && o.configMaps[v.ConfigMap.Name] == nil {
-			p = append(p, "volume "+v.Name+" references missing ConfigMap "+v.ConfigMap.Name)
-		}
-	}
+	claims := map[string]bool{}
 	for _, t := range ss.Spec.VolumeClaimTemplates {
-		volumes[t.Name] = true
+		claims[t.Name] = true
 	}
-	for _, c := range ss.Spec.Template.Spec.Containers {
-		for _, port := range c.Ports {
-			ports[port.Name] = port.ContainerPort
-		}
-		for _, m := range c.VolumeMounts {
-			if !volumes[m.Name] {
-				p = append(p, "container "+c.Name+" mounts unknown volume "+m.Name)
-			}
-		}
-		for _, e := range c.Env {
-			if e.ValueFrom != nil && e.ValueFrom.ConfigMapKeyRef != nil {
-				ref := e.ValueFrom.ConfigMapKeyRef
-				if cm := o.configMaps[ref.Name]; cm == nil {
-					p = append(p, "env "+e.Name+" references missing ConfigMap "+ref.Name)
-				} else if _, ok := cm.Data[ref.Key]; !ok {
-					p = append(p, "env "+e.Name+" references missing key "+ref.Key+" of "+ref.Name)
-				}
-			}
-		}
-		probes := map[string]*corev1.Probe{
-			"startup": c.StartupProbe, "liveness": c.LivenessProbe, "readiness": c.ReadinessProbe,
-		}
-		for name, probe := range probes {
-			if probe == nil || probe.HTTPGet == nil {
-				p = append(p, "container "+c.Name+" has no HTTP "+name+" probe")
-				continue
-			}
-			if _, ok := ports[probe.HTTPGet.Port.StrVal]; !ok {
-				p = append(p, name+" probe port "+probe.HTTPGet.Port.String()+" is not a container port")
-			}
-		}
-		if c.ReadinessProbe != nil && c.ReadinessProbe.HTTPGet != nil && c.ReadinessProbe.HTTPGet.Path != "/readyz" {
-			p = append(p, "readiness probe must call /readyz")
-		}
-		if c.LivenessProbe != nil && c.LivenessProbe.HTTPGet != nil && c.LivenessProbe.HTTPGet.Path != "/healthz" {
-			p = append(p, "liveness probe must call /healthz")
-		}
-		if c.Resources.Requests.Memory().IsZero() {
-			p = append(p, "container "+c.Name+" has no memory request")
-		}
-	}
-	servicePorts := map[string]bool{}
+	_, more := checkWorkload("StatefulSet", ss.Spec.Selector, ss.Spec.Template, claims, 45, o)
+	p = append(p, more...)
 	headless := false
 	for _, s := range o.services {
 		if s.Name == ss.Spec.ServiceName && s.Spec.ClusterIP == corev1.ClusterIPNone {
 			headless = true
 		}
+	}
+	if !headless {
+		p = append(p, "the StatefulSet's serviceName "+ss.Spec.ServiceName+" is not a headless Service")
+	}
+	for _, s := range o.scaled {
+		ref := s.Spec.ScaleTargetRef
+		if ref == nil || ref.Kind != "StatefulSet" || ref.Name != ss.Name {
+			p = append(p, "ScaledObject "+s.Name+" does not target the StatefulSet")
+		}
+	}
+	return p
+}
+
+func checkRelay(o *objects) []string {
+	d := o.deployments[0]
+	// The relay drains requests in flight for relay.drain_timeout_ms (10 s) before it commits.
+	_, p := checkWorkload("Deployment", d.Spec.Selector, d.Spec.Template, nil, 15, o)
+	if len(o.scaled) > 0 {
+		p = append(p, "a ScaledObject beside the relay: scale it by partitions, not by lag")
+	}
+	return p
+}
+
+// checkWorkload checks a pod template and what refers to it: selector, grace period, volumes,
+// ConfigMap references, probes and their ports, memory request; Services, PDBs,
+// ServiceMonitors and PrometheusRules around it.
+func checkWorkload(kind string, selector *metav1.LabelSelector, tmpl corev1.PodTemplateSpec,
+	extraVolumes map[string]bool, minGrace int64, o *objects) (labels.Set, []string) {
+	var p []string
+	podLabels := labels.Set(tmpl.Labels)
+	if selector == nil || !labels.SelectorFromSet(selector.MatchLabels).Matches(podLabels) {
+		p = append(p, kind+" selector does not match its pod template labels")
+	}
+	if g := tmpl.Spec.TerminationGracePeriodSeconds; g == nil || *g < minGrace {
+		p = append(p, fmt.Sprintf("%s terminationGracePeriodSeconds must cover the graceful shutdown (>= %d s)", kind, minGrace))
+	}
+	ports := map[string]int32{}
+	volumes := map[string]bool{}
+	for name := range extraVolumes {
+		volumes[name] = true
+	}
+	for _, v := range tmpl.Spec.Volumes {
+		volumes[v.Name] = true
+		if v.ConfigMap != nil && o.configMaps[v.ConfigMap.Name] == nil {
+			p = append(p, "volume "+v.Name+" references missing ConfigMap "+v.ConfigMap.Name)
+		}
+	}
+	for _, c := range tmpl.Spec.Containers {
+		p = append(p, checkContainer(c, volumes, ports, o)...)
+	}
+	servicePorts := map[string]bool{}
+	for _, s := range o.services {
 		if !labels.SelectorFromSet(s.Spec.Selector).Matches(podLabels) {
-			p = append(p, "Service "+s.Name+" does not select the scorer pods")
+			p = append(p, "Service "+s.Name+" does not select the "+kind+"'s pods")
 		}
 		for _, port := range s.Spec.Ports {
 			servicePorts[port.Name] = true
@@ -293,13 +307,9 @@ func crossCheck(o *objects) []string {
 			}
 		}
 	}
-	if !headless {
-		p = append(p, "the StatefulSet's serviceName "+ss.Spec.ServiceName+" is not a headless Service")
-	}
 	for _, pdb := range o.pdbs {
-		sel := labels.SelectorFromSet(pdb.Spec.Selector.MatchLabels)
-		if !sel.Matches(podLabels) {
-			p = append(p, "PodDisruptionBudget "+pdb.Name+" does not select the scorer pods")
+		if !labels.SelectorFromSet(pdb.Spec.Selector.MatchLabels).Matches(podLabels) {
+			p = append(p, "PodDisruptionBudget "+pdb.Name+" does not select the "+kind+"'s pods")
 		}
 	}
 	for _, m := range o.monitors {
@@ -318,14 +328,61 @@ func crossCheck(o *objects) []string {
 			p = append(p, "ServiceMonitor "+m.Name+" selects no Service")
 		}
 	}
-	for _, s := range o.scaled {
-		ref := s.Spec.ScaleTargetRef
-		if ref == nil || ref.Kind != "StatefulSet" || ref.Name != ss.Name {
-			p = append(p, "ScaledObject "+s.Name+" does not target the StatefulSet")
-		}
-	}
 	if len(o.rules) == 0 {
 		p = append(p, "no PrometheusRule")
+	}
+	return podLabels, p
+}
+
+// checkContainer records the container's ports in `ports` and checks its mounts, ConfigMap
+// references, probes and memory request.
+func checkContainer(c corev1.Container, volumes map[string]bool, ports map[string]int32, o *objects) []string {
+	var p []string
+	for _, port := range c.Ports {
+		ports[port.Name] = port.ContainerPort
+	}
+	for _, m := range c.VolumeMounts {
+		if !volumes[m.Name] {
+			p = append(p, "container "+c.Name+" mounts unknown volume "+m.Name)
+		}
+	}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil && e.ValueFrom.ConfigMapKeyRef != nil {
+			ref := e.ValueFrom.ConfigMapKeyRef
+			if cm := o.configMaps[ref.Name]; cm == nil {
+				p = append(p, "env "+e.Name+" references missing ConfigMap "+ref.Name)
+			} else if _, ok := cm.Data[ref.Key]; !ok {
+				p = append(p, "env "+e.Name+" references missing key "+ref.Key+" of "+ref.Name)
+			}
+		}
+	}
+	for _, e := range c.EnvFrom {
+		if e.ConfigMapRef != nil && o.configMaps[e.ConfigMapRef.Name] == nil {
+			p = append(p, "envFrom references missing ConfigMap "+e.ConfigMapRef.Name)
+		}
+	}
+	probes := map[string]*corev1.Probe{
+		"startup": c.StartupProbe, "liveness": c.LivenessProbe, "readiness": c.ReadinessProbe,
+	}
+	names := []string{"startup", "liveness", "readiness"}
+	for _, name := range names {
+		probe := probes[name]
+		if probe == nil || probe.HTTPGet == nil {
+			p = append(p, "container "+c.Name+" has no HTTP "+name+" probe")
+			continue
+		}
+		if _, ok := ports[probe.HTTPGet.Port.StrVal]; !ok {
+			p = append(p, name+" probe port "+probe.HTTPGet.Port.String()+" is not a container port")
+		}
+	}
+	if c.ReadinessProbe != nil && c.ReadinessProbe.HTTPGet != nil && c.ReadinessProbe.HTTPGet.Path != "/readyz" {
+		p = append(p, "readiness probe must call /readyz")
+	}
+	if c.LivenessProbe != nil && c.LivenessProbe.HTTPGet != nil && c.LivenessProbe.HTTPGet.Path != "/healthz" {
+		p = append(p, "liveness probe must call /healthz")
+	}
+	if c.Resources.Requests.Memory().IsZero() {
+		p = append(p, "container "+c.Name+" has no memory request")
 	}
 	return p
 }

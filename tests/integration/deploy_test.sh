@@ -12,6 +12,7 @@ validate=$work/validate
 
 "$validate" manifests "$src/deploy/k8s/base"
 "$validate" manifests "$src/deploy/k8s/base" "$src/deploy/k8s/components/keda"
+"$validate" manifests "$src/deploy/k8s/relay"
 "$validate" dashboard "$src/deploy/grafana/pqa-scorer.json"
 
 # Alert rules: syntax, then behaviour (deploy/k8s/tests/alerts_test.yaml).
@@ -20,17 +21,25 @@ mkdir -p "$work/rules"
 promtool check rules "$work/rules/rules.yaml"
 cp "$src/deploy/k8s/tests/alerts_test.yaml" "$work/rules/"
 promtool test rules "$work/rules/alerts_test.yaml"
+"$validate" rules "$src/deploy/k8s/relay" >"$work/rules/relay_rules.yaml"
+promtool check rules "$work/rules/relay_rules.yaml"
+cp "$src/deploy/k8s/tests/relay_alerts_test.yaml" "$work/rules/"
+promtool test rules "$work/rules/relay_alerts_test.yaml"
 
 # Each mutation is a typo or a broken reference; the validator must refuse it, naming it.
-expect_refused() {  # FILE SED-EXPRESSION WHAT-THE-ERROR-NAMES [COMPONENT]
+expect_refused() {  # FILE SED-EXPRESSION WHAT-THE-ERROR-NAMES [COMPONENT | relay]
   local tree=$work/mutated
   rm -rf "$tree" && mkdir -p "$tree/deploy"
   cp -r "$src/deploy/k8s" "$tree/deploy/" && cp -r "$src/config" "$tree/"
   sed -i "$2" "$tree/deploy/k8s/$1"
   cmp -s "$src/deploy/k8s/$1" "$tree/deploy/k8s/$1" && { echo "mutation $2 changed nothing"; exit 1; }
-  local components=()
-  [ -n "${4:-}" ] && components=("$tree/deploy/k8s/$4")
-  if "$validate" manifests "$tree/deploy/k8s/base" "${components[@]}" >"$work/out" 2>&1; then
+  local components=() dir=$tree/deploy/k8s/base
+  if [ "${4:-}" = relay ]; then
+    dir=$tree/deploy/k8s/relay
+  elif [ -n "${4:-}" ]; then
+    components=("$tree/deploy/k8s/$4")
+  fi
+  if "$validate" manifests "$dir" "${components[@]}" >"$work/out" 2>&1; then
     echo "FAIL: accepted $1 after '$2'"; exit 1
   fi
   grep -q -- "$3" "$work/out" || { echo "FAIL: error does not name '$3':"; cat "$work/out"; exit 1; }
@@ -48,4 +57,8 @@ expect_refused base/servicemonitor.yaml 's/- port: http/- port: web/' 'unknown S
 expect_refused base/prometheusrule.yaml '0,/expr:/s//expression:/' 'expression'
 expect_refused components/keda/scaledobject.yaml 's/minReplicaCount/minReplicas/' 'minReplicas' components/keda
 expect_refused components/keda/scaledobject.yaml 's/name: pqa-scorer$/name: other/' 'does not target the StatefulSet' components/keda
+expect_refused relay/deployment.yaml 's/livenessProbe:/livenesProbe:/' 'livenesProbe' relay
+expect_refused relay/deployment.yaml 's/terminationGracePeriodSeconds: 30/terminationGracePeriodSeconds: 5/' 'must cover the graceful shutdown' relay
+expect_refused relay/deployment.yaml 's/name: pqa-relay-env/name: pqa-relay-environment/' 'envFrom references missing ConfigMap pqa-relay-environment' relay
+expect_refused relay/servicemonitor.yaml 's/- port: http/- port: metrics/' 'unknown Service port metrics' relay
 echo "deploy files: ok"

@@ -18,6 +18,7 @@ import atexit
 import http.server
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -555,6 +556,13 @@ def scenario_dead_letter():
             lint = subprocess.run(["promtool", "check", "metrics"], stdin=f,
                                   capture_output=True, text=True)
         check(lint.returncode == 0, f"promtool check metrics: {lint.stdout}{lint.stderr}")
+    # Every relay series the shipped alerts use exists.
+    rules = open(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                              "../../deploy/k8s/relay/prometheusrule.yaml")).read()
+    exposed = {line.split("{")[0].split(" ")[0] for line in open(exposition)
+               if not line.startswith("#")}
+    used = set(re.findall(r"pqa_relay_[a-z0-9_]+", rules))
+    check(used and used <= exposed, f"alerts use series the relay does not expose: {used - exposed}")
     wait_for(10, "the offsets to be committed", lambda: relay.metric(
         "pqa_relay_pending_signals") == 0)
     time.sleep(1)  # one more commit interval
