@@ -161,7 +161,8 @@ int sink(std::map<std::string, std::string> f) {
   auto& l = stats.latencies_ms;
   std::sort(l.begin(), l.end());
   auto pct = [&](double p) {
-    return l.empty() ? 0.0 : l[std::min(l.size() - 1, static_cast<std::size_t>(p * double(l.size())))];
+    return l.empty() ? 0.0
+                     : l[std::min(l.size() - 1, static_cast<std::size_t>(p * double(l.size())))];
   };
   const double seconds = double(stats.last_ms - stats.first_ms) / 1000.0;
   std::printf(
