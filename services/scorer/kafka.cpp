@@ -1,5 +1,7 @@
 #include "kafka.h"
 
+#include <simdjson.h>
+
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -166,6 +168,22 @@ void create_topics(rd_kafka_t* rk, const std::vector<TopicSpec>& topics,
     throw KafkaError(std::string("creating topic ") + rd_kafka_topic_result_name(results[i]) +
                      ": " + (why ? why : rd_kafka_err2str(code)));
   }
+}
+
+bool statistics_show_a_broker_up(std::string_view json) {
+  thread_local simdjson::dom::parser parser;  // statistics arrive on the polling thread
+  simdjson::dom::element root;
+  if (parser.parse(json.data(), json.size()).get(root) != simdjson::SUCCESS) return false;
+  simdjson::dom::object brokers;
+  if (root["brokers"].get(brokers) != simdjson::SUCCESS) return false;
+  for (auto [name, broker] : brokers) {
+    std::string_view state;
+    std::int64_t node = -1;
+    if (broker["state"].get(state) == simdjson::SUCCESS && state == "UP" &&
+        broker["nodeid"].get(node) == simdjson::SUCCESS && node >= 0)
+      return true;
+  }
+  return false;
 }
 
 bool is_secret_property(std::string_view name) {

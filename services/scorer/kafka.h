@@ -105,6 +105,11 @@ struct TopicSpec {
 void create_topics(rd_kafka_t* rk, const std::vector<TopicSpec>& topics,
                    std::chrono::milliseconds timeout);
 
+/// Whether librdkafka's statistics JSON (statistics.interval.ms) shows a broker (not the
+/// bootstrap placeholder) in state UP: how a client learns it is connected again after
+/// RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN, for which there is no "up" event.
+bool statistics_show_a_broker_up(std::string_view json);
+
 /// Whether a property's value must never be printed (passwords, keys, tokens).
 bool is_secret_property(std::string_view name);
 

@@ -75,6 +75,8 @@ kafka::Properties consumer_properties(const ServiceConfig& c) {
   p["enable.auto.commit"] = "false";
   p["enable.auto.offset.store"] = "false";
   p["isolation.level"] = "read_committed";
+  // Readiness after a broker outage comes from the statistics (Relay::on_statistics).
+  if (!p.count("statistics.interval.ms")) p["statistics.interval.ms"] = "5000";
   return p;
 }
 
@@ -150,6 +152,8 @@ class Relay {
   static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                            rd_kafka_topic_partition_list_t* partitions, void* opaque);
   static void on_delivery(rd_kafka_t* rk, const rd_kafka_message_t* msg, void* opaque);
+  static void on_error(rd_kafka_t* rk, int err, const char* reason, void* opaque);
+  static int on_statistics(rd_kafka_t* rk, char* json, size_t len, void* opaque);
   void rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                  rd_kafka_topic_partition_list_t* partitions);
   void wait_for_wakeup();
@@ -198,6 +202,8 @@ class Relay {
 
   bool paused_ = false;
   bool stopping_ = false;
+  bool brokers_down_ = false;  ///< from ALL_BROKERS_DOWN until statistics show one UP
+  bool joined_ = false;        ///< a first assignment arrived
   TimeMs stop_deadline_ = 0;
   TimeMs last_commit_ = 0;
   std::optional<TimeMs> pump_at_;
@@ -231,6 +237,8 @@ Relay::Relay(const ServiceConfig& config, RelayMetrics& metrics)
 
   auto consumer_conf = kafka::make_conf(consumer_properties(config));
   rd_kafka_conf_set_rebalance_cb(consumer_conf.get(), &Relay::on_rebalance);
+  rd_kafka_conf_set_error_cb(consumer_conf.get(), &Relay::on_error);
+  rd_kafka_conf_set_stats_cb(consumer_conf.get(), &Relay::on_statistics);
   rd_kafka_conf_set_opaque(consumer_conf.get(), this);
   consumer_ = kafka::make_client(RD_KAFKA_CONSUMER, std::move(consumer_conf));
   rd_kafka_poll_set_consumer(consumer_.get());
@@ -335,7 +343,7 @@ void Relay::rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
     log::info("relay", "partitions revoked", {{"count", std::to_string(partitions->cnt)}});
   }
   metrics_.assigned_partitions().Set(static_cast<double>(generations_.size()));
-  metrics_.set_ready(!stopping_);
+  joined_ = true;
   update_gauges();
 }
 
@@ -343,10 +351,8 @@ void Relay::handle_message(const rd_kafka_message_t& msg) {
   if (msg.err) {
     if (msg.err == RD_KAFKA_RESP_ERR__PARTITION_EOF) return;
     log::warn("relay", "consumer error", {{"error", rd_kafka_message_errstr(&msg)}});
-    if (msg.err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) metrics_.set_ready(false);
     return;
   }
-  metrics_.set_ready(!stopping_);
   const auto gen = generations_.find(msg.partition);
   if (gen == generations_.end()) return;  // a partition revoked while its messages queued
   metrics_.consumed().Increment();
@@ -450,6 +456,26 @@ void Relay::produce_dead_letter(const SignalPtr& signal, std::string endpoint, s
     return;
   }
   dead_letters_.emplace(token, DeadLetter{signal, std::move(endpoint), std::move(error), attempts});
+}
+
+void Relay::on_error(rd_kafka_t*, int err, const char* reason, void* opaque) {
+  auto& self = *static_cast<Relay*>(opaque);
+  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+    self.brokers_down_ = true;
+    self.update_gauges();
+  }
+  log::warn(
+      "relay", "kafka client error",
+      {{"error", rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err))}, {"reason", reason}});
+}
+
+int Relay::on_statistics(rd_kafka_t*, char* json, size_t len, void* opaque) {
+  auto& self = *static_cast<Relay*>(opaque);
+  if (self.brokers_down_ && kafka::statistics_show_a_broker_up(std::string_view(json, len))) {
+    self.brokers_down_ = false;
+    self.update_gauges();
+  }
+  return 0;  // librdkafka frees the JSON
 }
 
 void Relay::on_delivery(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) {
@@ -575,6 +601,7 @@ void Relay::update_gauges() {
     e->metrics.slow_down_factor->Set(e->queue.slow_down_factor());
   }
   metrics_.pending_signals().Set(static_cast<double>(offsets_.unfinished()));
+  metrics_.set_ready(joined_ && !brokers_down_ && !stopping_);
 }
 
 void Relay::tick() {

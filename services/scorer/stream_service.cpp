@@ -687,20 +687,12 @@ int StreamService::Impl::on_statistics(rd_kafka_t*, char* json, size_t len, void
 }
 
 void StreamService::Impl::read_statistics(std::string_view json) {
-  simdjson::dom::element root = statistics_parser.parse(json.data(), json.size());
   // Any broker up means connected again (librdkafka reports all-down through on_error).
-  simdjson::dom::object brokers;
-  if (root["brokers"].get(brokers) == simdjson::SUCCESS)
-    for (auto [name, broker] : brokers) {
-      std::string_view state;
-      std::int64_t node = -1;
-      if (broker["state"].get(state) == simdjson::SUCCESS && state == "UP" &&
-          broker["nodeid"].get(node) == simdjson::SUCCESS && node >= 0 && brokers_down) {
-        brokers_down = false;
-        update_gauges();
-        break;
-      }
-    }
+  if (brokers_down && kafka::statistics_show_a_broker_up(json)) {
+    brokers_down = false;
+    update_gauges();
+  }
+  simdjson::dom::element root = statistics_parser.parse(json.data(), json.size());
   simdjson::dom::object partitions;
   if (root["topics"][config.kafka.input_topic]["partitions"].get(partitions) != simdjson::SUCCESS)
     return;

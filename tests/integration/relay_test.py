@@ -545,6 +545,8 @@ def scenario_dead_letter():
           "invalid signal: signal_id is missing or not a string", "broken-2 reason")
     check(by_key["broken-1"]["payload"] == "{not json", "the invalid record is kept whole")
     check(relay.metric("pqa_relay_endpoint_disabled", endpoint="gone") == 1, "gone not disabled")
+    with urllib.request.urlopen(f"http://127.0.0.1:{relay.admin_port}/readyz", timeout=2) as r:
+        check(r.status == 200, f"/readyz answered {r.status}")
     check(relay.metric("pqa_relay_signals_invalid_total") == 2, "invalid signals not counted")
     check(relay.metric("pqa_relay_dead_letters_total") == 22, "dead letters not counted")
     check(not receiver.delivered and not untrusted.delivered, "a failing endpoint got a 2xx")
