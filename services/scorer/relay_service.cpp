@@ -160,7 +160,7 @@ class Relay {
   void drain_kafka();
   void handle_message(const rd_kafka_message_t& msg);
   void commit(bool sync);
-  void set_paused(bool paused);
+  void set_paused(bool paused, std::string_view why);
   void produce_dead_letter(const SignalPtr& signal, std::string endpoint, std::string error,
                            int attempts);
 
@@ -204,6 +204,7 @@ class Relay {
   bool stopping_ = false;
   bool brokers_down_ = false;  ///< from ALL_BROKERS_DOWN until statistics show one UP
   bool joined_ = false;        ///< a first assignment arrived
+  bool destroying_ = false;    ///< in ~Relay: the rebalance callback only unassigns
   TimeMs stop_deadline_ = 0;
   TimeMs last_commit_ = 0;
   std::optional<TimeMs> pump_at_;
@@ -264,6 +265,12 @@ Relay::Relay(const ServiceConfig& config, RelayMetrics& metrics)
 }
 
 Relay::~Relay() {
+  if (consumer_) {
+    // Not stopped by finish_stop (an exception left run()): leave the group now, while every
+    // member the rebalance callback touches is still alive; it only unassigns from here on.
+    destroying_ = true;
+    rd_kafka_consumer_close(consumer_.get());
+  }
   // Queue IO events write into the pipe: turn them off before it closes.
   if (consumer_queue_) rd_kafka_queue_io_event_enable(consumer_queue_.get(), -1, nullptr, 0);
   if (producer_queue_) rd_kafka_queue_io_event_enable(producer_queue_.get(), -1, nullptr, 0);
@@ -314,6 +321,17 @@ void Relay::on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
 void Relay::rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                       rd_kafka_topic_partition_list_t* partitions) {
   const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
+  if (destroying_) {  // nothing may throw or commit here (see ~Relay)
+    if (cooperative) {
+      if (auto* error = err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS
+                            ? rd_kafka_incremental_assign(rk, partitions)
+                            : rd_kafka_incremental_unassign(rk, partitions))
+        rd_kafka_error_destroy(error);
+    } else {
+      rd_kafka_assign(rk, nullptr);
+    }
+    return;
+  }
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     for (int i = 0; i < partitions->cnt; ++i) {
       const int p = partitions->elems[i].partition;
@@ -397,10 +415,11 @@ void Relay::handle_message(const rd_kafka_message_t& msg) {
   for (auto& e : endpoints_)
     if (route_matches(e->config.routes, *signal))
       handle_finished(*e, e->queue.enqueue(signal, now));
-  if (!paused_ && offsets_.unfinished() >= relay_.max_pending_signals) set_paused(true);
+  if (!paused_ && offsets_.unfinished() >= relay_.max_pending_signals)
+    set_paused(true, "max_pending_signals reached");
 }
 
-void Relay::set_paused(bool paused) {
+void Relay::set_paused(bool paused, std::string_view why) {
   rd_kafka_topic_partition_list_t* assignment = nullptr;
   if (rd_kafka_assignment(consumer_.get(), &assignment) != RD_KAFKA_RESP_ERR_NO_ERROR) return;
   kafka::PartitionList owned(assignment);
@@ -410,8 +429,8 @@ void Relay::set_paused(bool paused) {
     rd_kafka_resume_partitions(consumer_.get(), owned.get());
   paused_ = paused;
   metrics_.consumer_paused().Set(paused ? 1 : 0);
-  log::info("relay",
-            paused ? "consumption paused: max_pending_signals reached" : "consumption resumed");
+  log::info("relay", paused ? "consumption paused" : "consumption resumed",
+            {{"reason", std::string(why)}});
 }
 
 void Relay::commit(bool sync) {
@@ -609,7 +628,8 @@ void Relay::tick() {
   const TimeMs now = steady_now();
   if (!stopping_) {
     if (now - last_commit_ >= relay_.commit_interval_ms) commit(false);
-    if (paused_ && offsets_.unfinished() < relay_.max_pending_signals * 9 / 10) set_paused(false);
+    if (paused_ && offsets_.unfinished() < relay_.max_pending_signals * 9 / 10)
+      set_paused(false, "below 90 % of max_pending_signals");
   } else if (now >= stop_deadline_) {
     log::warn("relay",
               "drain timeout: stopping with requests in flight (they are sent again "
@@ -633,7 +653,7 @@ void Relay::begin_stop() {
   stopping_ = true;
   metrics_.set_ready(false);
   stop_deadline_ = steady_now() + relay_.drain_timeout_ms;
-  if (!paused_) set_paused(true);
+  if (!paused_) set_paused(true, "stopping");
   if (std::all_of(endpoints_.begin(), endpoints_.end(),
                   [](const auto& e) { return e->queue.in_flight() == 0; }))
     finish_stop();

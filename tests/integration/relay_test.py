@@ -104,6 +104,7 @@ class Receiver:
         self.requests = 0
         self.delivered = []  # dicts: time, path, method, headers, body
         self.bad_signatures = []
+        self.arrivals = {}  # request number -> arrival time, whatever the answer
         self.plan = lambda path, n: ("ok",)
         self.server = None
         self.start()
@@ -132,6 +133,8 @@ class Receiver:
                     receiver.requests += 1
                     n = receiver.requests
                 action = receiver.plan(self.path, n)
+                with receiver.lock:
+                    receiver.arrivals[n] = time.time()
                 if action[0] == "close":
                     self.close_connection = True
                     return
@@ -312,7 +315,9 @@ def scenario_faults():
         return ("ok",)
     receiver.plan = plan
     create_topic(f"{NAME}-signals", 3)
-    relay = Relay(kafka_section(NAME) + f"""  endpoints:
+    # A small bound on pending signals: the relay pauses while the endpoint fails, and resumes.
+    relay = Relay(kafka_section(NAME) + f"""  max_pending_signals: 100
+  endpoints:
     - name: crm-hooks
       url: "{receiver.url('/hooks/pqa')}"
       secrets: "${{PQA_TEST_WEBHOOK_SECRET}}"
@@ -345,6 +350,12 @@ def scenario_faults():
     seen = {o: relay.metric("pqa_relay_delivery_attempts_total", outcome=o)
             for o in ("slow_down", "retryable_error", "transport_error", "success")}
     retries = relay.metric("pqa_relay_retries_total")
+    # Retry-After: 1 on requests 9-12 pauses the endpoint: request 13 comes a second later.
+    gap = receiver.arrivals[13] - receiver.arrivals[12]
+    check(gap >= 0.9, f"request 13 came {gap:.3f} s after a 429 with Retry-After: 1")
+    first_log = open(relay.log.name).read()
+    check('"consumption paused","reason":"max_pending_signals reached"' in first_log and
+          '"consumption resumed"' in first_log, "the relay did not pause at max_pending_signals")
     relay.kill()  # mid-way, uncommitted deliveries are delivered again
     relay.start(env={"PQA_TEST_WEBHOOK_SECRET": SECRET})
     wait_for(120, "every signal", lambda: delivered_ids() >= all_ids)
