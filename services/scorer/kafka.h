@@ -106,8 +106,11 @@ void create_topics(rd_kafka_t* rk, const std::vector<TopicSpec>& topics,
                    std::chrono::milliseconds timeout);
 
 /// Whether librdkafka's statistics JSON (statistics.interval.ms) shows a broker (not the
-/// bootstrap placeholder) in state UP: how a client learns it is connected again after
-/// RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN, for which there is no "up" event.
+/// bootstrap placeholder) in state UP. Together with RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN
+/// (the immediate "down", for which there is no "up" event) it is a client's view of its
+/// brokers: each report says whether it is connected, and corrects an outage whose
+/// ALL_BROKERS_DOWN was not raised (librdkafka raises it once per outage, only when every
+/// known broker, the bootstrap one included, has been seen down).
 bool statistics_show_a_broker_up(std::string_view json);
 
 /// Whether a property's value must never be printed (passwords, keys, tokens).

@@ -490,8 +490,9 @@ void Relay::on_error(rd_kafka_t*, int err, const char* reason, void* opaque) {
 
 int Relay::on_statistics(rd_kafka_t*, char* json, size_t len, void* opaque) {
   auto& self = *static_cast<Relay*>(opaque);
-  if (self.brokers_down_ && kafka::statistics_show_a_broker_up(std::string_view(json, len))) {
-    self.brokers_down_ = false;
+  const bool down = !kafka::statistics_show_a_broker_up(std::string_view(json, len));
+  if (down != self.brokers_down_) {
+    self.brokers_down_ = down;
     self.update_gauges();
   }
   return 0;  // librdkafka frees the JSON

@@ -447,10 +447,6 @@ void StreamService::Impl::handle(rd_kafka_message_t* raw) {
     log::warn("consumer", "consume error", {{"error", rd_kafka_message_errstr(m.get())}});
     return;
   }
-  if (brokers_down) {
-    brokers_down = false;  // a fetch arrived: connected again
-    update_gauges();
-  }
   auto it = tasks.find(m->partition);
   if (it == tasks.end()) return;  // revoked while queued: its new owner processes it
   PartitionTask& task = *it->second;
@@ -687,9 +683,10 @@ int StreamService::Impl::on_statistics(rd_kafka_t*, char* json, size_t len, void
 }
 
 void StreamService::Impl::read_statistics(std::string_view json) {
-  // Any broker up means connected again (librdkafka reports all-down through on_error).
-  if (brokers_down && kafka::statistics_show_a_broker_up(json)) {
-    brokers_down = false;
+  // A message taken from librdkafka's queue is no proof of a connection (it may have been
+  // fetched before the outage): the statistics are, each interval, in both directions.
+  if (const bool down = !kafka::statistics_show_a_broker_up(json); down != brokers_down) {
+    brokers_down = down;
     update_gauges();
   }
   simdjson::dom::element root = statistics_parser.parse(json.data(), json.size());

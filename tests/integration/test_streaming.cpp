@@ -4,10 +4,12 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -423,13 +425,22 @@ TEST_CASE("streaming: a broker restart mid-stream is ridden out", "[kafka][broke
   auto service = p.start("a");
   auto load = p.produce(5000);
   std::this_thread::sleep_for(1500ms);
-  // /readyz goes false while the broker is away, and true again by itself.
+  // /readyz goes false while the broker is away, and true again by itself. The prober runs
+  // until it has seen both, or for 15 s after the broker is back: the service learns of an
+  // outage at once (ALL_BROKERS_DOWN) or at its next statistics report (5 s), and of the
+  // broker's return at the first report after it.
   const int port = p.admin_port("a");
   std::atomic<bool> restarted{false};
   std::vector<int> readiness;
   std::thread prober([&] {
-    while (!restarted) {
+    const auto seen_down_then_up = [&] {
+      const auto down = std::find(readiness.begin(), readiness.end(), 503);
+      return std::find(down, readiness.end(), 200) != readiness.end();
+    };
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+    while (!seen_down_then_up() && (!deadline || std::chrono::steady_clock::now() < *deadline)) {
       readiness.push_back(http_get(port, "/readyz").status);
+      if (!deadline && restarted) deadline = std::chrono::steady_clock::now() + 15s;
       std::this_thread::sleep_for(100ms);
     }
   });
@@ -439,7 +450,9 @@ TEST_CASE("streaming: a broker restart mid-stream is ridden out", "[kafka][broke
   REQUIRE(load.wait() == 0);
   REQUIRE(p.consumed());
   CHECK(service.running());
-  CHECK(std::count(readiness.begin(), readiness.end(), 503) > 0);
+  const auto down = std::find(readiness.begin(), readiness.end(), 503);
+  CHECK(down != readiness.end());
+  CHECK(std::find(down, readiness.end(), 200) != readiness.end());
   CHECK(http_get(port, "/readyz").status == 200);
   stop_cleanly(p, "a", service);
   check_equal_to_replay(p, p.observe());
