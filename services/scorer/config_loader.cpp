@@ -11,6 +11,7 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <string_view>
 
 #include "relay_payload.h"
 #include "webhook_signing.h"
@@ -598,6 +599,16 @@ void read_endpoint(Section s, EndpointConfig& e, std::set<std::string>& names) {
     e.secrets = std::move(secrets);
   }
   for (const auto& [name, value] : read_properties(s, "headers")) {
+    // A name is an RFC 9110 token; a value has no line break, or it would smuggle headers.
+    const bool token = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) ||
+             std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    });
+    if (!token)
+      throw ConfigException(s.key_path("headers") + "." + name, "is not a valid header name");
+    if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos)
+      throw ConfigException(s.key_path("headers") + "." + name,
+                            "must not contain a line break or NUL");
     for (const char* reserved : {"webhook-id", "webhook-timestamp", "webhook-signature",
                                  "content-length", "host", "content-type"}) {
       std::string lower = name;

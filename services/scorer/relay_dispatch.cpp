@@ -96,7 +96,6 @@ std::vector<Finished> EndpointQueue::enqueue(SignalPtr signal, TimeMs now) {
   if (disabled_) return {Finished{{std::move(signal)}, Finish::kDeadLettered, disabled_reason_, 0}};
   const std::string& id = signal->account_id;
   Account& account = accounts_[id];
-  account.partition = signal->partition;
   ++queued_signals_;
   // The newest item is still waiting unless it is the one in flight.
   const bool last_waiting =
@@ -163,6 +162,7 @@ std::optional<Batch> EndpointQueue::take_batch(TimeMs now) {
   refill_tokens(now);
   if (ready_.empty() || !slot_free(now)) return std::nullopt;
   Batch batch;
+  batch.id = next_batch_id_;
   InFlight flight;
   while (!ready_.empty() && batch.signals.size() < policy_.max_records) {
     std::string id = std::move(ready_.front());
@@ -176,6 +176,7 @@ std::optional<Batch> EndpointQueue::take_batch(TimeMs now) {
     Account& account = it->second;
     account.scheduled = false;
     account.in_flight = true;
+    account.batch = batch.id;
     const Item& head = account.items.front();
     batch.signals.push_back(head.signals.back());
     batch.attempt = std::max(batch.attempt, head.attempts + 1);
@@ -184,13 +185,18 @@ std::optional<Batch> EndpointQueue::take_batch(TimeMs now) {
   if (batch.signals.empty()) return std::nullopt;
   if (policy_.rate_limit.requests > 0) tokens_ -= 1.0;
   if (breaker_tripped_) probe_in_flight_ = true;
-  batch.id = next_batch_id_++;
+  ++next_batch_id_;
   in_flight_.emplace(batch.id, std::move(flight));
   return batch;
 }
 
+TimeMs EndpointQueue::retry_after_capped(TimeMs retry_after) const {
+  // No signal waits longer than max_age: a longer pause would only outlive them all.
+  return std::clamp<TimeMs>(retry_after, 0, policy_.retry.max_age_ms);
+}
+
 TimeMs EndpointQueue::retry_delay(const Item& item, const AttemptResult& result) {
-  if (result.retry_after_ms) return std::max<TimeMs>(0, *result.retry_after_ms);
+  if (result.retry_after_ms) return retry_after_capped(*result.retry_after_ms);
   const auto& schedule = policy_.retry.schedule_ms;
   if (schedule.empty()) return 0;
   const std::size_t step = std::min<std::size_t>(
@@ -218,6 +224,7 @@ namespace {
 /// An item's signals as finished: the older ones superseded by the last, which has `outcome`.
 void finish_item(std::vector<SignalPtr> signals, Finish outcome, std::string error, int attempts,
                  std::vector<Finished>& out) {
+  if (signals.empty()) return;  // forgotten while in flight: no longer this relay's to finish
   if (signals.size() > 1) {
     Finished older{{}, Finish::kSuperseded, {}, attempts};
     older.signals.assign(signals.begin(), signals.end() - 1);
@@ -233,9 +240,10 @@ void EndpointQueue::fail_item(const std::string& id, Account& account, const Att
   Item& item = account.items.front();
   ++item.attempts;
   item.last_error = result.error;
-  if (policy_.coalesce && account.items.size() >= 2) {
+  if (policy_.coalesce && account.items.size() >= 2 && cls != AttemptClass::kPermanent) {
     // A newer update waits: it replaces this one, inheriting its attempts and age so that a
-    // busy account on a failing endpoint still reaches the dead letter in time.
+    // busy account on a failing endpoint still reaches the dead letter in time. Not after a
+    // refusal: that says this request was wrong, not the newer one, which gets its own try.
     Item& newer = account.items[1];
     newer.signals.insert(newer.signals.begin(), item.signals.begin(), item.signals.end());
     newer.attempts = item.attempts;
@@ -307,12 +315,19 @@ std::vector<Finished> EndpointQueue::complete(std::uint64_t batch_id, const Atte
   if (cls == AttemptClass::kSlowDown) {
     slow_factor_ = std::max(1.0 / 64, slow_factor_ / 2);
     if (result.retry_after_ms)
-      paused_until_ = std::max(paused_until_, now + *result.retry_after_ms);
+      paused_until_ = std::max(paused_until_, now + retry_after_capped(*result.retry_after_ms));
   }
   for (const std::string& id : ids) {
     auto it = accounts_.find(id);
-    if (it == accounts_.end() || !it->second.in_flight) continue;  // forgotten meanwhile
+    if (it == accounts_.end() || !it->second.in_flight || it->second.batch != batch_id) continue;
     Account& account = it->second;
+    if (account.items.front().signals.empty()) {  // forgotten while in flight
+      account.items.pop_front();
+      account.in_flight = false;
+      schedule(id, account, now);
+      erase_if_idle(id);
+      continue;
+    }
     if (cls != AttemptClass::kSuccess) {
       fail_item(id, account, result, cls, now, out);
       continue;
@@ -350,16 +365,35 @@ std::optional<TimeMs> EndpointQueue::next_wakeup(TimeMs now) const {
   return at;
 }
 
-void EndpointQueue::forget_partition(int partition) {
+void EndpointQueue::forget_partition(int partition, TimeMs now) {
+  // Per signal, not per account: an account's signals may come from several partitions (the
+  // topic was repartitioned).
   for (auto it = accounts_.begin(); it != accounts_.end();) {
-    if (it->second.partition != partition) {
-      ++it;
+    Account& account = it->second;
+    bool head_dropped = false;
+    for (std::size_t i = 0; i < account.items.size();) {
+      auto& signals = account.items[i].signals;
+      const std::size_t before = signals.size();
+      std::erase_if(signals, [&](const SignalPtr& s) { return s->partition == partition; });
+      queued_signals_ -= before - signals.size();
+      const bool awaited = i == 0 && account.in_flight;  // stays, empty, until it completes
+      if (signals.empty() && !awaited) {
+        account.items.erase(account.items.begin() + static_cast<std::ptrdiff_t>(i));
+        head_dropped |= i == 0;
+      } else {
+        ++i;
+      }
+    }
+    if (account.items.empty() && !account.in_flight) {
+      it = accounts_.erase(it);  // ready_ and delayed_ keep its name; take_batch skips it
       continue;
     }
-    for (const Item& item : it->second.items) queued_signals_ -= item.signals.size();
-    it = accounts_.erase(it);
+    if (head_dropped) {  // the new head may go at once, not at the dropped one's retry time
+      account.scheduled = false;
+      schedule(it->first, account, now);
+    }
+    ++it;
   }
-  // ready_ and delayed_ keep stale names; take_batch skips them.
 }
 
 BreakerState EndpointQueue::breaker_state(TimeMs now) const {

@@ -8,8 +8,10 @@
 // - Per-account order: an account has at most one request in flight per endpoint, and its
 //   signals leave in the order they came (a retry blocks the account's later signals).
 // - Coalescing (field-update endpoints): an account's queued update absorbs newer signals,
-//   which replace it; an update that failed while a newer one waits is superseded by it.
-// - Retries: backoff schedule with jitter, Retry-After honoured, dead letter after
+//   which replace it; an update that failed (retryably) while a newer one waits is superseded
+//   by it. A refused update (permanent 4xx) is dead-lettered alone: the newer one is tried.
+// - Retries: backoff schedule with jitter, Retry-After honoured (up to max_age: a receiver
+//   cannot park the relay for a year), dead letter after
 //   max_attempts or max_age; 4xx other than 401/403/408/409/425/429 is permanent (the request
 //   is wrong, repeating it cannot help) and dead-letters at once; 410 disables the endpoint.
 // - Slow down: 429/502/504 halve the endpoint's allowed concurrency and rate (recovering
@@ -105,8 +107,10 @@ class EndpointQueue {
   std::optional<TimeMs> next_wakeup(TimeMs now) const;
 
   /// Drops every signal read from `partition` (its assignment was revoked: the next owner
-  /// reads them again). Their in-flight requests complete without effect.
-  void forget_partition(int partition);
+  /// reads them again). A request in flight cannot be recalled: its account stays blocked
+  /// until it completes, so that signals read again after a re-assignment still leave after
+  /// it, and its result finishes only the signals of other partitions it carries.
+  void forget_partition(int partition, TimeMs now);
 
   std::size_t queued_signals() const { return queued_signals_; }
   int in_flight() const { return static_cast<int>(in_flight_.size()); }
@@ -117,7 +121,9 @@ class EndpointQueue {
 
  private:
   struct Item {
-    std::vector<SignalPtr> signals;  ///< oldest first; coalesced: the last is the one sent
+    /// Oldest first; coalesced: the last is the one sent. Empty: every signal of the item in
+    /// flight was forgotten (forget_partition), only its completion is awaited.
+    std::vector<SignalPtr> signals;
     int attempts = 0;
     TimeMs enqueued_at = 0;
     TimeMs not_before = 0;
@@ -126,8 +132,8 @@ class EndpointQueue {
   struct Account {
     std::deque<Item> items;
     bool in_flight = false;
-    bool scheduled = false;  ///< in ready_ or delayed_
-    int partition = -1;
+    std::uint64_t batch = 0;  ///< the batch carrying the head while in_flight
+    bool scheduled = false;   ///< in ready_ or delayed_
   };
   struct InFlight {
     std::vector<std::string> accounts;
@@ -139,6 +145,7 @@ class EndpointQueue {
   void refill_tokens(TimeMs now);
   double effective_rate() const;
   TimeMs retry_delay(const Item& item, const AttemptResult& result);
+  TimeMs retry_after_capped(TimeMs retry_after) const;
   void fail_item(const std::string& account_id, Account& account, const AttemptResult& result,
                  AttemptClass cls, TimeMs now, std::vector<Finished>& out);
   void disable(std::string reason, std::vector<Finished>& out);
@@ -166,6 +173,15 @@ class EndpointQueue {
   double tokens_ = 0;
   TimeMs tokens_at_ = -1;
 };
+
+/// The consumer's back-pressure: paused once `max_pending` signals are read and unfinished,
+/// resumed below 90 % of it (hysteresis; a bound of 1 resumes once nothing is pending).
+inline bool should_pause(std::size_t unfinished, std::size_t max_pending) {
+  return unfinished >= max_pending;
+}
+inline bool may_resume(std::size_t unfinished, std::size_t max_pending) {
+  return unfinished * 10 < max_pending * 9;
+}
 
 /// Where the consumer may commit: per partition, the offsets read and not yet finished.
 /// The committable position is the smallest unfinished offset, or one past the last read.

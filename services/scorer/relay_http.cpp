@@ -1,13 +1,16 @@
 #include "relay_http.h"
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <utility>  // before Asio: its awaitable.hpp uses std::exchange without including it
@@ -39,11 +42,30 @@ asio::awaitable<HttpReply> exchange(Stream& stream, Connection& c, const Request
                                     Clock::time_point deadline, bool& keep_alive) {
   c.lowest().expires_at(deadline);
   co_await http::async_write(stream, request, asio::use_awaitable);
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(kMaxResponseBody);
-  co_await http::async_read(stream, c.buffer, parser, asio::use_awaitable);
+  // Informational responses (103 Early Hints; 100 Continue is never asked for) come before
+  // the answer: skipped, or the answer would be read as the next request's.
+  std::optional<http::response_parser<http::string_body>> parser;
+  do {
+    parser.emplace();
+    // Else a long Content-Length fails the header itself. Not boost::none: Boost 1.74 compares
+    // the length with it as "greater than none", which is always true.
+    parser->body_limit(std::numeric_limits<std::uint64_t>::max());
+    co_await http::async_read_header(stream, c.buffer, *parser, asio::use_awaitable);
+  } while (parser->get().result_int() / 100 == 1);
+  // The verdict is in the status line: a body over the limit (a receiver echoing the records
+  // back) does not turn a 2xx into a failure. It is not read; the connection, left mid-body,
+  // is closed.
+  boost::system::error_code ec;
+  if (const auto length = parser->content_length(); length && *length > kMaxResponseBody) {
+    ec = http::error::body_limit;
+  } else {
+    parser->body_limit(kMaxResponseBody);  // a chunked body can still be long
+    co_await http::async_read(stream, c.buffer, *parser,
+                              asio::redirect_error(asio::use_awaitable, ec));
+    if (ec && ec != http::error::body_limit) throw boost::system::system_error(ec);
+  }
   c.lowest().expires_never();
-  const auto& response = parser.get();
+  const auto& response = parser->get();
   HttpReply reply;
   reply.status = static_cast<int>(response.result_int());
   if (auto it = response.find(http::field::retry_after); it != response.end())
@@ -52,8 +74,14 @@ asio::awaitable<HttpReply> exchange(Stream& stream, Connection& c, const Request
     std::string excerpt = response.body().substr(0, kErrorExcerpt);
     reply.error = "HTTP " + std::to_string(reply.status) + (excerpt.empty() ? "" : ": " + excerpt);
   }
-  keep_alive = response.keep_alive();
+  keep_alive = !ec && response.keep_alive();
   co_return reply;
+}
+
+bool is_ip_literal(const std::string& host) {
+  boost::system::error_code ec;
+  asio::ip::make_address(host, ec);
+  return !ec;
 }
 
 std::string describe(const boost::system::error_code& ec, int timeout_ms) {
@@ -87,7 +115,9 @@ struct HttpEndpointClient::Impl : std::enable_shared_from_this<Impl> {
         max_idle(static_cast<std::size_t>(e.max_in_flight)),
         verify(e.tls_verify) {
     const bool default_port = url.port == (url.tls ? "443" : "80");
-    host_header = default_port ? url.host : url.host + ":" + url.port;
+    const bool ipv6 = url.host.find(':') != std::string::npos;
+    host_header = ipv6 ? "[" + url.host + "]" : url.host;
+    if (!default_port) host_header += ":" + url.port;
     if (!url.tls) return;
     tls_context.emplace(ssl::context::tls_client);
     tls_context->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
@@ -105,9 +135,26 @@ struct HttpEndpointClient::Impl : std::enable_shared_from_this<Impl> {
     tls_context->set_verify_mode(verify ? ssl::verify_peer : ssl::verify_none);
   }
 
-  asio::awaitable<std::unique_ptr<Connection>> connect(Clock::time_point deadline) {
+  /// Resolves the host within the deadline (getaddrinfo has no timeout of its own).
+  asio::awaitable<tcp::resolver::results_type> resolve(Clock::time_point deadline) {
     tcp::resolver resolver(io);
-    auto endpoints = co_await resolver.async_resolve(url.host, url.port, asio::use_awaitable);
+    asio::steady_timer timer(io, deadline);
+    // Runs with operation_aborted, touching nothing, if the timer is cancelled first.
+    timer.async_wait([&resolver](const boost::system::error_code& ec) {
+      if (!ec) resolver.cancel();
+    });
+    boost::system::error_code ec;
+    auto results = co_await resolver.async_resolve(url.host, url.port,
+                                                   asio::redirect_error(asio::use_awaitable, ec));
+    timer.cancel();
+    if (ec == asio::error::operation_aborted)
+      throw boost::system::system_error(beast::error::timeout);
+    if (ec) throw boost::system::system_error(ec);
+    co_return results;
+  }
+
+  asio::awaitable<std::unique_ptr<Connection>> connect(Clock::time_point deadline) {
+    auto endpoints = co_await resolve(deadline);
     auto c = std::make_unique<Connection>();
     if (!url.tls) {
       c->plain.emplace(io);
@@ -118,8 +165,10 @@ struct HttpEndpointClient::Impl : std::enable_shared_from_this<Impl> {
     c->tls.emplace(io, *tls_context);
     c->lowest().expires_at(deadline);
     co_await c->lowest().async_connect(endpoints, asio::use_awaitable);
-    // SNI, so that a server hosting several names presents the right certificate.
-    if (!SSL_set_tlsext_host_name(c->tls->native_handle(), url.host.c_str()))
+    // SNI, so that a server hosting several names presents the right certificate (a name
+    // only: RFC 6066 forbids an address there).
+    if (!is_ip_literal(url.host) &&
+        !SSL_set_tlsext_host_name(c->tls->native_handle(), url.host.c_str()))
       throw boost::system::system_error(boost::system::error_code(
           static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category()));
     if (verify) c->tls->set_verify_callback(ssl::host_name_verification(url.host));
@@ -143,7 +192,8 @@ struct HttpEndpointClient::Impl : std::enable_shared_from_this<Impl> {
     const Request request = make_request(call);
     for (int round = 0;; ++round) {
       std::unique_ptr<Connection> c;
-      const bool reused = !idle.empty();
+      // The retry after a stale connection opens a new one: the other idle ones are as old.
+      const bool reused = round == 0 && !idle.empty();
       if (reused) {
         c = std::move(idle.back());
         idle.pop_back();
@@ -194,8 +244,12 @@ asio::awaitable<void> send_and_report(std::shared_ptr<HttpEndpointClient::Impl> 
 }  // namespace
 
 void HttpEndpointClient::send(HttpCall call, std::function<void(HttpReply)> on_reply) {
+  // An exception from on_reply (the caller's) leaves io_context::run() rather than vanishing,
+  // as asio::detached would let it.
   asio::co_spawn(impl_->io, send_and_report(impl_, std::move(call), std::move(on_reply)),
-                 asio::detached);
+                 [](const std::exception_ptr& error) {
+                   if (error) std::rethrow_exception(error);
+                 });
 }
 
 }  // namespace pqa::scorer::relay

@@ -1,6 +1,7 @@
 // The relay's HTTP(S) client for one endpoint: Boost.Beast over Asio, OpenSSL for TLS with
 // certificate and host-name verification, kept-alive connections reused across requests.
-// Runs on the caller's io_context thread; the callback is called there, exactly once.
+// Runs on the caller's io_context thread; the callback is called there, exactly once (an
+// exception it throws leaves io_context::run()).
 #pragma once
 
 #include <boost/asio/io_context.hpp>

@@ -2,7 +2,11 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <array>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
 #include <stdexcept>
 
 #include "json_output.h"
@@ -131,9 +135,15 @@ enum Placeholder : int {
 };
 
 void append_points(std::string& out, double v) {
-  char buf[32];
-  const int n = std::snprintf(buf, sizeof buf, "%.2f", v);
-  std::string_view s(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+  if (!std::isfinite(v)) v = 0;  // cannot come from JSON; never written as nan (not JSON)
+  char buf[64];
+  if (std::abs(v) >= 1e15) {  // beyond any score: shortest exact form, e.g. 1e+300
+    const auto written = std::to_chars(buf, buf + sizeof buf, v);
+    out.append(buf, written.ptr);
+    return;
+  }
+  const int n = std::snprintf(buf, sizeof buf, "%.2f", v);  // at most 20 characters here
+  std::string_view s(buf, std::clamp<std::size_t>(n > 0 ? n : 0, 0, sizeof buf - 1));
   while (s.size() > 1 && s.back() == '0') s.remove_suffix(1);
   if (!s.empty() && s.back() == '.') s.remove_suffix(1);
   out.append(s.empty() ? std::string_view("0") : s);

@@ -11,6 +11,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstring>
+#include <exception>
+#include <limits>
+#include <map>
 #include <optional>
 #include <unordered_map>
 #include <utility>  // before Asio: its awaitable.hpp uses std::exchange without including it
@@ -156,6 +159,7 @@ class Relay {
   static int on_statistics(rd_kafka_t* rk, char* json, size_t len, void* opaque);
   void rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                  rd_kafka_topic_partition_list_t* partitions);
+  void rethrow_callback_error();
   void wait_for_wakeup();
   void drain_kafka();
   void handle_message(const rd_kafka_message_t& msg);
@@ -195,8 +199,13 @@ class Relay {
 
   relay::OffsetTracker offsets_;
   std::unordered_map<int, std::uint64_t> generations_;
-  /// Endpoints still to finish each read signal (keyed by the signal's address).
-  std::unordered_map<const RelaySignal*, int> remaining_;
+  /// A read signal: its partition's assignment (generation) and offset. Not its address: a
+  /// revoked partition's signals are freed while their dead letters may still be in flight.
+  using SignalKey = std::pair<std::uint64_t, std::int64_t>;
+  static SignalKey key_of(const RelaySignal& s) { return {s.generation, s.offset}; }
+  /// Endpoints still to finish each read signal.
+  std::map<SignalKey, int> remaining_;
+  std::exception_ptr callback_error_;  ///< thrown inside a librdkafka callback, rethrown later
   std::unordered_map<std::uint64_t, DeadLetter> dead_letters_;
   std::uint64_t next_dead_letter_ = 1;
 
@@ -304,6 +313,7 @@ void Relay::drain_kafka() {
   int handled = 0;
   while (handled < kMaxMessagesPerTurn) {
     kafka::Message msg(rd_kafka_consumer_poll(consumer_.get(), 0));
+    rethrow_callback_error();
     if (!msg) break;
     handle_message(*msg);
     ++handled;
@@ -315,7 +325,18 @@ void Relay::drain_kafka() {
 
 void Relay::on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t* partitions, void* opaque) {
-  static_cast<Relay*>(opaque)->rebalance(rk, err, partitions);
+  auto& self = *static_cast<Relay*>(opaque);
+  // An exception must not unwind through librdkafka's C frames: it is kept and rethrown once
+  // the poll has returned.
+  try {
+    self.rebalance(rk, err, partitions);
+  } catch (...) {
+    if (!self.callback_error_) self.callback_error_ = std::current_exception();
+  }
+}
+
+void Relay::rethrow_callback_error() {
+  if (callback_error_) std::rethrow_exception(std::exchange(callback_error_, nullptr));
 }
 
 void Relay::rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
@@ -346,13 +367,17 @@ void Relay::rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
   } else {
     // Finished signals keep their progress; the rest is read again by the next owner.
     if (rd_kafka_assignment_lost(rk) == 0) commit(true);
+    const TimeMs now = steady_now();
     for (int i = 0; i < partitions->cnt; ++i) {
       const int p = partitions->elems[i].partition;
-      for (auto& e : endpoints_) e->queue.forget_partition(p);
+      for (auto& e : endpoints_) e->queue.forget_partition(p, now);
       offsets_.revoke(p);
-      generations_.erase(p);
-      for (auto it = remaining_.begin(); it != remaining_.end();)
-        it = it->first->partition == p ? remaining_.erase(it) : std::next(it);
+      if (auto gen = generations_.find(p); gen != generations_.end()) {
+        constexpr auto kFirst = std::numeric_limits<std::int64_t>::min();
+        remaining_.erase(remaining_.lower_bound({gen->second, kFirst}),
+                         remaining_.lower_bound({gen->second + 1, kFirst}));
+        generations_.erase(gen);
+      }
     }
     if (cooperative)
       kafka::throw_if(rd_kafka_incremental_unassign(rk, partitions), "incremental_unassign");
@@ -393,7 +418,7 @@ void Relay::handle_message(const rd_kafka_message_t& msg) {
     raw.json.assign(value);
     stamp(raw);
     auto signal = std::make_shared<const RelaySignal>(std::move(raw));
-    remaining_[signal.get()] = 1;
+    remaining_[key_of(*signal)] = 1;
     log::warn("relay", "invalid signal dead-lettered",
               {{"partition", std::to_string(msg.partition)},
                {"offset", std::to_string(msg.offset)},
@@ -410,12 +435,12 @@ void Relay::handle_message(const rd_kafka_message_t& msg) {
     offsets_.finish(signal->partition, signal->generation, signal->offset);
     return;
   }
-  remaining_[signal.get()] = matches;
+  remaining_[key_of(*signal)] = matches;
   const TimeMs now = steady_now();
   for (auto& e : endpoints_)
     if (route_matches(e->config.routes, *signal))
       handle_finished(*e, e->queue.enqueue(signal, now));
-  if (!paused_ && offsets_.unfinished() >= relay_.max_pending_signals)
+  if (!paused_ && relay::should_pause(offsets_.unfinished(), relay_.max_pending_signals))
     set_paused(true, "max_pending_signals reached");
 }
 
@@ -519,6 +544,7 @@ void Relay::on_delivery(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque
 // --- Deliveries ----------------------------------------------------------------------------
 
 void Relay::pump() {
+  if (stopping_) return;  // draining: requests in flight finish, no new ones start
   const TimeMs now = steady_now();
   std::optional<TimeMs> wake;
   for (auto& e : endpoints_) {
@@ -603,7 +629,7 @@ void Relay::handle_finished(Endpoint& e, std::vector<relay::Finished> finished) 
 }
 
 void Relay::release(const SignalPtr& signal) {
-  auto it = remaining_.find(signal.get());
+  auto it = remaining_.find(key_of(*signal));
   if (it == remaining_.end() || --it->second > 0) return;
   remaining_.erase(it);
   offsets_.finish(signal->partition, signal->generation, signal->offset);
@@ -629,7 +655,7 @@ void Relay::tick() {
   const TimeMs now = steady_now();
   if (!stopping_) {
     if (now - last_commit_ >= relay_.commit_interval_ms) commit(false);
-    if (paused_ && offsets_.unfinished() < relay_.max_pending_signals * 9 / 10)
+    if (paused_ && relay::may_resume(offsets_.unfinished(), relay_.max_pending_signals))
       set_paused(false, "below 90 % of max_pending_signals");
   } else if (now >= stop_deadline_) {
     log::warn("relay",
@@ -669,6 +695,7 @@ void Relay::finish_stop() {
   rd_kafka_consumer_close(consumer_.get());  // revokes: commits what finished meanwhile
   consumer_queue_.reset();
   consumer_.reset();
+  rethrow_callback_error();
   log::info("relay", "stopped");
   io_.stop();
 }

@@ -173,6 +173,16 @@ TEST_CASE("relay's HubSpot and Salesforce presets make batch field updates", "[r
               R"("PQA_Signal_Id__c":")" +
                   b->signal_id + R"("}]})");
   CHECK(find_payload_preset("pipedrive") == nullptr);
+
+  // The widest number JSON may carry is written whole, still JSON.
+  RelaySignal huge = *signal("initech", 1e300);
+  huge.drivers = {{"depth", -1.7976931348623157e308}};
+  const std::string wide = PayloadTemplate(hubspot->body, hubspot->record)
+                               .render({std::make_shared<const RelaySignal>(huge)});
+  REQUIRE(is_json(wide));
+  CHECK(wide.find(R"("pqa_score":1e+300,)") != std::string::npos);
+  CHECK(wide.find(R"j("pqa_top_driver_1":"depth (-1.7976931348623157e+308)")j") !=
+        std::string::npos);
 }
 
 TEST_CASE("relay templates are checked when loaded", "[relay]") {
@@ -423,12 +433,101 @@ TEST_CASE("relay forgets the signals of a revoked partition", "[relay]") {
   q.enqueue(signal("b", 1, 1), 0);
   q.enqueue(signal("b", 1, 1), 0);
   auto in_flight = q.take_batch(0);  // a, partition 0
-  q.forget_partition(0);
+  q.forget_partition(0, 0);
   CHECK(q.queued_signals() == 2);
   CHECK(q.complete(in_flight->id, kOk, 1).empty());  // completes without effect
   auto b = q.take_batch(1);
   REQUIRE(b);
   CHECK(b->signals.front()->account_id == "b");
+}
+
+TEST_CASE("relay: a request in flight when its partition was revoked keeps the account's order",
+          "[relay]") {
+  EndpointQueue q(quick_policy(), 1);
+  const auto old = signal("a", 1, 0);
+  q.enqueue(old, 0);
+  auto stale = q.take_batch(0);
+  REQUIRE(stale);
+  q.forget_partition(0, 0);
+  // Re-assigned: the same partition is read again. Its signals wait for the old request,
+  // which cannot be recalled, so that the receiver never sees them out of order.
+  const auto again = signal("a", 1, 0);
+  q.enqueue(again, 10);
+  CHECK_FALSE(q.take_batch(10));
+  // The old request fails: nothing of it is retried or dead-lettered (no longer ours), and
+  // its result does not finish the new signal.
+  CHECK(q.complete(stale->id, kServerError, 20).empty());
+  CHECK(q.queued_signals() == 1);
+  auto fresh = q.take_batch(20);
+  REQUIRE(fresh);
+  CHECK(ids_of(*fresh) == std::vector<std::string>{again->signal_id});
+  // A stale id completing again (a duplicate callback) is ignored, the new request decides.
+  CHECK(q.complete(stale->id, kOk, 21).empty());
+  auto f = q.complete(fresh->id, kOk, 22);
+  REQUIRE(count(f, Finish::kDelivered) == 1);
+  CHECK(f.back().signals.front() == again);
+}
+
+TEST_CASE("relay forgets per signal when an account spans partitions", "[relay]") {
+  auto policy = quick_policy();
+  policy.coalesce = true;
+  EndpointQueue q(policy, 1);
+  const auto from0 = signal("a", 60, 0), from1 = signal("a", 65, 1);
+  q.enqueue(from0, 0);
+  auto first = q.take_batch(0);
+  q.enqueue(from1, 0);  // waits behind the request in flight
+  q.forget_partition(1, 0);
+  CHECK(q.queued_signals() == 1);
+  auto f = q.complete(first->id, kOk, 1);
+  REQUIRE(count(f, Finish::kDelivered) == 1);
+  CHECK(f.back().signals.front() == from0);
+  CHECK_FALSE(q.take_batch(1));
+  CHECK(q.queued_signals() == 0);
+}
+
+TEST_CASE("relay dead-letters a refused field update alone: the newer one is still sent",
+          "[relay]") {
+  auto policy = quick_policy();
+  policy.coalesce = true;
+  EndpointQueue q(policy, 1);
+  const auto older = signal("a", 60), newer = signal("a", 70);
+  q.enqueue(older, 0);
+  auto b = q.take_batch(0);
+  q.enqueue(newer, 1);
+  auto f = q.complete(b->id, AttemptResult{400, "HTTP 400: bad", std::nullopt}, 2);
+  REQUIRE(count(f, Finish::kDeadLettered) == 1);
+  CHECK(f.back().signals.front() == older);
+  auto next = q.take_batch(2);
+  REQUIRE(next);
+  CHECK(ids_of(*next) == std::vector<std::string>{newer->signal_id});
+  CHECK(next->attempt == 1);
+}
+
+TEST_CASE("relay honours Retry-After up to max_age", "[relay]") {
+  auto policy = quick_policy();  // schedule 1 s, 5 s
+  policy.retry.max_age_ms = 5000;
+  EndpointQueue q(policy, 1);
+  q.enqueue(signal("a"), 0);
+  q.enqueue(signal("b"), 0);
+  const TimeMs a_year = 365LL * 86400 * 1000;
+  q.complete(q.take_batch(0)->id, AttemptResult{429, "HTTP 429", a_year}, 0);
+  CHECK(q.next_wakeup(0) == 5000);  // the endpoint pause is cut to 5 s
+  EndpointQueue r(policy, 1);
+  r.enqueue(signal("c"), 0);
+  CHECK(r.complete(r.take_batch(0)->id, AttemptResult{503, "HTTP 503", a_year}, 0).empty());
+  CHECK(r.next_wakeup(0) == 5000);  // so is an account's retry
+}
+
+TEST_CASE("relay pauses at max_pending_signals and resumes below 90 % of it", "[relay]") {
+  CHECK_FALSE(relay::should_pause(99, 100));
+  CHECK(relay::should_pause(100, 100));
+  CHECK_FALSE(relay::may_resume(90, 100));
+  CHECK(relay::may_resume(89, 100));
+  // Small bounds resume too (9 / 10 of 1 is 0 in integers: it never would).
+  CHECK(relay::should_pause(1, 1));
+  CHECK_FALSE(relay::may_resume(1, 1));
+  CHECK(relay::may_resume(0, 1));
+  CHECK(relay::may_resume(1, 2));
 }
 
 TEST_CASE("relay commits only past finished signals", "[relay]") {
@@ -546,6 +645,11 @@ TEST_CASE("relay config errors name the key", "[relay][config]") {
   CHECK(key_of(ep + ", secrets: whsec_c2hvcnQ=}]}") == "relay.endpoints[0].secrets");
   CHECK(key_of(ep + ", routes: [{bands: [warm]}]}]}") == "relay.endpoints[0].routes[0].bands[0]");
   CHECK(key_of(ep + ", headers: {webhook-id: x}}]}") == "relay.endpoints[0].headers.webhook-id");
+  // A line break in a value would smuggle a header (or a request) in.
+  CHECK(key_of(ep + R"(, headers: {X-Token: "a\r\nX-Evil: 1"}}]})") ==
+        "relay.endpoints[0].headers.X-Token");
+  CHECK(key_of(ep + R"(, headers: {"X Token": a}}]})") == "relay.endpoints[0].headers.X Token");
+  CHECK(key_of(ep + ", headers: {X-Token: 'Bearer a.b-c'}}]}") == "(no error)");
   CHECK(key_of(ep + ", retry: {schedule_ms: []}}]}") == "relay.endpoints[0].retry.schedule_ms");
   CHECK(key_of(ep + ", retry: {jitter: 2}}]}") == "relay.endpoints[0].retry.jitter");
   CHECK(key_of(ep + ", tls: {ca_file: /nonexistent.pem}}]}") == "relay.endpoints[0].tls.ca_file");
