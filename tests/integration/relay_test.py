@@ -95,7 +95,8 @@ def make_ca(name):
 class Receiver:
     """An HTTP(S) server on a loopback port. `plan(path, n)` decides the n-th request's answer:
     ("ok",), ("ok", "early_hints") (a 103 before the 200), ("ok", "big_body") (a 200 with a
-    100 KiB body), ("status", code, {headers}), ("hang", seconds) or ("close",). Requests
+    100 KiB body), ("ok", "slow", seconds) (recorded on arrival, answered later),
+    ("status", code, {headers}), ("hang", seconds) or ("close",). Requests
     answered 2xx are recorded with their headers and body; signatures are verified when a
     secret is set."""
 
@@ -161,6 +162,8 @@ class Receiver:
                                                "method": self.command, "headers": headers,
                                                "body": body.decode()})
                 mode = action[1] if len(action) > 1 else None
+                if mode == "slow":
+                    time.sleep(action[2])
                 if mode == "early_hints":
                     self.send_response_only(103)
                     self.send_header("Link", "</style.css>; rel=preload")
@@ -613,10 +616,62 @@ def scenario_dead_letter():
           "nothing read again after a restart")
 
 
+def scenario_rebalance():
+    """A second relay joins the group and leaves it while requests are in flight to a slow
+    receiver: partitions move away from the first relay and come back to it. Every signal is
+    delivered; each account's signals first arrive in order; repeats are identical."""
+    receiver = Receiver()
+    receiver.plan = lambda path, n: ("ok", "slow", 3.0)
+    create_topic(f"{NAME}-signals", 6)
+    config = kafka_section(NAME) + f"""  endpoints:
+    - name: hooks
+      url: "{receiver.url('/hooks')}"
+      max_in_flight: 40
+      timeout_ms: 20000
+      retry: {{ schedule_ms: [200], max_attempts: 1000 }}
+"""
+    first, second = Relay(config, "rebalance-a"), Relay(config, "rebalance-b")
+    first.start()
+    accounts, per_account = 30, 4
+    expected, records = {}, []
+    for i in range(per_account):
+        for a in range(accounts):
+            account = f"acct-{a:02d}"
+            sid = f"sig-{account}-{i}"
+            expected.setdefault(account, []).append(sid)
+            records.append((account, signal_json(sid, account, score=40 + i)))
+    produce(f"{NAME}-signals", records)
+    all_ids = {sid for ids in expected.values() for sid in ids}
+    delivered_ids = lambda: {json.loads(d["body"])["data"]["signal_id"]
+                             for d in receiver.snapshot()}
+    wait_for(60, "the first wave of requests", lambda: len(receiver.snapshot()) >= accounts)
+    second.start()  # takes half the partitions from the first while its requests are out
+    second.stop()   # and gives them back: the first reads them again, its old requests pending
+    wait_for(60, "the first relay to get every partition back",
+             lambda: first.metric("pqa_relay_assigned_partitions") == 6)
+    wait_for(120, "every signal", lambda: delivered_ids() >= all_ids)
+    first.stop()
+    by_id, order = {}, {}
+    for d in receiver.snapshot():
+        envelope = json.loads(d["body"])
+        sid = envelope["data"]["signal_id"]
+        if sid in by_id:
+            check(by_id[sid] == envelope, f"{sid} delivered twice with different bodies")
+            continue
+        by_id[sid] = envelope
+        order.setdefault(envelope["data"]["account_id"], []).append(sid)
+    for account, ids in expected.items():
+        check(order[account] == ids, f"{account} first arrivals out of order: {order[account]}")
+    repeats = len(receiver.snapshot()) - len(by_id)
+    print(f"rebalance: {len(all_ids)} signals over {accounts} accounts delivered while 6 "
+          f"partitions moved to a second relay and back with requests in flight; first "
+          f"arrivals in order per account, {repeats} identical repeats")
+
+
 if __name__ == "__main__":
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
     {"faults": scenario_faults, "crm": scenario_crm,
-     "dead_letter": scenario_dead_letter}[SCENARIO]()
+     "dead_letter": scenario_dead_letter, "rebalance": scenario_rebalance}[SCENARIO]()
     if not os.environ.get("PQA_TEST_KEEP"):
         shutil.rmtree(WORK, ignore_errors=True)
