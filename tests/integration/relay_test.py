@@ -297,6 +297,42 @@ class Relay:
         check(code == 0, f"the relay exited with {code} after SIGTERM")
 
 
+def produce_signals(accounts, per_account):
+    """Produces `per_account` threshold crossings for each of `accounts` accounts, the
+    accounts interleaved; returns {account: [signal ids in produced order]}."""
+    expected, records = {}, []
+    for i in range(per_account):
+        for a in range(accounts):
+            account = f"acct-{a:02d}"
+            sid = f"sig-{account}-{i:03d}"
+            expected.setdefault(account, []).append(sid)
+            records.append((account, signal_json(sid, account, score=40 + i)))
+    produce(f"{NAME}-signals", records)
+    return expected
+
+
+def delivered_ids(receiver):
+    return {json.loads(d["body"])["data"]["signal_id"] for d in receiver.snapshot()}
+
+
+def first_arrivals(deliveries):
+    """Checks each Standard Webhooks delivery (webhook-id is the signal id; a repeat is
+    identical to the first); returns {signal id: envelope} and {account: [signal ids in the
+    order they first arrived]}."""
+    by_id, order = {}, {}
+    for d in deliveries:
+        envelope = json.loads(d["body"])
+        sid = envelope["data"]["signal_id"]
+        check(d["headers"]["webhook-id"] == sid, "webhook-id is not the signal id")
+        check(envelope["type"] == "pqa.threshold_crossed", f"envelope type {envelope['type']}")
+        if sid in by_id:
+            check(by_id[sid] == envelope, f"{sid} delivered twice with different bodies")
+            continue
+        by_id[sid] = envelope
+        order.setdefault(envelope["data"]["account_id"], []).append(sid)
+    return by_id, order
+
+
 def kafka_section(group):
     return f"""kafka:
   bootstrap_servers: "{BOOTSTRAP}"
@@ -346,15 +382,7 @@ def scenario_faults():
       tls: {{ ca_file: "{tls['ca']}" }}
 """, "faults")
     relay.start(env={"PQA_TEST_WEBHOOK_SECRET": SECRET})
-    expected = {}  # account -> [signal ids in produced order]
-    records = []
-    for i in range(per_account):
-        for a in range(accounts):
-            account = f"acct-{a:02d}"
-            sid = f"sig-{account}-{i:03d}"
-            expected.setdefault(account, []).append(sid)
-            records.append((account, signal_json(sid, account, score=40 + i)))
-    produce(f"{NAME}-signals", records)
+    expected = produce_signals(accounts, per_account)
     all_ids = {sid for ids in expected.values() for sid in ids}
 
     # The faults come first (requests 1-18); then the endpoint goes down for 3 s.
@@ -362,9 +390,8 @@ def scenario_faults():
     receiver.stop()
     time.sleep(3)
     receiver.start()
-    delivered_ids = lambda: {json.loads(d["body"])["data"]["signal_id"]
-                             for d in receiver.snapshot()}
-    wait_for(120, "half of the signals", lambda: len(delivered_ids()) >= len(all_ids) // 2)
+    wait_for(120, "half of the signals",
+             lambda: len(delivered_ids(receiver)) >= len(all_ids) // 2)
     seen = {o: relay.metric("pqa_relay_delivery_attempts_total", outcome=o)
             for o in ("slow_down", "retryable_error", "transport_error", "success")}
     retries = relay.metric("pqa_relay_retries_total")
@@ -376,23 +403,12 @@ def scenario_faults():
           '"consumption resumed"' in first_log, "the relay did not pause at max_pending_signals")
     relay.kill()  # mid-way, uncommitted deliveries are delivered again
     relay.start(env={"PQA_TEST_WEBHOOK_SECRET": SECRET})
-    wait_for(120, "every signal", lambda: delivered_ids() >= all_ids)
+    wait_for(120, "every signal", lambda: delivered_ids(receiver) >= all_ids)
     relay.stop()
 
     deliveries = receiver.snapshot()
     check(not receiver.bad_signatures, f"signatures refused: {receiver.bad_signatures[:3]}")
-    by_id = {}
-    order = {}
-    for d in deliveries:
-        envelope = json.loads(d["body"])
-        sid = envelope["data"]["signal_id"]
-        check(d["headers"]["webhook-id"] == sid, "webhook-id is not the signal id")
-        check(envelope["type"] == "pqa.threshold_crossed", f"envelope type {envelope['type']}")
-        if sid in by_id:
-            check(by_id[sid] == envelope, f"{sid} delivered twice with different bodies")
-            continue
-        by_id[sid] = envelope
-        order.setdefault(envelope["data"]["account_id"], []).append(sid)
+    by_id, order = first_arrivals(deliveries)
     check(set(by_id) == all_ids, f"missing: {sorted(all_ids - set(by_id))[:5]}")
     # Requests 19-22 were answered 2xx after a 103, or with a body over the relay's limit:
     # successes, neither retried nor misread as the next request's answer.
@@ -633,33 +649,16 @@ def scenario_rebalance():
     first, second = Relay(config, "rebalance-a"), Relay(config, "rebalance-b")
     first.start()
     accounts, per_account = 30, 4
-    expected, records = {}, []
-    for i in range(per_account):
-        for a in range(accounts):
-            account = f"acct-{a:02d}"
-            sid = f"sig-{account}-{i}"
-            expected.setdefault(account, []).append(sid)
-            records.append((account, signal_json(sid, account, score=40 + i)))
-    produce(f"{NAME}-signals", records)
+    expected = produce_signals(accounts, per_account)
     all_ids = {sid for ids in expected.values() for sid in ids}
-    delivered_ids = lambda: {json.loads(d["body"])["data"]["signal_id"]
-                             for d in receiver.snapshot()}
     wait_for(60, "the first wave of requests", lambda: len(receiver.snapshot()) >= accounts)
     second.start()  # takes half the partitions from the first while its requests are out
     second.stop()   # and gives them back: the first reads them again, its old requests pending
     wait_for(60, "the first relay to get every partition back",
              lambda: first.metric("pqa_relay_assigned_partitions") == 6)
-    wait_for(120, "every signal", lambda: delivered_ids() >= all_ids)
+    wait_for(120, "every signal", lambda: delivered_ids(receiver) >= all_ids)
     first.stop()
-    by_id, order = {}, {}
-    for d in receiver.snapshot():
-        envelope = json.loads(d["body"])
-        sid = envelope["data"]["signal_id"]
-        if sid in by_id:
-            check(by_id[sid] == envelope, f"{sid} delivered twice with different bodies")
-            continue
-        by_id[sid] = envelope
-        order.setdefault(envelope["data"]["account_id"], []).append(sid)
+    by_id, order = first_arrivals(receiver.snapshot())
     for account, ids in expected.items():
         check(order[account] == ids, f"{account} first arrivals out of order: {order[account]}")
     repeats = len(receiver.snapshot()) - len(by_id)
