@@ -83,19 +83,29 @@ class Pipeline {
     return dir_.path() + "/" + instance + ".log";
   }
 
-  /// Starts an instance. `static_member`: group.instance.id = the instance name.
-  /// Waits until every start of `instance` has logged "started" (its signal handlers are in
-  /// place and it is connected), so that a SIGTERM sent next is a graceful stop.
+  /// Waits until the latest start of `instance` has logged "started" (its signal handlers are
+  /// in place and it is connected), so that a SIGTERM sent next is a graceful stop. Only the
+  /// latest start counts: an earlier one may have been killed before it got that far.
   void wait_started(const std::string& instance) const {
     const auto deadline = std::chrono::steady_clock::now() + 60s;
+    const auto since = start_lines_.at(instance);
     while (std::chrono::steady_clock::now() < deadline) {
-      int started = 0;
-      for (const auto& line : read_lines(log_path(instance)))
-        started += line.find("\"message\":\"started\"") != std::string::npos;
-      if (started >= starts_.at(instance)) return;
+      const auto lines = read_lines(log_path(instance));
+      for (auto i = since; i < lines.size(); ++i)
+        if (lines[i].find("\"message\":\"started\"") != std::string::npos) return;
       std::this_thread::sleep_for(50ms);
     }
-    FAIL("instance " << instance << " did not start");
+    FAIL("instance " << instance << " did not start within 60 s; its log ends with:\n"
+                     << log_tail(instance, 30));
+  }
+
+  /// The last `count` lines of an instance's log, for failure messages.
+  std::string log_tail(const std::string& instance, std::size_t count) const {
+    const auto lines = read_lines(log_path(instance));
+    std::string tail;
+    for (auto i = lines.size() > count ? lines.size() - count : 0; i < lines.size(); ++i)
+      tail += lines[i] + "\n";
+    return tail;
   }
 
   Child start(const std::string& instance, const std::string& processing = "exactly_once",
@@ -130,7 +140,7 @@ class Pipeline {
          << "  bind_address: 127.0.0.1\n"
          << "  port: 0\n";
     write_file(config, yaml.str());
-    ++starts_[instance];
+    start_lines_[instance] = read_lines(log_path(instance)).size();
     return Child({PQA_SCORER_BIN, "run", "--config", config}, env, "/dev/null", log_path(instance));
   }
 
@@ -209,7 +219,7 @@ class Pipeline {
   std::string name_;
   std::string events_;
   std::optional<Expected> expected_;
-  std::map<std::string, int> starts_;
+  std::map<std::string, std::size_t> start_lines_;  ///< log lines before each latest start
 };
 
 std::size_t duplicate_ids(const std::vector<std::string>& signals) {
@@ -334,6 +344,8 @@ void stop_cleanly(const Pipeline& p, const std::string& instance, Child& c) {
   p.wait_started(instance);
   c.signal(SIGTERM);
   const auto code = c.wait_for(60s);
+  // A sanitizer's report or the service's last words are in its log.
+  INFO("instance " << instance << "'s log ends with:\n" << p.log_tail(instance, 40));
   REQUIRE(code.has_value());
   CHECK(*code == 0);
 }
