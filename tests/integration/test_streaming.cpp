@@ -108,6 +108,7 @@ class Pipeline {
     return tail;
   }
 
+  /// Starts an instance. `static_member`: group.instance.id = the instance name.
   Child start(const std::string& instance, const std::string& processing = "exactly_once",
               bool static_member = false, int idle_advance_ms = 0,
               const std::string& input_topic = "") {
