@@ -1,7 +1,12 @@
 #include "state_codec.h"
 
+#include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
+#include <variant>
 
 #include "pqa/v1/pqa.pb.h"
 
@@ -11,38 +16,14 @@ namespace {
 using rollup::kNoTime;
 using rollup::TimeMs;
 
-template <typename Msg>
-void set_time(TimeMs t, Msg* msg, void (Msg::*setter)(std::int64_t)) {
-  if (t != kNoTime) (msg->*setter)(t);
-}
 #define PQA_GET_TIME(msg, field) ((msg).has_##field() ? (msg).field() : kNoTime)
-
-void to_record(const rollup::DecayedSum& d, v1::DecayedSumRecord* r) {
-  r->set_value(d.value);
-  if (d.as_of != kNoTime) r->set_as_of_ms(d.as_of);
-}
 
 rollup::DecayedSum from_record(const v1::DecayedSumRecord& r) {
   return {r.value(), PQA_GET_TIME(r, as_of_ms)};
 }
 
-void to_record(const rollup::Booking& b, v1::BookingRecord* r) {
-  r->set_active(b.active);
-  r->set_day(b.day);
-  r->set_weight(b.weight);
-  r->set_weighted_engagement(b.weighted_engagement);
-  r->set_department(b.department);
-}
-
 rollup::Booking from_record(const v1::BookingRecord& r) {
   return {r.day(), r.active(), r.weight(), r.weighted_engagement(), r.department()};
-}
-
-void to_record(const rollup::Trait& t, v1::TraitRecord* r) {
-  r->set_name(t.name);
-  if (const auto* s = std::get_if<std::string>(&t.value)) r->set_string_value(*s);
-  if (const auto* d = std::get_if<double>(&t.value)) r->set_number_value(*d);
-  if (const auto* b = std::get_if<bool>(&t.value)) r->set_bool_value(*b);
 }
 
 rollup::Trait from_record(const v1::TraitRecord& r) {
@@ -56,27 +37,138 @@ rollup::Trait from_record(const v1::TraitRecord& r) {
   }
 }
 
-template <typename Msg>
-std::string serialize(const Msg& m) {
-  std::string out;
-  m.SerializeToString(&out);
-  return out;
+/// Writes the protobuf wire format of the v1 records directly, field by field in field-number
+/// order with proto3's omission rules, which is byte for byte what SerializeToString produces
+/// for the same record (the test "the state encoder writes protobuf's own serialization"
+/// checks it by re-serialising with protobuf). Why not build the generated messages and
+/// serialise them: with many accounts nearly every event leads to a record write, and building
+/// a message (one allocation per bucket) cost more than the rest of the write path.
+///
+/// Bytes go through a raw cursor into a buffer grown ahead of it (a byte-wise push_back cost
+/// 3x more: fixed-point weights are 5-9 byte varints).
+class WireWriter {
+ public:
+  explicit WireWriter(std::size_t expected_bytes) { buffer_.resize(expected_bytes); }
+  /// The encoded record.
+  std::string take() && {
+    buffer_.resize(size_);
+    return std::move(buffer_);
+  }
+
+  void varint(std::uint64_t v) {
+    char* const start = room(10);
+    char* p = start;
+    while (v >= 0x80) {
+      *p++ = static_cast<char>(v | 0x80);
+      v >>= 7;
+    }
+    *p++ = static_cast<char>(v);
+    size_ += static_cast<std::size_t>(p - start);
+  }
+  void tag(int field, int wire_type) { varint(static_cast<std::uint64_t>(field) << 3 | wire_type); }
+
+  // Singular proto3 fields: omitted when zero (doubles: when all bits are zero).
+  void uint_field(int field, std::uint64_t v) {
+    if (v != 0) always_uint(field, v);
+  }
+  void int_field(int field, std::int64_t v) { uint_field(field, static_cast<std::uint64_t>(v)); }
+  void bool_field(int field, bool v) { uint_field(field, v ? 1 : 0); }
+  void double_field(int field, double v) {
+    if (std::bit_cast<std::uint64_t>(v) != 0) always_double(field, v);
+  }
+  void string_field(int field, std::string_view v) {
+    if (!v.empty()) always_string(field, v);
+  }
+
+  // Fields with presence (`optional`, oneof members, repeated elements): written whatever
+  // their value. Negative integers are 10-byte varints (sign-extended), as protobuf writes them.
+  void always_uint(int field, std::uint64_t v) {
+    tag(field, kVarint);
+    varint(v);
+  }
+  void always_int(int field, std::int64_t v) { always_uint(field, static_cast<std::uint64_t>(v)); }
+  void always_double(int field, double v) {
+    tag(field, kFixed64);
+    fixed64(std::bit_cast<std::uint64_t>(v));
+  }
+  void always_string(int field, std::string_view v) {
+    tag(field, kLengthDelimited);
+    varint(v.size());
+    std::memcpy(room(v.size()), v.data(), v.size());
+    size_ += v.size();
+  }
+  void time_field(int field, TimeMs t) {
+    if (t != kNoTime) always_int(field, t);
+  }
+  void packed_doubles(int field, const double* values, std::size_t n) {
+    if (n == 0) return;
+    tag(field, kLengthDelimited);
+    varint(8 * n);
+    for (std::size_t i = 0; i < n; ++i) fixed64(std::bit_cast<std::uint64_t>(values[i]));
+  }
+
+  /// A nested message: `write` fills it; its length prefix is fixed up afterwards (one byte
+  /// reserved, the content moved in the rare case that it is 128 bytes or longer).
+  template <typename Fn>
+  void message(int field, Fn&& write) {
+    tag(field, kLengthDelimited);
+    const std::size_t at = size_;
+    ++size_;
+    write();
+    const std::size_t length = size_ - at - 1;
+    if (length < 0x80) {
+      buffer_[at] = static_cast<char>(length);
+      return;
+    }
+    std::size_t extra = 0;  // bytes the prefix needs beyond the one reserved
+    for (std::size_t l = length >> 7; l != 0; l >>= 7) ++extra;
+    room(extra);
+    std::memmove(buffer_.data() + at + 1 + extra, buffer_.data() + at + 1, length);
+    const std::size_t end = size_ + extra;
+    size_ = at;
+    varint(length);
+    size_ = end;
+  }
+
+ private:
+  static constexpr int kVarint = 0, kFixed64 = 1, kLengthDelimited = 2;
+  void fixed64(std::uint64_t v) {
+    char* p = room(8);
+    for (int i = 0; i < 8; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xFF);
+    size_ += 8;
+  }
+  /// Where the next `n` bytes go, growing the buffer (doubling) if they do not fit. Growth is
+  /// kept out of line so that the common path inlines into every field write.
+  char* room(std::size_t n) {
+    if (size_ + n > buffer_.size()) [[unlikely]]
+      grow(n);
+    return buffer_.data() + size_;
+  }
+  [[gnu::noinline]] void grow(std::size_t n) {
+    buffer_.resize(std::max(2 * buffer_.size(), size_ + n));
+  }
+  std::string buffer_;  ///< bytes [0, size_) are written; the rest is room
+  std::size_t size_ = 0;
+};
+
+void write_decayed_sum(WireWriter& w, const rollup::DecayedSum& d) {
+  w.double_field(1, d.value);
+  w.time_field(2, d.as_of);
 }
 
-void buckets_to_record(const rollup::AccountState& a, v1::AccountStateRecord& r) {
-  for (const auto& b : a.buckets) {
-    auto* rb = r.add_buckets();
-    rb->set_day(b.day);
-    rb->set_users(b.users);
-    rb->set_weight(b.weight);
-    rb->set_weighted_engagement(b.weighted_engagement);
-  }
-  for (const auto& d : a.department_days) {
-    auto* rd = r.add_department_days();
-    rd->set_day(d.day);
-    rd->set_department(d.department);
-    rd->set_users(d.users);
-  }
+void write_booking(WireWriter& w, const rollup::Booking& b) {
+  w.bool_field(1, b.active);
+  w.int_field(2, b.day);
+  w.int_field(3, b.weight);
+  w.int_field(4, b.weighted_engagement);
+  w.int_field(5, b.department);
+}
+
+void write_trait(WireWriter& w, const rollup::Trait& t) {
+  w.string_field(1, t.name);
+  if (const auto* s = std::get_if<std::string>(&t.value)) w.always_string(2, *s);
+  if (const auto* d = std::get_if<double>(&t.value)) w.always_double(3, *d);
+  if (const auto* b = std::get_if<bool>(&t.value)) w.always_uint(4, *b ? 1 : 0);
 }
 
 void buckets_from_record(const v1::AccountStateRecord& r, rollup::AccountState& a) {
@@ -136,33 +228,45 @@ bool user_record_ok(const v1::UserStateRecord& r) {
 
 std::string encode(const StoredAccount& stored) {
   const rollup::AccountState& a = stored.state;
-  v1::AccountStateRecord r;
-  buckets_to_record(a, r);
-  for (const auto& d : a.departments) r.add_departments(d);
-  for (double f : a.fabric) r.add_fabric(f);
-  set_time(a.fabric_as_of, &r, &v1::AccountStateRecord::set_fabric_as_of_ms);
-  set_time(a.last_activity, &r, &v1::AccountStateRecord::set_last_activity_ms);
-  r.set_seats(a.seats);
-  r.set_seat_snapshot_seen(a.seat_snapshot_seen);
-  r.set_seat_limit(a.seat_limit);
-  for (const auto& d : a.seat_deltas) {
-    auto* rd = r.add_seat_deltas();
-    rd->set_day(d.day);
-    rd->set_delta(d.delta);
-  }
-  r.set_shared_assets(a.shared_assets);
-  r.set_known_users(a.known_users);
-  for (const auto& t : a.traits) to_record(t, r.add_traits());
-  set_time(a.traits_as_of, &r, &v1::AccountStateRecord::set_traits_as_of_ms);
-  r.set_band(static_cast<std::uint32_t>(a.band));
-  r.set_pattern(static_cast<std::uint32_t>(a.pattern));
-  set_time(a.clock, &r, &v1::AccountStateRecord::set_clock_ms);
-  if (stored.timer_due != rollup::kNever) r.set_timer_due_ms(stored.timer_due);
+  WireWriter w(64 + 40 * a.buckets.size() + 24 * a.department_days.size() + 8 * a.fabric.size());
+  for (const auto& b : a.buckets)
+    w.message(1, [&] {
+      w.int_field(1, b.day);
+      w.uint_field(2, b.users);
+      w.int_field(3, b.weight);
+      w.int_field(4, b.weighted_engagement);
+    });
+  for (const auto& d : a.departments) w.always_string(2, d);
+  w.packed_doubles(3, a.fabric.data(), a.fabric.size());
+  w.time_field(4, a.fabric_as_of);
+  w.time_field(5, a.last_activity);
+  w.double_field(6, a.seats);
+  w.bool_field(7, a.seat_snapshot_seen);
+  w.double_field(8, a.seat_limit);
+  for (const auto& d : a.seat_deltas)
+    w.message(9, [&] {
+      w.int_field(1, d.day);
+      w.double_field(2, d.delta);
+    });
+  w.uint_field(10, a.shared_assets);
+  w.uint_field(11, a.known_users);
+  for (const auto& t : a.traits) w.message(12, [&] { write_trait(w, t); });
+  w.time_field(13, a.traits_as_of);
+  w.uint_field(14, static_cast<std::uint32_t>(a.band));
+  w.uint_field(15, static_cast<std::uint32_t>(a.pattern));
+  w.time_field(16, a.clock);
+  if (stored.timer_due != rollup::kNever) w.always_int(17, stored.timer_due);
+  w.double_field(18, a.fit);
+  w.int_field(19, a.segment);
+  for (const auto& d : a.department_days)
+    w.message(20, [&] {
+      w.int_field(1, d.day);
+      w.int_field(2, d.department);
+      w.uint_field(3, d.users);
+    });
   if (a.expired_before != std::numeric_limits<rollup::Day>::min())
-    r.set_expired_before(a.expired_before);
-  r.set_fit(a.fit);
-  r.set_segment(a.segment);
-  return serialize(r);
+    w.always_int(21, a.expired_before);
+  return std::move(w).take();
 }
 
 std::optional<StoredAccount> decode_account(std::string_view bytes) {
@@ -203,15 +307,15 @@ std::optional<StoredAccount> decode_account(std::string_view bytes) {
 }
 
 std::string encode(const rollup::UserState& u) {
-  v1::UserStateRecord r;
-  r.set_explicit_role(static_cast<std::uint32_t>(u.explicit_role));
-  r.set_did_admin_action(u.did_admin_action);
-  r.set_department(u.department);
-  to_record(u.usage, r.mutable_usage());
-  set_time(u.last_active, &r, &v1::UserStateRecord::set_last_active_ms);
-  to_record(u.booking, r.mutable_booking());
-  set_time(u.traits_as_of, &r, &v1::UserStateRecord::set_traits_as_of_ms);
-  return serialize(r);
+  WireWriter w(96 + u.department.size());
+  w.uint_field(1, static_cast<std::uint32_t>(u.explicit_role));
+  w.bool_field(2, u.did_admin_action);
+  w.string_field(3, u.department);
+  w.message(4, [&] { write_decayed_sum(w, u.usage); });
+  w.time_field(5, u.last_active);
+  w.message(6, [&] { write_booking(w, u.booking); });
+  w.time_field(7, u.traits_as_of);
+  return std::move(w).take();
 }
 
 std::optional<rollup::UserState> decode_user(std::string_view bytes) {
@@ -232,10 +336,10 @@ std::optional<rollup::UserState> decode_user(std::string_view bytes) {
 }
 
 std::string encode(const Identity& i) {
-  v1::IdentityRecord r;
-  r.set_account_id(i.account.str());
-  r.set_as_of_ms(i.as_of);
-  return serialize(r);
+  WireWriter w(24 + i.account.str().size());
+  w.string_field(1, i.account.str());
+  w.int_field(2, i.as_of);
+  return std::move(w).take();
 }
 
 std::optional<Identity> decode_identity(std::string_view bytes) {
