@@ -1,5 +1,6 @@
 // Google Benchmark kernels of the scoring core (no I/O): decoding one event, applying one
-// event to an account, evaluating an account, and how applying scales with account size.
+// event to an account, evaluating an account, and how applying scales with account size; and
+// encoding the state records that replay and the service write to RocksDB.
 #include <benchmark/benchmark.h>
 
 #include <string>
@@ -8,6 +9,7 @@
 #include "pqa/rollup/config.h"
 #include "pqa/rollup/event.h"
 #include "pqa/rollup/scoring.h"
+#include "state_codec.h"
 
 namespace {
 
@@ -100,6 +102,21 @@ void BM_DecayedSumAdd(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_DecayedSumAdd);
+
+/// One account record as stored (20 activity days, 7 departments, traits), encoded.
+void BM_EncodeAccount(benchmark::State& state) {
+  pqa::scorer::StoredAccount stored{make_account(10000).state, kT0};
+  stored.state.traits = {{"employees", 250.0}, {"industry", std::string("software")}};
+  for (auto _ : state) benchmark::DoNotOptimize(pqa::scorer::encode(stored));
+  state.counters["bytes"] = static_cast<double>(pqa::scorer::encode(stored).size());
+}
+BENCHMARK(BM_EncodeAccount);
+
+void BM_EncodeUser(benchmark::State& state) {
+  const Account a = make_account(10);
+  for (auto _ : state) benchmark::DoNotOptimize(pqa::scorer::encode(a.users[3]));
+}
+BENCHMARK(BM_EncodeUser);
 
 }  // namespace
 
