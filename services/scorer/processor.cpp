@@ -133,8 +133,11 @@ bool Processor::changes_over_bound() const {
 }
 
 void Processor::flush_if_due() {
-  if (options_.auto_flush && (since_flush_ >= options_.flush_every_events || changes_over_bound()))
-    flush();
+  if (!options_.auto_flush || (since_flush_ < options_.flush_every_events && !changes_over_bound()))
+    return;
+  // A store that can (BackgroundWriteStore) writes the batch while scoring goes on.
+  store_.commit_in_background(take_changes());
+  ++stats_.flushes;
 }
 
 std::optional<AccountId> Processor::resolve_account(const rollup::Event& e) {

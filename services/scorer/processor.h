@@ -80,7 +80,8 @@ class Processor {
 
   /// Moves the clock to `t`, firing every timer due at or before it.
   void advance_to(rollup::TimeMs t);
-  /// Writes every changed record (and the clock) to the store in one batch.
+  /// Writes every changed record (and the clock) to the store in one batch, and returns once
+  /// the store has it (the processor's own periodic flushes may use commit_in_background).
   void flush();
   /// Every changed record (and the clock) since the last call, in key order, each key once;
   /// the caches count them as written. The caller must write them to the store (after

@@ -9,6 +9,7 @@
 #include <memory>
 #include <vector>
 
+#include "background_write_store.h"
 #include "config_loader.h"
 #include "line_io.h"
 #include "partitioning.h"
@@ -136,7 +137,7 @@ int replay_with(const ReplayOptions& o, const ServiceConfig& config,
                           ? (fs::path(state_path) / ("partition-" + std::to_string(p))).string()
                           : state_path;
     if (o.partitions > 0) fs::create_directories(db_options.path);
-    streams[p].store = open_rocksdb_store(db_options);
+    streams[p].store = std::make_unique<BackgroundWriteStore>(open_rocksdb_store(db_options));
     streams[p].processor =
         std::make_unique<Processor>(model, *streams[p].store, sink, config.processor);
   }

@@ -32,6 +32,10 @@ class StateStore {
   virtual std::optional<std::string> get(std::string_view key) = 0;
   /// Applies every write or none; throws StoreError on an I/O failure.
   virtual void commit(const WriteSet& writes) = 0;
+  /// Like commit(), but the store may apply the writes after it returns (see
+  /// BackgroundWriteStore); reads see them at once either way, and a failure is raised by a
+  /// later call. The default applies them before returning.
+  virtual void commit_in_background(WriteSet&& writes) { commit(writes); }
   /// Visits keys starting with `prefix` in ascending byte order.
   virtual void scan(
       std::string_view prefix,
