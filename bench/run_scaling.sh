@@ -26,17 +26,18 @@ run() {  # run LABEL cold|warm GENERATOR-FLAGS...
     "$bin/pqa-gen" --events "$events" "$@" >"$work/in.jsonl"
   fi
   "$bin/pqa-bench-throughput" --config config/scorer.yaml --input "$work/in.jsonl" \
-    --repeat 2 --stages floor,score,replay "${warm[@]}" 2>/dev/null >"$work/out.txt"
-  local floor score replay
+    --repeat 2 --stages floor,score,replay,replay-sync "${warm[@]}" 2>/dev/null >"$work/out.txt"
+  local floor score replay sync
   floor=$(awk '$1=="floor"{print $2}' "$work/out.txt")
   score=$(awk '$1=="score"{print $2}' "$work/out.txt")
   replay=$(awk '$1=="replay"{print $2}' "$work/out.txt")
-  awk -v l="$label" -v f="$floor" -v s="$score" -v r="$replay" \
-    'BEGIN { printf "| %s | %d | %d | %d | %.3f | %.3f |\n", l, f, s, r, s / f, r / f }'
+  sync=$(awk '$1=="replay-sync"{print $2}' "$work/out.txt")
+  awk -v l="$label" -v f="$floor" -v s="$score" -v r="$replay" -v y="$sync" \
+    'BEGIN { printf "| %s | %d | %d | %d | %d | %.3f | %.3f |\n", l, f, s, r, y, s / f, r / f }'
 }
 
-echo "| stream ($events events) | floor ev/s | score ev/s | replay ev/s | score/floor | replay/floor |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+echo "| stream ($events events) | floor ev/s | score ev/s | replay ev/s | replay, sync writes ev/s | score/floor | replay/floor |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 # Users per account, with accounts x users held at 200,000 so that every run has the same
 # amount of state and only the shape of the accounts changes.
 for users in 10 100 1000 10000; do

@@ -1,13 +1,17 @@
-// Whole-pipeline throughput on one core, measured side by side in one run on the same lines:
+// Whole-pipeline throughput, one scoring thread, measured side by side in one run on the same
+// lines:
 //
 //   floor     simdjson on-demand parse + extraction of the fields the scorer reads, nothing else
 //   decode    the scorer's EventDecoder (validation, taxonomy lookup, owned strings)
 //   score     decode + identity resolution + scoring core + timers, state in memory (no store)
 //   replay    the full replay path: the same plus RocksDB state on disk (write-back cache,
-//             batched writes), as `pqa-scorer replay` runs it, without writing output files
+//             batched writes, written on a second thread by BackgroundWriteStore), as
+//             `pqa-scorer replay` runs it, without writing output files
+//   replay-sync  the same with every batch written on the scoring thread (the design before
+//             BackgroundWriteStore, kept to measure what the second thread buys)
 //
 // Usage: pqa-bench-throughput --config config/scorer.yaml --input FILE [--repeat N]
-//                             [--stages floor,decode,score,replay] [--warmup FILE]
+//                             [--stages floor,decode,score,replay,replay-sync] [--warmup FILE]
 // Prints one line per stage: events/s, and the ratio to the floor.
 //
 // Timed: the stage's pass over --input, and for replay the final flush that makes the state
@@ -23,10 +27,12 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "background_write_store.h"
 #include "config_loader.h"
 #include "pqa/rollup/event.h"
 #include "processor.h"
@@ -144,7 +150,7 @@ StageRun score_pass(const Input& in, const Input& warmup, const pqa::rollup::Mod
 }
 
 StageRun replay_pass(const Input& in, const Input& warmup, const pqa::rollup::Model& model,
-                     const pqa::scorer::ServiceConfig& config) {
+                     const pqa::scorer::ServiceConfig& config, bool background_writes) {
   namespace fs = std::filesystem;
   const fs::path dir = fs::temp_directory_path() / ("pqa-bench-" + std::to_string(::getpid()));
   fs::remove_all(dir);
@@ -152,7 +158,9 @@ StageRun replay_pass(const Input& in, const Input& warmup, const pqa::rollup::Mo
   {
     auto db = config.rocksdb;
     db.path = dir.string();
-    auto store = pqa::scorer::open_rocksdb_store(db);
+    std::unique_ptr<pqa::scorer::StateStore> store = pqa::scorer::open_rocksdb_store(db);
+    if (background_writes)
+      store = std::make_unique<pqa::scorer::BackgroundWriteStore>(std::move(store));
     CountingSink sink;
     pqa::scorer::Processor processor(model, *store, sink, config.processor);
     for (auto line : warmup.lines) (void)processor.process(line);
@@ -171,7 +179,7 @@ StageRun replay_pass(const Input& in, const Input& warmup, const pqa::rollup::Mo
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string config_path = "config/scorer.yaml", input_path, warmup_path,
+  std::string config_path = "config/scorer.yaml", input_path, warmup_path, stage,
               stages = "floor,decode,score,replay";
   int repeat = 3;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -211,26 +219,29 @@ int main(int argc, char** argv) {
       {"floor", [&] { return timed([&] { return floor_pass(in); }); }},
       {"decode", [&] { return timed([&] { return decode_pass(in, model); }); }},
       {"score", [&] { return score_pass(in, warmup, model); }},
-      {"replay", [&] { return replay_pass(in, warmup, model, config); }},
+      {"replay", [&] { return replay_pass(in, warmup, model, config, true); }},
+      {"replay-sync", [&] { return replay_pass(in, warmup, model, config, false); }},
   };
+  std::set<std::string> wanted;
+  for (std::istringstream list(stages); std::getline(list, stage, ',');) wanted.insert(stage);
   double floor_rate = 0;
   // Stages are interleaved round by round so that machine noise hits all of them alike;
   // each stage reports its best round.
   std::vector<double> best(all.size(), 0.0);
   for (int r = 0; r < repeat; ++r) {
     for (std::size_t s = 0; s < all.size(); ++s) {
-      if (stages.find(all[s].first) == std::string::npos) continue;
+      if (!wanted.contains(all[s].first)) continue;
       const auto [result, secs] = all[s].second();
       const double rate = static_cast<double>(in.lines.size()) / secs;
       best[s] = std::max(best[s], rate);
-      std::fprintf(stderr, "  round %d %-7s %10.0f events/s (%llu)\n", r + 1, all[s].first.c_str(),
+      std::fprintf(stderr, "  round %d %-11s %10.0f events/s (%llu)\n", r + 1, all[s].first.c_str(),
                    rate, static_cast<unsigned long long>(result));
     }
   }
   for (std::size_t s = 0; s < all.size(); ++s) {
     if (best[s] == 0) continue;
     if (all[s].first == "floor") floor_rate = best[s];
-    std::printf("%-7s %10.0f events/s", all[s].first.c_str(), best[s]);
+    std::printf("%-11s %10.0f events/s", all[s].first.c_str(), best[s]);
     if (floor_rate > 0) std::printf("   %.3f x floor", best[s] / floor_rate);
     std::printf("\n");
   }
