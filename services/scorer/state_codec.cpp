@@ -42,10 +42,11 @@ rollup::Trait from_record(const v1::TraitRecord& r) {
 /// for the same record (the test "the state encoder writes protobuf's own serialization"
 /// checks it by re-serialising with protobuf). Why not build the generated messages and
 /// serialise them: with many accounts nearly every event leads to a record write, and building
-/// a message (one allocation per bucket) cost more than the rest of the write path.
+/// a message (one allocation per nested record) made encoding an account 4-5x slower
+/// (BM_EncodeAccount, bench/RESULTS.md section 2).
 ///
-/// Bytes go through a raw cursor into a buffer grown ahead of it (a byte-wise push_back cost
-/// 3x more: fixed-point weights are 5-9 byte varints).
+/// Bytes go through a raw cursor into a buffer grown ahead of it (a byte-wise push_back was
+/// 2-3x slower: fixed-point weights are 5-9 byte varints).
 class WireWriter {
  public:
   explicit WireWriter(std::size_t expected_bytes) { buffer_.resize(expected_bytes); }
