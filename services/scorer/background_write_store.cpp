@@ -45,10 +45,9 @@ void BackgroundWriteStore::index(InFlight& batch) {
   auto& deletes = batch.writes.deletes;
   // The processor hands over puts already in key order; stable, so that among equal keys the
   // last put (the one the store keeps) stays last.
-  if (!std::is_sorted(puts.begin(), puts.end(),
-                      [](const auto& x, const auto& y) { return x.first < y.first; }))
-    std::stable_sort(puts.begin(), puts.end(),
-                     [](const auto& x, const auto& y) { return x.first < y.first; });
+  const auto by_key = [](const auto& x, const auto& y) { return x.first < y.first; };
+  if (!std::is_sorted(puts.begin(), puts.end(), by_key))
+    std::stable_sort(puts.begin(), puts.end(), by_key);
   std::sort(deletes.begin(), deletes.end());
   // ~16 bits per key and two probes: about 1.5 % of absent keys pay for a binary search.
   const std::uint64_t bits = std::max<std::uint64_t>(
