@@ -314,6 +314,7 @@ void read_state(Section s, ServiceConfig& c) {
     r.read("block_cache_mb", block_cache_mb);
     r.read("write_buffer_mb", write_buffer_mb);
     r.read("disable_wal", c.rocksdb.disable_wal);
+    r.read("ingest_min_records", c.rocksdb.ingest_min_records);
     r.finish();
     c.rocksdb.block_cache_bytes = block_cache_mb << 20;
     c.rocksdb.write_buffer_bytes = write_buffer_mb << 20;

@@ -64,6 +64,9 @@ struct RocksDbOptions {
   std::size_t block_cache_bytes = 256u << 20;
   std::size_t write_buffer_bytes = 64u << 20;
   bool disable_wal = false;
+  /// Batches of at least this many records whose keys come sorted and unique are written as a
+  /// table file and ingested instead of going through the memtable; 0: never.
+  std::size_t ingest_min_records = 50'000;
   /// When set, the store uses it instead of a cache and write buffers of its own.
   std::shared_ptr<SharedRocksDbMemory> shared_memory;
 };
