@@ -8,6 +8,7 @@
 #include <rocksdb/write_batch.h>
 #include <rocksdb/write_buffer_manager.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <stdexcept>
@@ -32,14 +33,6 @@ namespace {
 
 void check(const rocksdb::Status& s, std::string_view what) {
   if (!s.ok()) throw StoreError(std::string(what) + ": " + s.ToString());
-}
-
-/// Whether the keys of `items` (`key_of` of each) strictly increase: each once, in byte order.
-template <typename Range, typename KeyOf>
-bool strictly_increasing(const Range& items, KeyOf key_of) {
-  for (std::size_t i = 1; i < items.size(); ++i)
-    if (!(key_of(items[i - 1]) < key_of(items[i]))) return false;
-  return true;
 }
 
 class RocksDbStore final : public StateStore {
@@ -128,10 +121,12 @@ class RocksDbStore final : public StateStore {
     if (ingest_min_records_ == 0 ||
         writes.puts.size() + writes.deletes.size() < ingest_min_records_)
       return false;
-    return strictly_increasing(writes.puts,
-                               [](const auto& p) -> const std::string& { return p.first; }) &&
-           strictly_increasing(writes.deletes,
-                               [](const std::string& k) -> const std::string& { return k; });
+    const auto unordered_puts = [](const auto& x, const auto& y) { return !(x.first < y.first); };
+    const auto unordered_keys = [](const auto& x, const auto& y) { return !(x < y); };
+    return std::adjacent_find(writes.puts.begin(), writes.puts.end(), unordered_puts) ==
+               writes.puts.end() &&
+           std::adjacent_find(writes.deletes.begin(), writes.deletes.end(), unordered_keys) ==
+               writes.deletes.end();
   }
 
   /// Writes the puts and deletes merged in key order (a key in both is deleted, as a batch
