@@ -2,6 +2,10 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
+#include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,36 +28,36 @@ enum class CacheAccess { kRead, kUpdate };
 /// instead of a list splice. Value references returned by get()/insert() stay valid until a
 /// later get()/insert() on the same cache evicts them; the entry just returned is never the
 /// next victim (it was marked referenced). Not thread-safe: owned by one processor.
+///
+/// Lookups go through an open-addressing index (linear probing, each slot the key's full hash
+/// and its entry) rather than std::unordered_map: with hundreds of thousands of accounts every
+/// step of a lookup is a likely cache miss, and a node-based map takes three or four (bucket,
+/// the node before, the node, the key) where this takes two (the slot, the entry).
 template <typename Value, typename Codec>
 class WriteBackCache {
  private:
   static constexpr std::size_t kClean = static_cast<std::size_t>(-1);
 
   struct Entry {
+    std::string key;
     Value value;
     std::size_t dirty_index = kClean;  ///< position in dirty_, kClean when unchanged
     bool referenced = true;
   };
-  using Item = typename std::unordered_map<std::string, Entry>::value_type;
 
  public:
   WriteBackCache(StateStore& store, std::size_t capacity)
-      : store_(store), capacity_(capacity < 1 ? 1 : capacity) {
-    // Grown to its bound anyway on a busy stream: reserve up front (capped, so that a huge
-    // configured bound does not allocate before it is used).
-    entries_.max_load_factor(0.5f);  // short bucket chains: each step is a likely cache miss
-    entries_.reserve(std::min<std::size_t>(capacity_, 1u << 20));
-    ring_.reserve(std::min<std::size_t>(capacity_, 1u << 20));
-  }
+      : store_(store), capacity_(capacity < 1 ? 1 : capacity) {}
 
   /// The record under `key`, loaded from the store on a miss; nullptr if there is none.
   /// With CacheAccess::kUpdate the record is marked changed (the caller is about to modify it),
   /// which saves a second lookup. Throws StoreError on an undecodable record.
   Value* get(const std::string& key, CacheAccess access = CacheAccess::kRead) {
-    if (auto it = entries_.find(key); it != entries_.end()) {
-      it->second.referenced = true;
-      if (access == CacheAccess::kUpdate) set_dirty(*it);
-      return &it->second.value;
+    const std::uint64_t hash = hash_of(key);
+    if (Entry* entry = index_.find(key, hash)) {
+      entry->referenced = true;
+      if (access == CacheAccess::kUpdate) set_dirty(*entry);
+      return &entry->value;
     }
     if (auto p = pending_.find(key); p != pending_.end()) {
       // Back from pending: it becomes a changed entry again, and pending forgets it, so a key
@@ -61,21 +65,28 @@ class WriteBackCache {
       auto value = decode_or_throw(p->second, key);
       pending_bytes_ -= p->first.size() + p->second.size();
       pending_.erase(p);
-      return &emplace(key, std::move(value), true);
+      return &add(key, hash, std::move(value), true);
     }
     auto bytes = store_.get(key);
     if (!bytes) return nullptr;
-    return &emplace(key, decode_or_throw(*bytes, key), access == CacheAccess::kUpdate);
+    return &add(key, hash, decode_or_throw(*bytes, key), access == CacheAccess::kUpdate);
   }
 
-  /// Adds a new record (marked changed).
+  /// Adds a new record (marked changed); replaces the cached one if the key is cached.
   Value& insert(const std::string& key, Value value) {
-    return emplace(key, std::move(value), true);
+    const std::uint64_t hash = hash_of(key);
+    if (Entry* existing = index_.find(key, hash)) {
+      existing->value = std::move(value);
+      existing->referenced = true;
+      set_dirty(*existing);
+      return existing->value;
+    }
+    return add(key, hash, std::move(value), true);
   }
 
   /// Marks the record under `key` (which must be cached) as changed.
   void mark_dirty(const std::string& key) {
-    if (auto it = entries_.find(key); it != entries_.end()) set_dirty(*it);
+    if (Entry* entry = index_.find(key, hash_of(key))) set_dirty(*entry);
   }
 
   /// Moves every change into `out` (each key at most once) and marks the cache clean.
@@ -83,30 +94,104 @@ class WriteBackCache {
     for (auto& [k, v] : pending_) out.puts.emplace_back(k, std::move(v));
     pending_.clear();
     pending_bytes_ = 0;
-    for (Item* item : dirty_) {
-      out.puts.emplace_back(item->first, Codec::encode(item->second.value));
-      item->second.dirty_index = kClean;
+    for (Entry* entry : dirty_) {
+      out.puts.emplace_back(entry->key, Codec::encode(entry->value));
+      entry->dirty_index = kClean;
     }
     dirty_.clear();
   }
 
   /// Bytes of changed records evicted since the last collect_writes (memory awaiting a flush).
   std::size_t pending_bytes() const { return pending_bytes_; }
+  /// Records held decoded.
+  std::size_t size() const { return index_.size(); }
 
  private:
-  void set_dirty(Item& item) {
-    if (item.second.dirty_index != kClean) return;
-    item.second.dirty_index = dirty_.size();
-    dirty_.push_back(&item);
+  /// Maps a key to its entry. Each slot holds the key's hash, so a probe compares keys only
+  /// when the hashes match, and growing never touches an entry. At most half full; erasing
+  /// shifts later slots of the run back (no tombstones, so probe runs never lengthen).
+  class Index {
+   public:
+    Entry* find(std::string_view key, std::uint64_t hash) const {
+      if (slots_.empty()) return nullptr;
+      for (std::size_t i = home(hash);; i = (i + 1) & mask()) {
+        const Slot& s = slots_[i];
+        if (s.entry == nullptr) return nullptr;
+        if (s.hash == hash && s.entry->key == key) return s.entry;
+      }
+    }
+
+    /// Adds a key that is not in the index.
+    void add(Entry* entry, std::uint64_t hash) {
+      if (2 * (size_ + 1) > slots_.size()) grow();
+      place(Slot{hash, entry});
+      ++size_;
+    }
+
+    /// Removes the key that `entry` holds, which must be in the index.
+    void remove(const Entry& entry, std::uint64_t hash) {
+      std::size_t hole = home(hash);
+      while (slots_[hole].entry != &entry) hole = (hole + 1) & mask();
+      // Backward shift: a later slot of the run moves into the hole unless its home lies
+      // cyclically in (hole, slot], where it would become unreachable.
+      for (std::size_t i = (hole + 1) & mask(); slots_[i].entry != nullptr; i = (i + 1) & mask()) {
+        const std::size_t h = home(slots_[i].hash);
+        const bool stays = hole < i ? (hole < h && h <= i) : (hole < h || h <= i);
+        if (stays) continue;
+        slots_[hole] = slots_[i];
+        hole = i;
+      }
+      slots_[hole] = Slot{};
+      --size_;
+    }
+
+    std::size_t size() const { return size_; }
+
+   private:
+    struct Slot {
+      std::uint64_t hash = 0;
+      Entry* entry = nullptr;  ///< nullptr: empty
+    };
+
+    std::size_t mask() const { return slots_.size() - 1; }
+    /// Fibonacci hashing: the top bits of a multiplication, good whatever the hash's low bits.
+    std::size_t home(std::uint64_t hash) const {
+      return static_cast<std::size_t>((hash * 0x9E3779B97F4A7C15ULL) >> shift_);
+    }
+    void place(Slot slot) {
+      std::size_t i = home(slot.hash);
+      while (slots_[i].entry != nullptr) i = (i + 1) & mask();
+      slots_[i] = slot;
+    }
+    void grow() {
+      std::vector<Slot> old = std::move(slots_);
+      const std::size_t n = old.empty() ? 16 : 2 * old.size();
+      slots_.assign(n, Slot{});
+      shift_ = 64 - std::countr_zero(n);
+      for (const Slot& s : old)
+        if (s.entry != nullptr) place(s);
+    }
+
+    std::vector<Slot> slots_;  ///< a power of two long
+    int shift_ = 64;
+    std::size_t size_ = 0;
+  };
+
+  static std::uint64_t hash_of(std::string_view key) { return std::hash<std::string_view>{}(key); }
+
+  void set_dirty(Entry& entry) {
+    if (entry.dirty_index != kClean) return;
+    entry.dirty_index = dirty_.size();
+    dirty_.push_back(&entry);
   }
 
   /// Takes a changed entry off the dirty list in O(1) (the last one moves into its place).
-  void unlist_dirty(Item& item) {
-    const std::size_t i = item.second.dirty_index;
+  void unlist_dirty(Entry& entry) {
+    const std::size_t i = entry.dirty_index;
     dirty_[i] = dirty_.back();
-    dirty_[i]->second.dirty_index = i;
+    dirty_[i]->dirty_index = i;
     dirty_.pop_back();
-    item.second.dirty_index = kClean;
+    entry.dirty_index = kClean;
   }
 
   static Value decode_or_throw(const std::string& bytes, const std::string& key) {
@@ -117,52 +202,51 @@ class WriteBackCache {
     return std::move(*value);
   }
 
-  Value& emplace(const std::string& key, Value value, bool dirty) {
-    if (auto existing = entries_.find(key); existing != entries_.end()) {
-      existing->second.value = std::move(value);
-      existing->second.referenced = true;
-      if (dirty) set_dirty(*existing);
-      return existing->second.value;
+  /// Caches a key that is not cached, in a free ring slot or in the one eviction frees.
+  Value& add(const std::string& key, std::uint64_t hash, Value value, bool dirty) {
+    Entry* entry = nullptr;
+    if (ring_.size() < capacity_) {
+      entry = ring_.emplace_back(std::make_unique<Entry>()).get();
+    } else {
+      entry = evict_one();
     }
-    std::size_t slot = ring_.size();
-    if (entries_.size() >= capacity_) slot = evict_one();
-    Item& item = *entries_.try_emplace(key, Entry{std::move(value), kClean, true}).first;
-    if (slot == ring_.size())
-      ring_.push_back(&item);
-    else
-      ring_[slot] = &item;
-    if (dirty) set_dirty(item);
-    return item.second.value;
+    entry->key = key;
+    entry->value = std::move(value);
+    entry->referenced = true;
+    index_.add(entry, hash);
+    if (dirty) set_dirty(*entry);
+    return entry->value;
   }
 
-  /// Frees the ring slot under the clock hand (giving referenced entries a second chance) and
-  /// returns it.
-  std::size_t evict_one() {
+  /// Empties the entry under the clock hand (giving referenced entries a second chance) and
+  /// returns it for reuse.
+  Entry* evict_one() {
     for (;;) {
       if (hand_ >= ring_.size()) hand_ = 0;
-      Item& item = *ring_[hand_];
-      if (item.second.referenced) {
-        item.second.referenced = false;
-        ++hand_;
+      Entry& entry = *ring_[hand_++];
+      if (entry.referenced) {
+        entry.referenced = false;
         continue;
       }
-      if (item.second.dirty_index != kClean) {
-        std::string bytes = Codec::encode(item.second.value);
-        pending_bytes_ += item.first.size() + bytes.size();
-        pending_[item.first] = std::move(bytes);  // a key is never in pending and cached at once
-        unlist_dirty(item);
+      if (entry.dirty_index != kClean) {
+        std::string bytes = Codec::encode(entry.value);
+        pending_bytes_ += entry.key.size() + bytes.size();
+        unlist_dirty(entry);
+        pending_[entry.key] = std::move(bytes);  // a key is never in pending and cached at once
       }
-      entries_.erase(item.first);
-      return hand_++;
+      index_.remove(entry, hash_of(entry.key));
+      return &entry;
     }
   }
 
   StateStore& store_;
   std::size_t capacity_;
-  std::unordered_map<std::string, Entry> entries_;
-  std::vector<Item*> ring_;  ///< entries in clock order (map nodes are stable)
+  Index index_;
+  /// Every entry, in clock order; an evicted entry's object is reused in place, so entries
+  /// never move and records are allocated once per slot, not once per load.
+  std::vector<std::unique_ptr<Entry>> ring_;
   std::size_t hand_ = 0;
-  std::vector<Item*> dirty_;  ///< changed entries (map nodes are stable), each once
+  std::vector<Entry*> dirty_;  ///< changed entries, each once
   std::unordered_map<std::string, std::string> pending_;
   std::size_t pending_bytes_ = 0;
 };
