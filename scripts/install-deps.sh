@@ -19,7 +19,8 @@ test_packages=(
   python3 curl
   # The test broker: Apache Kafka from Maven Central jars (scripts/kafka.sh), and kcat for
   # the raw-consume baseline of the end-to-end benchmark.
-  openjdk-17-jre-headless maven kcat
+  # openssl makes the test broker's TLS certificates.
+  openjdk-17-jre-headless maven kcat openssl
 )
 runtime_packages=(
   librdkafka1 librocksdb7.8 libyaml-cpp0.7 libprotobuf32 libsimdjson14

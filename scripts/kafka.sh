@@ -9,7 +9,13 @@
 #   scripts/kafka.sh restart DIR        stop and start again on the same ports and data
 #   scripts/kafka.sh kill DIR           SIGKILL, for crash tests
 #
-# The broker's log is DIR/server.log. Needs java (17) and mvn (scripts/install-deps.sh).
+# Besides the PLAINTEXT listener, the broker has a SASL_SSL one (SASL/PLAIN over TLS, a
+# certificate for 127.0.0.1 signed by a CA made at start) so that tests can run the service
+# the way a secured cluster needs: its address is DIR/secure_bootstrap, the CA DIR/tls/ca.pem,
+# the user "scorer" with the password in DIR/sasl_password.
+#
+# The broker's log is DIR/server.log. Needs java (17), mvn and openssl
+# (scripts/install-deps.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/kafka/pom.xml")
@@ -43,17 +49,40 @@ run_java() {  # run_java DIR MAIN ARGS... (call in a subshell: it execs, so $! i
     -Dlog4j.configuration="file:$dir/log4j.properties" -cp "$libs/*" "$main" "$@"
 }
 
-write_config() {  # write_config DIR PORT CONTROLLER_PORT
-  local dir=$1 port=$2 cport=$3
+write_tls_material() {  # write_tls_material DIR: a CA, and a server certificate for 127.0.0.1
+  local tls=$1/tls
+  rm -rf "$tls"
+  mkdir -p "$tls"
+  command -v openssl >/dev/null || die "openssl not found (run scripts/install-deps.sh)"
+  {
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=pqa test CA" \
+      -keyout "$tls/ca.key" -out "$tls/ca.pem"
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+      -keyout "$tls/server.key" -out "$tls/server.csr"
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$tls/san.ext"
+    openssl x509 -req -days 30 -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+      -CAcreateserial -extfile "$tls/san.ext" -out "$tls/server.pem"
+  } >"$tls/openssl.log" 2>&1 || die "making the test certificates failed: $(cat "$tls/openssl.log")"
+  # Kafka's PEM key store: the (PKCS#8, unencrypted) key, then the certificate chain.
+  cat "$tls/server.key" "$tls/server.pem" "$tls/ca.pem" >"$tls/keystore.pem"
+  python3 -c 'import secrets; print(secrets.token_hex(16))' >"$1/sasl_password"
+}
+
+write_config() {  # write_config DIR PORT CONTROLLER_PORT SECURE_PORT
+  local dir=$1 port=$2 cport=$3 sport=$4
   cat >"$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sport,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sport
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_scorer="$(cat "$dir/sasl_password")";
+ssl.keystore.type=PEM
+ssl.keystore.location=$dir/tls/keystore.pem
 log.dirs=$dir/data
 num.partitions=1
 auto.create.topics.enable=false
@@ -92,6 +121,7 @@ launch() {  # launch DIR: starts the configured broker and waits until it serves
     if grep -q "Kafka Server started" "$dir/server.log" 2>/dev/null &&
       python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null; then
       echo "127.0.0.1:$port" >"$dir/bootstrap"
+      echo "127.0.0.1:$(cat "$dir/secure_port")" >"$dir/secure_bootstrap"
       cat "$dir/bootstrap"
       return 0
     fi
@@ -108,12 +138,16 @@ start() {
   dir=$(cd "$dir" && pwd)
   [[ -f $dir/pid ]] && kill -0 "$(cat "$dir/pid")" 2>/dev/null && die "a broker already runs in $dir"
   rm -rf "$dir/data"
-  local port cport
+  local port cport sport
   port=$(free_port)
   cport=$(free_port)
   while [[ $cport == "$port" ]]; do cport=$(free_port); done
+  sport=$(free_port)
+  while [[ $sport == "$port" || $sport == "$cport" ]]; do sport=$(free_port); done
   echo "$port" >"$dir/port"
-  write_config "$dir" "$port" "$cport"
+  echo "$sport" >"$dir/secure_port"
+  write_tls_material "$dir"
+  write_config "$dir" "$port" "$cport" "$sport"
   local cluster_id
   cluster_id=$( (run_java "$dir" kafka.tools.StorageTool random-uuid))
   (run_java "$dir" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties") \

@@ -35,8 +35,10 @@ kafka::Properties producer_properties(const KafkaConfig& c, const std::string& t
 
 /// Calls `call` until it succeeds; a retriable error (the cluster unreachable for a while) is
 /// logged and retried, any other error, or one during shutdown, is thrown as KafkaError.
-template <typename Call>
-void retry_while_retriable(Call&& call, const char* what, const std::atomic<bool>& stop) {
+/// `between_retries` runs before each retry (and may throw to end them).
+template <typename Call, typename Check>
+void retry_while_retriable(Call&& call, const char* what, const std::atomic<bool>& stop,
+                           Check&& between_retries) {
   for (;;) {
     rd_kafka_error_t* error = call();
     if (error == nullptr) return;
@@ -44,8 +46,14 @@ void retry_while_retriable(Call&& call, const char* what, const std::atomic<bool
     log::warn("producer", std::string(what) + " failed, retrying",
               {{"error", rd_kafka_error_string(error)}});
     rd_kafka_error_destroy(error);
+    between_retries();
     std::this_thread::sleep_for(kRetryPause);
   }
+}
+
+template <typename Call>
+void retry_while_retriable(Call&& call, const char* what, const std::atomic<bool>& stop) {
+  retry_while_retriable(std::forward<Call>(call), what, stop, [] {});
 }
 
 }  // namespace
@@ -58,13 +66,36 @@ OutputProducer::OutputProducer(const KafkaConfig& config, const std::string& tra
       stop_(stop) {
   auto conf = kafka::make_conf(producer_properties(config, transactional_id));
   rd_kafka_conf_set_dr_msg_cb(conf.get(), &OutputProducer::on_delivery);
+  rd_kafka_conf_set_error_cb(conf.get(), &OutputProducer::on_error);
   rd_kafka_conf_set_opaque(conf.get(), this);
   handle_ = kafka::make_client(RD_KAFKA_PRODUCER, std::move(conf));
   if (!transactional_) return;
-  // The transaction coordinator may not be reachable yet.
+  // The transaction coordinator may not be reachable yet; but rejected credentials or an
+  // untrusted certificate will not fix themselves.
   const int timeout = static_cast<int>(timeout_.count());
   retry_while_retriable([&] { return rd_kafka_init_transactions(handle_.get(), timeout); },
-                        "init_transactions", stop_);
+                        "init_transactions", stop_, [this] { throw_if_security_failure(); });
+}
+
+void OutputProducer::on_error(rd_kafka_t*, int err, const char* reason, void* opaque) {
+  // With an error callback set, librdkafka no longer logs these itself.
+  log::warn(
+      "producer", "kafka client error",
+      {{"error", rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err))}, {"reason", reason}});
+  auto* self = static_cast<OutputProducer*>(opaque);
+  if (self->security_failure_) return;
+  if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION)
+    self->security_failure_ = std::string("the brokers rejected the credentials: ") + reason;
+  else if (err == RD_KAFKA_RESP_ERR__SSL)
+    self->security_failure_ = std::string("the TLS handshake failed: ") + reason;
+}
+
+void OutputProducer::throw_if_security_failure() {
+  poll();  // error callbacks are served by polling
+  if (security_failure_)
+    throw ConfigException(
+        "kafka.properties",
+        *security_failure_ + " (check security.protocol, sasl.* and ssl.* in kafka.properties)");
 }
 
 void OutputProducer::on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {

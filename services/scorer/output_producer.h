@@ -52,8 +52,14 @@ class OutputProducer {
 
   rd_kafka_t* handle() const { return handle_.get(); }
 
+  /// Throws ConfigException (key kafka.properties) if a broker rejected the client's
+  /// credentials (SASL) or its TLS handshake failed: configuration errors that retrying cannot
+  /// cure, unlike an unreachable cluster. Serves pending callbacks first.
+  void throw_if_security_failure();
+
  private:
   static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* message, void* opaque);
+  static void on_error(rd_kafka_t*, int err, const char* reason, void* opaque);
   void check_delivery_errors();
 
   std::string changelog_topic_;
@@ -62,7 +68,8 @@ class OutputProducer {
   const std::atomic<bool>& stop_;
   kafka::Handle handle_;
   std::map<int, std::int64_t> changelog_offsets_;
-  std::optional<std::string> delivery_error_;  ///< first failure since the last check
+  std::optional<std::string> delivery_error_;    ///< first failure since the last check
+  std::optional<std::string> security_failure_;  ///< first SASL or TLS failure (on_error)
 };
 
 }  // namespace pqa::scorer

@@ -241,7 +241,13 @@ void StreamService::Impl::check_topics() {
   const auto timeout = std::chrono::milliseconds(config.kafka.timeout_ms);
   const KafkaConfig& k = config.kafka;
   rd_kafka_t* rk = producer->handle();
-  auto input = kafka::partition_count(rk, k.input_topic, timeout);
+  std::optional<int> input;
+  try {
+    input = kafka::partition_count(rk, k.input_topic, timeout);
+  } catch (const kafka::KafkaError&) {
+    producer->throw_if_security_failure();  // the reason when it is one, not just "timed out"
+    throw;
+  }
   if (!input)
     throw ConfigException("kafka.topics.input",
                           "topic '" + k.input_topic + "' does not exist (create it first)");

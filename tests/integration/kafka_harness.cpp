@@ -31,10 +31,22 @@ std::string broker_dir() {
   return dir;
 }
 
-std::string bootstrap() {
-  auto lines = read_lines(broker_dir() + "/bootstrap");
-  if (lines.empty()) throw std::runtime_error("no broker bootstrap file in " + broker_dir());
+namespace {
+/// The first line of a file scripts/kafka.sh wrote into the broker's directory.
+std::string broker_file_line(const std::string& name) {
+  auto lines = read_lines(broker_dir() + "/" + name);
+  if (lines.empty()) throw std::runtime_error("no " + name + " file in " + broker_dir());
   return lines.front();
+}
+}  // namespace
+
+std::string bootstrap() {
+  return broker_file_line("bootstrap");
+}
+
+SecureListener secure_listener() {
+  return {broker_file_line("secure_bootstrap"), broker_dir() + "/tls/ca.pem", "scorer",
+          broker_file_line("sasl_password")};
 }
 
 TempDir::TempDir() : scorer::TempDir("pqa-test") {

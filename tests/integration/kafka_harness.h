@@ -18,6 +18,15 @@ namespace pqa::test {
 std::string broker_dir();
 std::string bootstrap();
 
+/// The broker's SASL_SSL listener (SASL/PLAIN over TLS, see scripts/kafka.sh).
+struct SecureListener {
+  std::string bootstrap;
+  std::string ca_path;  ///< PEM of the CA that signed the broker's certificate
+  std::string username;
+  std::string password;
+};
+SecureListener secure_listener();
+
 /// A test's scratch directory; kept for inspection when PQA_TEST_KEEP is set.
 class TempDir : public scorer::TempDir {
  public:
