@@ -1,6 +1,8 @@
 #include "processor.h"
 
 #include <algorithm>
+#include <future>
+#include <iterator>
 
 #include "pqa/rollup/hash.h"
 
@@ -8,6 +10,11 @@ namespace pqa::scorer {
 
 using rollup::AccountId;
 using rollup::TimeMs;
+
+namespace {
+/// From this many changed account and user records on, take_changes() encodes on two threads.
+constexpr std::size_t kParallelCollectMinRecords = 20'000;
+}  // namespace
 
 std::string make_signal_id(const std::string& model_version, const AccountId& account,
                            const rollup::Signal& signal, std::string_view cause) {
@@ -231,17 +238,37 @@ void Processor::fire_timer(TimeMs due, const std::string& account_id) {
 }
 
 WriteSet Processor::take_changes() {
+  // Key order lets RocksDB's memtable reuse its insertion point from one key to the next, and
+  // a large sorted batch can be ingested as a table file. Each cache hands over its changes
+  // sorted; taken in the order of their keyspaces (accounts, identities, meta, users) the
+  // batch is sorted as a whole without sorting it again.
+  static_assert(keys::kAccount < keys::kIdentity && keys::kIdentity < keys::kMeta &&
+                keys::kMeta < keys::kUser);
   WriteSet writes;
+  // A large batch (replay's flushes, hundreds of thousands of records) is encoded on two
+  // cores: the users' records on a helper thread, the rest here. The caches are separate
+  // objects and encoding reads only its own records, so nothing is shared but the allocator.
+  // The per-transaction batches of the service stay on this thread (a thread start would
+  // cost more than it saves). Measured on 430,000-460,000 records: 0.25-0.38 s against
+  // 0.32-0.48 s with one thread and one sort of the whole batch (bench/RESULTS.md §2).
+  WriteSet user_writes;
+  std::future<void> users_collected;
+  if (accounts_.changed() + users_.changed() >= kParallelCollectMinRecords)
+    users_collected = std::async(std::launch::async,
+                                 [this, &user_writes] { users_.collect_writes(user_writes); });
   accounts_.collect_writes(writes);
-  users_.collect_writes(writes);
   identities_.collect_writes(writes);
   if (watermark_ != rollup::kNoTime) {
-    writes.puts.emplace_back(keys::meta("watermark"), std::to_string(watermark_));
     writes.puts.emplace_back(keys::meta("max_event_time"), std::to_string(max_event_time_));
+    writes.puts.emplace_back(keys::meta("watermark"), std::to_string(watermark_));
   }
-  // Key order lets RocksDB's memtable reuse its insertion point from one key to the next.
-  std::sort(writes.puts.begin(), writes.puts.end(),
-            [](const auto& x, const auto& y) { return x.first < y.first; });
+  if (users_collected.valid()) {
+    users_collected.get();  // rethrows what the helper threw
+    writes.puts.reserve(writes.puts.size() + user_writes.puts.size());
+    std::move(user_writes.puts.begin(), user_writes.puts.end(), std::back_inserter(writes.puts));
+  } else {
+    users_.collect_writes(writes);
+  }
   since_flush_ = 0;
   return writes;
 }

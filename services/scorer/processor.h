@@ -66,7 +66,8 @@ struct ProcessorStats {
 /// firing every timer due on the way, in due order; a late event is applied at the watermark
 /// (it still counts, decayed by its age). Timers are one per account, lazily rescheduled.
 ///
-/// Single-threaded: one thread calls every method.
+/// Single-threaded: one thread calls every method. (take_changes() encodes a large batch on a
+/// helper thread too, joined before it returns.)
 class Processor {
  public:
   Processor(const rollup::Model& model, StateStore& store, SignalSink& sink,

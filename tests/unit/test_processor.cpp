@@ -122,6 +122,70 @@ TEST_CASE("tiny caches and per-event flushes give identical results", "[processo
   CHECK(cramped.scores == roomy.scores);
 }
 
+TEST_CASE("the changes a processor hands over come in strict key order", "[processor][cache]") {
+  // Small caches, so that each batch mixes records evicted earlier (pending) with cached ones,
+  // of all three keyspaces and the clock: the store ingests sorted batches as table files.
+  scorer::ProcessorOptions options;
+  options.account_cache_entries = 2;
+  options.user_cache_entries = 5;
+  options.identity_cache_entries = 3;
+  options.auto_flush = false;
+  Harness h(shipped_model_config(), options);
+  const auto lines = sample_stream();
+  std::size_t batches = 0, records = 0;
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    (void)h.processor.process(lines[i]);
+    if (i % 97 != 96) continue;
+    const scorer::WriteSet changes = h.processor.take_changes();
+    REQUIRE(changes.puts.size() > 3);
+    for (std::size_t k = 1; k < changes.puts.size(); ++k)
+      REQUIRE(changes.puts[k - 1].first < changes.puts[k].first);
+    h.store->commit(changes);
+    ++batches;
+    records += changes.puts.size();
+  }
+  CHECK(batches == lines.size() / 97);
+  CHECK(records > batches * 10);
+}
+
+TEST_CASE("a large batch, encoded on two threads, is the batch one thread gives",
+          "[processor][cache]") {
+  // 30,000 users in 40 accounts: the final batch is over the size from which take_changes()
+  // encodes the users' records on a helper thread; flushing every 1,000 events keeps every
+  // batch of the other run under it.
+  std::vector<std::string> lines;
+  for (int u = 0; u < 30'000; ++u) {
+    const std::string acc = "acc" + std::to_string(u % 40), user = "user" + std::to_string(u);
+    lines.push_back(group(user, acc, kT0 + u * 1000, R"({"seats":50})"));
+    if (u % 3 == 0) lines.push_back(track(user, "Report Created", kT0 + u * 1000 + 1));
+  }
+  auto final_store = [&](std::size_t flush_every, std::size_t* largest_batch) {
+    scorer::ProcessorOptions options;
+    options.auto_flush = false;
+    Harness h(shipped_model_config(), options);
+    *largest_batch = 0;
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+      h.send(lines[i]);
+      if ((i + 1) % flush_every != 0 && i + 1 != lines.size()) continue;
+      const scorer::WriteSet changes = h.processor.take_changes();
+      for (std::size_t k = 1; k < changes.puts.size(); ++k)
+        REQUIRE(changes.puts[k - 1].first < changes.puts[k].first);
+      *largest_batch = std::max(*largest_batch, changes.puts.size());
+      h.store->commit(changes);
+    }
+    std::vector<std::pair<std::string, std::string>> all;
+    h.store->scan("", [&](std::string_view k, std::string_view v) { all.emplace_back(k, v); });
+    return all;
+  };
+  std::size_t one_batch = 0, small_batches = 0;
+  const auto parallel = final_store(lines.size(), &one_batch);
+  const auto serial = final_store(1'000, &small_batches);
+  CHECK(one_batch > 60'000);  // users and identities: the helper thread ran
+  CHECK(small_batches < 20'000);
+  REQUIRE(parallel.size() == serial.size());
+  CHECK(parallel == serial);
+}
+
 TEST_CASE("a processor restarted on the same store continues where it stopped",
           "[processor][restart]") {
   const auto lines = sample_stream();
