@@ -8,6 +8,8 @@
 #   scripts/kafka.sh stop DIR           stop it (SIGTERM, then SIGKILL after 30 s)
 #   scripts/kafka.sh restart DIR        stop and start again on the same ports and data
 #   scripts/kafka.sh kill DIR           SIGKILL, for crash tests
+#   scripts/kafka.sh set-password DIR PW  restart with PW as the SASL user's password (a
+#                                       credential rotation on the brokers' side)
 #
 # Besides the PLAINTEXT listener, the broker has a SASL_SSL one (SASL/PLAIN over TLS, a
 # certificate for 127.0.0.1 signed by a CA made at start) so that tests can run the service
@@ -146,6 +148,7 @@ start() {
   while [[ $sport == "$port" || $sport == "$cport" ]]; do sport=$(free_port); done
   echo "$port" >"$dir/port"
   echo "$sport" >"$dir/secure_port"
+  echo "$cport" >"$dir/controller_port"
   write_tls_material "$dir"
   write_config "$dir" "$port" "$cport" "$sport"
   local cluster_id
@@ -179,6 +182,13 @@ case ${1:-} in
   restart)
     stop "${2:?usage: kafka.sh restart DIR}"
     launch "$(cd "$2" && pwd)"
+    ;;
+  set-password)
+    dir=$(cd "${2:?usage: kafka.sh set-password DIR PASSWORD}" && pwd)
+    stop "$dir"
+    printf '%s\n' "${3:?usage: kafka.sh set-password DIR PASSWORD}" >"$dir/sasl_password"
+    write_config "$dir" "$(cat "$dir/port")" "$(cat "$dir/controller_port")" "$(cat "$dir/secure_port")"
+    launch "$dir"
     ;;
   *)
     sed -n '2,13p' "$0" >&2

@@ -75,6 +75,12 @@ void ScopedBroker::restart() {
     throw std::runtime_error("could not restart the broker in " + dir_.path());
 }
 
+void ScopedBroker::set_password(const std::string& password) {
+  if (run({PQA_SOURCE_DIR "/scripts/kafka.sh", "set-password", dir_.path(), password}, "/dev/null",
+          dir_.path() + "/restart.err") != 0)
+    throw std::runtime_error("could not restart the broker in " + dir_.path());
+}
+
 std::string unique_name(const std::string& prefix) {
   static std::atomic<int> counter{0};
   return prefix + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" +

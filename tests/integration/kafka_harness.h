@@ -43,6 +43,8 @@ class ScopedBroker {
   ScopedBroker& operator=(const ScopedBroker&) = delete;
   /// scripts/kafka.sh restart: stop and start again on the same ports and data.
   void restart();
+  /// scripts/kafka.sh set-password: restart with `password` as the SASL user's password.
+  void set_password(const std::string& password);
 
  private:
   TempDir dir_;

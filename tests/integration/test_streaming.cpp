@@ -645,3 +645,58 @@ TEST_CASE("streaming: rejected credentials or an untrusted broker stop start-up 
     }
   }
 }
+
+TEST_CASE("streaming: credentials rotated on the brokers while running: not ready, then resumed",
+          "[kafka][security][broker-restart]") {
+  // The brokers get a new password before the service's secret is updated, then the old one
+  // back (a rotation rolled back): the running instance must neither exit nor lose anything.
+  ScopedBroker broker;
+  const auto secure = secure_listener();
+  Pipeline p;
+  p.service_bootstrap = secure.bootstrap;
+  p.env["PQA_TEST_SASL_PASSWORD"] = secure.password;
+  // A shorter call timeout than the default 30 s only shortens the test: the call blocked
+  // when the credentials stop working returns sooner.
+  p.extra_kafka_yaml = "  timeout_ms: 10000\n" + secure_kafka_yaml(secure, true);
+  auto service = p.start("a");
+  p.wait_started("a");
+  const int port = p.admin_port("a");
+  auto load = p.produce(5000);
+  std::this_thread::sleep_for(1500ms);
+  broker.set_password("rotated-" + secure.password);
+
+  // The rejection is logged as such at once (not as a mere disconnect), and readiness goes
+  // false. librdkafka's own error line is the prompt one: the service's error callbacks are
+  // served when its loop polls, and the loop waits in a transaction call meanwhile.
+  const auto rejection_logged = [&] {
+    for (const auto& line : read_lines(p.log_path("a")))
+      if (line.find("\"level\":\"error\"") != std::string::npos &&
+          line.find("SASL authentication error") != std::string::npos &&
+          line.find("Invalid username or password") != std::string::npos)
+        return true;
+    return false;
+  };
+  bool seen_rejection = false, seen_not_ready = false;
+  for (int i = 0; i < 300 && !(seen_rejection && seen_not_ready); ++i) {
+    seen_rejection = seen_rejection || rejection_logged();
+    seen_not_ready = seen_not_ready || http_get(port, "/readyz").status == 503;
+    std::this_thread::sleep_for(100ms);
+  }
+  INFO(p.log_tail("a", 20));
+  CHECK(seen_rejection);
+  CHECK(seen_not_ready);
+  std::this_thread::sleep_for(3s);  // rejected for a while: still running, not crash-looping
+  REQUIRE(service.running());
+
+  broker.set_password(secure.password);
+  REQUIRE(load.wait() == 0);
+  REQUIRE(p.consumed());
+  bool ready_again = false;
+  for (int i = 0; i < 150 && !ready_again; ++i) {
+    ready_again = http_get(port, "/readyz").status == 200;
+    if (!ready_again) std::this_thread::sleep_for(100ms);
+  }
+  CHECK(ready_again);
+  stop_cleanly(p, "a", service);
+  check_equal_to_replay(p, p.observe());
+}
