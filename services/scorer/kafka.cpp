@@ -170,6 +170,12 @@ void create_topics(rd_kafka_t* rk, const std::vector<TopicSpec>& topics,
   }
 }
 
+void log_client_error(const char* component, int err, const char* reason) {
+  log::warn(
+      component, "kafka client error",
+      {{"error", rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err))}, {"reason", reason}});
+}
+
 bool statistics_show_a_broker_up(std::string_view json) {
   thread_local simdjson::dom::parser parser;  // statistics arrive on the polling thread
   simdjson::dom::element root;

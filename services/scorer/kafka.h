@@ -113,6 +113,10 @@ void create_topics(rd_kafka_t* rk, const std::vector<TopicSpec>& topics,
 /// known broker, the bootstrap one included, has been seen down).
 bool statistics_show_a_broker_up(std::string_view json);
 
+/// Logs what a client's error callback (rd_kafka_conf_set_error_cb) reports, as `component`.
+/// With that callback set, librdkafka no longer logs these errors itself.
+void log_client_error(const char* component, int err, const char* reason);
+
 /// Whether a property's value must never be printed (passwords, keys, tokens).
 bool is_secret_property(std::string_view name);
 

@@ -78,10 +78,7 @@ OutputProducer::OutputProducer(const KafkaConfig& config, const std::string& tra
 }
 
 void OutputProducer::on_error(rd_kafka_t*, int err, const char* reason, void* opaque) {
-  // With an error callback set, librdkafka no longer logs these itself.
-  log::warn(
-      "producer", "kafka client error",
-      {{"error", rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err))}, {"reason", reason}});
+  kafka::log_client_error("producer", err, reason);
   auto* self = static_cast<OutputProducer*>(opaque);
   if (self->security_failure_) return;
   if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION)

@@ -508,9 +508,7 @@ void Relay::on_error(rd_kafka_t*, int err, const char* reason, void* opaque) {
     self.brokers_down_ = true;
     self.update_gauges();
   }
-  log::warn(
-      "relay", "kafka client error",
-      {{"error", rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err))}, {"reason", reason}});
+  kafka::log_client_error("relay", err, reason);
 }
 
 int Relay::on_statistics(rd_kafka_t*, char* json, size_t len, void* opaque) {

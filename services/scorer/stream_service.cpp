@@ -673,9 +673,7 @@ void StreamService::Impl::on_error(rd_kafka_t*, int err, const char* reason, voi
     self->brokers_down = true;
     self->update_gauges();
   }
-  log::warn(
-      "consumer", "kafka client error",
-      {{"error", rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err))}, {"reason", reason}});
+  kafka::log_client_error("consumer", err, reason);
 }
 
 int StreamService::Impl::on_statistics(rd_kafka_t*, char* json, size_t len, void* opaque) {
