@@ -178,15 +178,11 @@ std::string Processor::Cause::text() const {
 void Processor::apply(const rollup::Event& e, const AccountId& account, const Cause& cause) {
   keys::account(account_key_, account.str());
   const std::string& account_key = account_key_;
-  StoredAccount* stored = accounts_.get(account_key, CacheAccess::kUpdate);
-  if (stored == nullptr) stored = &accounts_.insert(account_key, StoredAccount{});
+  StoredAccount& stored = accounts_.get_or_add(account_key).value;
   keys::user(user_key_, account.str(), e.user.str());
-  const std::string& user_key = user_key_;
-  rollup::UserState* user = users_.get(user_key, CacheAccess::kUpdate);
-  const bool user_is_new = user == nullptr;
-  if (user_is_new) user = &users_.insert(user_key, rollup::UserState{});
-  auto outcome = rollup::apply_event(model_, stored->state, *user, user_is_new, e, watermark_);
-  handle(account, account_key, *stored, std::move(outcome), cause);
+  auto user = users_.get_or_add(user_key_);
+  auto outcome = rollup::apply_event(model_, stored.state, user.value, user.added, e, watermark_);
+  handle(account, account_key, stored, std::move(outcome), cause);
 }
 
 void Processor::handle(const AccountId& account, const std::string& key, StoredAccount& stored,

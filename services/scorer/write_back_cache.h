@@ -40,6 +40,7 @@ class WriteBackCache {
 
   struct Entry {
     std::string key;
+    std::uint64_t hash = 0;  ///< hash_of(key), kept for eviction
     Value value;
     std::size_t dirty_index = kClean;  ///< position in dirty_, kClean when unchanged
     bool referenced = true;
@@ -53,23 +54,20 @@ class WriteBackCache {
   /// With CacheAccess::kUpdate the record is marked changed (the caller is about to modify it),
   /// which saves a second lookup. Throws StoreError on an undecodable record.
   Value* get(const std::string& key, CacheAccess access = CacheAccess::kRead) {
+    return lookup(key, hash_of(key), access);
+  }
+
+  struct Found {
+    Value& value;
+    bool added;  ///< there was no record: `value` is a new default one
+  };
+  /// The record under `key` marked changed, as get(key, kUpdate) returns it, or, if there is
+  /// none, a default-constructed one added (also marked changed): one hash and one probe
+  /// where get() then insert() would take two of each.
+  Found get_or_add(const std::string& key) {
     const std::uint64_t hash = hash_of(key);
-    if (Entry* entry = index_.find(key, hash)) {
-      entry->referenced = true;
-      if (access == CacheAccess::kUpdate) set_dirty(*entry);
-      return &entry->value;
-    }
-    if (auto p = pending_.find(key); p != pending_.end()) {
-      // Back from pending: it becomes a changed entry again, and pending forgets it, so a key
-      // is never written twice in one batch.
-      auto value = decode_or_throw(p->second, key);
-      pending_bytes_ -= p->first.size() + p->second.size();
-      pending_.erase(p);
-      return &add(key, hash, std::move(value), true);
-    }
-    auto bytes = store_.get(key);
-    if (!bytes) return nullptr;
-    return &add(key, hash, decode_or_throw(*bytes, key), access == CacheAccess::kUpdate);
+    if (Value* value = lookup(key, hash, CacheAccess::kUpdate)) return {*value, false};
+    return {add(key, hash, Value{}, true), true};
   }
 
   /// Adds a new record (marked changed); replaces the cached one if the key is cached.
@@ -188,6 +186,25 @@ class WriteBackCache {
 
   static std::uint64_t hash_of(std::string_view key) { return std::hash<std::string_view>{}(key); }
 
+  Value* lookup(const std::string& key, std::uint64_t hash, CacheAccess access) {
+    if (Entry* entry = index_.find(key, hash)) {
+      entry->referenced = true;
+      if (access == CacheAccess::kUpdate) set_dirty(*entry);
+      return &entry->value;
+    }
+    if (auto p = pending_.find(key); p != pending_.end()) {
+      // Back from pending: it becomes a changed entry again, and pending forgets it, so a key
+      // is never written twice in one batch.
+      auto value = decode_or_throw(p->second, key);
+      pending_bytes_ -= p->first.size() + p->second.size();
+      pending_.erase(p);
+      return &add(key, hash, std::move(value), true);
+    }
+    auto bytes = store_.get(key);
+    if (!bytes) return nullptr;
+    return &add(key, hash, decode_or_throw(*bytes, key), access == CacheAccess::kUpdate);
+  }
+
   void set_dirty(Entry& entry) {
     if (entry.dirty_index != kClean) return;
     entry.dirty_index = dirty_.size();
@@ -220,6 +237,7 @@ class WriteBackCache {
       entry = evict_one();
     }
     entry->key = key;
+    entry->hash = hash;
     entry->value = std::move(value);
     entry->referenced = true;
     index_.add(entry, hash);
@@ -243,7 +261,7 @@ class WriteBackCache {
         unlist_dirty(entry);
         pending_[entry.key] = std::move(bytes);  // a key is never in pending and cached at once
       }
-      index_.remove(entry, hash_of(entry.key));
+      index_.remove(entry, entry.hash);
       return &entry;
     }
   }

@@ -1,5 +1,6 @@
 // The write-back cache against a plain map: whatever the capacity, the mix of reads, updates,
-// evictions and flushes, a read sees the latest value and the store ends up with every change.
+// get-or-adds, evictions and flushes, a read sees the latest value and the store ends up with
+// every change.
 #include <catch2/catch.hpp>
 #include <map>
 #include <random>
@@ -47,7 +48,7 @@ void run_against_map(std::size_t capacity, int key_count, std::uint64_t seed) {
   for (int step = 0; step < 20'000; ++step) {
     const std::string key = "k" + std::to_string(rng() % static_cast<unsigned>(key_count));
     const auto want = expected.find(key);
-    switch (rng() % 8) {
+    switch (rng() % 9) {
       case 0:
       case 1:
       case 2: {  // read
@@ -73,6 +74,14 @@ void run_against_map(std::size_t capacity, int key_count, std::uint64_t seed) {
           cache.mark_dirty(key);
           ++expected[key];
         }
+        break;
+      }
+      case 7: {  // one lookup that adds a default record when there is none: the scoring path
+        auto found = cache.get_or_add(key);
+        REQUIRE(found.added == (want == expected.end()));
+        REQUIRE(found.value == (found.added ? 0 : want->second));
+        found.value = rng();
+        expected[key] = found.value;
         break;
       }
       default:
