@@ -185,9 +185,16 @@ case ${1:-} in
     ;;
   set-password)
     dir=$(cd "${2:?usage: kafka.sh set-password DIR PASSWORD}" && pwd)
+    password=${3:?usage: kafka.sh set-password DIR PASSWORD}
+    # It goes into a JAAS line between double quotes: keep to characters that need no escaping.
+    [[ $password =~ ^[A-Za-z0-9._-]+$ ]] || die "a password of letters, digits, '.', '_', '-' only"
+    [[ -f $dir/controller_port ]] || die "$dir has no broker started by this script"
+    port=$(cat "$dir/port")
+    cport=$(cat "$dir/controller_port")
+    sport=$(cat "$dir/secure_port")
     stop "$dir"
-    printf '%s\n' "${3:?usage: kafka.sh set-password DIR PASSWORD}" >"$dir/sasl_password"
-    write_config "$dir" "$(cat "$dir/port")" "$(cat "$dir/controller_port")" "$(cat "$dir/secure_port")"
+    printf '%s\n' "$password" >"$dir/sasl_password"
+    write_config "$dir" "$port" "$cport" "$sport"
     launch "$dir"
     ;;
   *)

@@ -116,6 +116,9 @@ struct PartitionTask {
 
 struct StreamService::Impl {
   Impl(const ServiceConfig& c, const std::atomic<bool>& s, ServiceMetrics& m, AccountQueries* q);
+  ~Impl();
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
 
   void run();
   // Topics and clients.
@@ -180,10 +183,22 @@ struct StreamService::Impl {
   Clock::time_point last_idle_check = Clock::now();
   Clock::time_point turn_started = Clock::now();  ///< when the loop's current turn began
   std::exception_ptr callback_error;  ///< thrown inside a librdkafka callback, rethrown later
+  bool tearing_down = false;  ///< set by ~Impl: the consumer's last callbacks touch no state
   /// Who owns the partitions this instance does not (account queries); declared last so that
   /// its thread stops before the producer whose handle it uses goes away.
   std::unique_ptr<GroupOwners> owners;
 };
+
+StreamService::Impl::~Impl() {
+  // When an error ended run(), the consumer still holds its partitions, and destroying it
+  // closes it, which calls the rebalance callback. Left to the members' order it would run
+  // after the tasks and the producer are gone (they are declared after it). So it goes first,
+  // with callbacks that only drop the partitions: the uncommitted work is discarded, and a
+  // restart resumes from the last commit.
+  tearing_down = true;
+  owners.reset();
+  consumer.reset();
+}
 
 void StreamService::Impl::rethrow_callback_error() {
   if (callback_error) std::rethrow_exception(std::exchange(callback_error, nullptr));
@@ -345,6 +360,15 @@ void StreamService::Impl::on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
 void StreamService::Impl::rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                                     rd_kafka_topic_partition_list_t* partitions) {
   const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
+  if (tearing_down) {  // closing after an error: give the partitions up, commit nothing
+    if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      if (cooperative)
+        kafka::throw_if(rd_kafka_incremental_unassign(rk, partitions), "incremental_unassign");
+      else
+        kafka::throw_if(rd_kafka_assign(rk, nullptr), "unassign");
+    }
+    return;
+  }
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     metrics.count_rebalance(ServiceMetrics::Rebalance::kAssigned);
     assign(partitions);

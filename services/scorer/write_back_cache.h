@@ -62,8 +62,9 @@ class WriteBackCache {
     bool added;  ///< there was no record: `value` is a new default one
   };
   /// The record under `key` marked changed, as get(key, kUpdate) returns it, or, if there is
-  /// none, a default-constructed one added (also marked changed): one hash and one probe
-  /// where get() then insert() would take two of each.
+  /// none, a default-constructed one added (also marked changed): one hash and one index
+  /// probe where get() then insert() would take two of each (a miss still asks pending and
+  /// the store).
   Found get_or_add(const std::string& key) {
     const std::uint64_t hash = hash_of(key);
     if (Value* value = lookup(key, hash, CacheAccess::kUpdate)) return {*value, false};
