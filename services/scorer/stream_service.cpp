@@ -360,16 +360,8 @@ void StreamService::Impl::on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
 void StreamService::Impl::rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                                     rd_kafka_topic_partition_list_t* partitions) {
   const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
-  if (tearing_down) {  // closing after an error: give the partitions up, commit nothing
-    if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-      if (cooperative)
-        kafka::throw_if(rd_kafka_incremental_unassign(rk, partitions), "incremental_unassign");
-      else
-        kafka::throw_if(rd_kafka_assign(rk, nullptr), "unassign");
-    }
-    return;
-  }
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    if (tearing_down) return;
     metrics.count_rebalance(ServiceMetrics::Rebalance::kAssigned);
     assign(partitions);
     if (cooperative)
@@ -377,10 +369,13 @@ void StreamService::Impl::rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
     else
       kafka::throw_if(rd_kafka_assign(rk, partitions), "assign");
   } else {
-    const bool lost = rd_kafka_assignment_lost(rk) != 0;
-    metrics.count_rebalance(lost ? ServiceMetrics::Rebalance::kLost
-                                 : ServiceMetrics::Rebalance::kRevoked);
-    revoke(partitions, lost);
+    // Closing after an error (~Impl): the partitions are given up and nothing is committed.
+    if (!tearing_down) {
+      const bool lost = rd_kafka_assignment_lost(rk) != 0;
+      metrics.count_rebalance(lost ? ServiceMetrics::Rebalance::kLost
+                                   : ServiceMetrics::Rebalance::kRevoked);
+      revoke(partitions, lost);
+    }
     if (cooperative)
       kafka::throw_if(rd_kafka_incremental_unassign(rk, partitions), "incremental_unassign");
     else
