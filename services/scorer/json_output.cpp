@@ -1,6 +1,7 @@
 #include "json_output.h"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 
@@ -9,8 +10,13 @@ namespace pqa::scorer {
 void append_json_string(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
   out.push_back('"');
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
+  // Runs of characters that need no escape (almost all of them) are appended in one piece.
+  std::size_t run = 0;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(s.substr(run, i - run));
+    run = i + 1;
     switch (c) {
       case '"':
         out += "\\\"";
@@ -28,15 +34,12 @@ void append_json_string(std::string& out, std::string_view s) {
         out += "\\t";
         break;
       default:
-        if (c < 0x20) {
-          out += "\\u00";
-          out.push_back(kHex[c >> 4]);
-          out.push_back(kHex[c & 0xF]);
-        } else {
-          out.push_back(ch);
-        }
+        out += "\\u00";
+        out.push_back(kHex[c >> 4]);
+        out.push_back(kHex[c & 0xF]);
     }
   }
+  out.append(s.substr(run));
   out.push_back('"');
 }
 
@@ -53,7 +56,10 @@ void append_number(std::string& out, double v, int decimals) {
   // Values are bounded by construction; clamp anyway so that the output is always JSON.
   if (!std::isfinite(v)) v = 0.0;
   v = std::clamp(v, -1e15, 1e15);
-  const double scale = std::pow(10.0, decimals);
+  static constexpr std::array<double, 7> kScale = {1, 10, 100, 1e3, 1e4, 1e5, 1e6};
+  const double scale = decimals >= 0 && decimals < static_cast<int>(kScale.size())
+                           ? kScale[decimals]
+                           : std::pow(10.0, decimals);
   v = std::round(v * scale) / scale;
   if (v == 0.0) v = 0.0;  // no "-0"
   char buf[64];
@@ -94,11 +100,13 @@ class Obj {
   }
 
  private:
+  /// Keys are this file's own snake_case literals: nothing in them needs escaping.
   void key(std::string_view k) {
     if (!first_) out_.push_back(',');
     first_ = false;
-    append_escaped(out_, k);
-    out_.push_back(':');
+    out_.push_back('"');
+    out_.append(k);
+    out_.append("\":", 2);
   }
   std::string& out_;
   bool first_ = true;

@@ -234,6 +234,10 @@ void Processor::fire_timer(TimeMs due, const std::string& account_id) {
 }
 
 WriteSet Processor::take_changes() {
+  return take_changes(ChangedAccountVisitor{});
+}
+
+WriteSet Processor::take_changes(const ChangedAccountVisitor& changed_account) {
   // Key order lets RocksDB's memtable reuse its insertion point from one key to the next, and
   // a large sorted batch can be ingested as a table file. Each cache hands over its changes
   // sorted; taken in the order of their keyspaces (accounts, identities, meta, users) the
@@ -252,7 +256,12 @@ WriteSet Processor::take_changes() {
   if (accounts_.changed() + users_.changed() >= kParallelCollectMinRecords)
     users_collected = std::async(std::launch::async,
                                  [this, &user_writes] { users_.collect_writes(user_writes); });
-  accounts_.collect_writes(writes);
+  if (changed_account)
+    accounts_.collect_writes(writes, [&](const std::string& key, const StoredAccount& stored) {
+      changed_account(std::string_view(key).substr(1), stored.state);
+    });
+  else
+    accounts_.collect_writes(writes);
   identities_.collect_writes(writes);
   if (watermark_ != rollup::kNoTime) {
     writes.puts.emplace_back(keys::meta("max_event_time"), std::to_string(max_event_time_));

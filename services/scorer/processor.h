@@ -89,6 +89,12 @@ class Processor {
   /// making them durable elsewhere first, as the service does with its changelog) before
   /// calling process() again.
   WriteSet take_changes();
+  /// The same, and calls `changed_account(account_id, state)` for every account among the
+  /// changes (on this thread, before take_changes returns): the service derives each changed
+  /// account's score record from the state in memory instead of decoding the record again.
+  using ChangedAccountVisitor =
+      std::function<void(std::string_view account_id, const rollup::AccountState& state)>;
+  WriteSet take_changes(const ChangedAccountVisitor& changed_account);
   /// Whether changes evicted from the caches exceed their byte bound (take them soon).
   bool changes_over_bound() const;
 

@@ -533,19 +533,16 @@ void StreamService::Impl::commit() {
   auto offsets = kafka::make_partition_list(static_cast<int>(tasks.size()));
   for (auto& [p, task] : tasks) {
     if (!task->changed) continue;
-    task->committing = task->processor->take_changes();
-    for (const auto& [key, value] : task->committing.puts) {
+    // Each changed account's latest score, as of its own clock: what the CRM field shows.
+    task->committing = task->processor->take_changes(
+        [this](std::string_view account, const rollup::AccountState& state) {
+          const auto score = rollup::evaluate(model, state, state.clock);
+          producer->produce(config.kafka.scores_topic, -1, account,
+                            score_to_json(rollup::AccountId(std::string(account)), score,
+                                          state.clock, model.version()));
+        });
+    for (const auto& [key, value] : task->committing.puts)
       producer->produce(config.kafka.changelog_topic, p, key, value);
-      if (key.empty() || key[0] != keys::kAccount) continue;
-      // The account's latest score, as of its own clock: what the CRM field shows.
-      auto stored = decode_account(value);
-      if (!stored) continue;
-      const std::string_view account = std::string_view(key).substr(1);
-      const auto score = rollup::evaluate(model, stored->state, stored->state.clock);
-      producer->produce(config.kafka.scores_topic, -1, account,
-                        score_to_json(rollup::AccountId(std::string(account)), score,
-                                      stored->state.clock, model.version()));
-    }
     if (task->next_offset >= 0)
       rd_kafka_topic_partition_list_add(offsets.get(), config.kafka.input_topic.c_str(), p)
           ->offset = task->next_offset;

@@ -68,3 +68,19 @@ TEST_CASE("scores serialise to the proto JSON form", "[output]") {
   CHECK(msg.seats().provisioned_seats() == 3);
   CHECK(msg.risk_flags_size() == 1);  // one active user of three seats
 }
+
+TEST_CASE("strings are escaped as JSON requires, and only where it requires", "[output]") {
+  const auto escaped = [](std::string_view s) {
+    std::string out;
+    scorer::append_json_string(out, s);
+    return out;
+  };
+  CHECK(escaped("") == R"("")");
+  CHECK(escaped("plain text, ünïcode") == R"("plain text, ünïcode")");
+  CHECK(escaped(R"(say "hi")") == R"("say \"hi\"")");
+  CHECK(escaped(R"(a\b)") == R"("a\\b")");
+  CHECK(escaped("\n\r\t") == R"("\n\r\t")");
+  CHECK(escaped(std::string_view("x\0y\x1f", 4)) == R"("x\u0000y\u001f")");
+  CHECK(escaped("\"lead and trail\\") == R"("\"lead and trail\\")");
+  CHECK(escaped("\x7f") == "\"\x7f\"");  // DEL needs no escape in JSON
+}

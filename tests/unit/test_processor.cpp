@@ -148,6 +148,43 @@ TEST_CASE("the changes a processor hands over come in strict key order", "[proce
   CHECK(records > batches * 10);
 }
 
+TEST_CASE("each changed account is visited once, with the state its record holds",
+          "[processor][cache]") {
+  // Tiny account cache: some changed accounts are evicted (held encoded) before the batch is
+  // taken, so both ways of collecting a change are visited.
+  scorer::ProcessorOptions options;
+  options.account_cache_entries = 2;
+  options.auto_flush = false;
+  Harness h(shipped_model_config(), options);
+  const auto lines = sample_stream();
+  const auto json_of = [&h](std::string_view account, const rollup::AccountState& state) {
+    return scorer::score_to_json(rollup::AccountId(std::string(account)),
+                                 rollup::evaluate(h.model, state, state.clock), state.clock,
+                                 h.model.version());
+  };
+  std::size_t visited_total = 0;
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    (void)h.processor.process(lines[i]);
+    if (i % 53 != 52) continue;
+    std::map<std::string, std::string> visited;
+    const scorer::WriteSet changes =
+        h.processor.take_changes([&](std::string_view account, const rollup::AccountState& state) {
+          CHECK(visited.emplace(std::string(account), json_of(account, state)).second);
+        });
+    std::map<std::string, std::string> recorded;
+    for (const auto& [key, value] : changes.puts) {
+      if (key[0] != scorer::keys::kAccount) continue;
+      const auto stored = scorer::decode_account(value);
+      REQUIRE(stored);
+      recorded.emplace(key.substr(1), json_of(key.substr(1), stored->state));
+    }
+    CHECK(visited == recorded);
+    visited_total += visited.size();
+    h.store->commit(changes);
+  }
+  CHECK(visited_total > lines.size() / 53);  // more than one account per batch on average
+}
+
 TEST_CASE("a large batch, encoded on two threads, is the batch one thread gives",
           "[processor][cache]") {
   // 30,000 users in 40 accounts: the final batch is over the size from which take_changes()
