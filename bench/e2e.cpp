@@ -6,11 +6,14 @@
 //   pqa-bench-e2e wait --bootstrap B --topic T --group G [--timeout S]
 //       wait until G has committed the end of every partition of T; print
 //       "consumed <records> <seconds since start> <seconds since first progress>".
-//   pqa-bench-e2e latency --bootstrap B --topic SIGNALS --seconds S
+//   pqa-bench-e2e latency --bootstrap B --topic SIGNALS --seconds S [--warmup W] [--dump FILE]
 //       read SIGNALS (read_committed) from its end for S seconds; each record's latency is the
 //       wall time it became readable minus its timestamp, which the service copies from the
 //       input event that caused it (pqa-load stamps events at produce time); print
-//       "latency <count> p50 <ms> p99 <ms> p999 <ms> max <ms>".
+//       "latency <count> p50 <ms> p99 <ms> p999 <ms> max <ms> steady <count> p50 <ms> p99 <ms>
+//       p999 <ms> max <ms>": first over every record, then over those read W seconds (default
+//       5) or more after the first one. --dump also writes one line per record, "<ms since
+//       the first record> <latency ms>", to see when the slow ones were.
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
@@ -18,6 +21,7 @@
 #include <cstdio>
 #include <map>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -110,7 +114,30 @@ int wait(const std::string& bootstrap, const std::string& topic, const std::stri
   return 1;
 }
 
-int latency(const std::string& bootstrap, const std::string& topic, double seconds) {
+/// "<count> p50 <ms> p99 <ms> p999 <ms> max <ms>" of `samples`.
+std::string percentiles(std::vector<std::int64_t> samples) {
+  if (samples.empty()) return "0 p50 0 p99 0 p999 0 max 0";
+  std::sort(samples.begin(), samples.end());
+  auto at = [&](double q) {
+    return std::to_string(samples[std::min(
+        samples.size() - 1, static_cast<std::size_t>(q * static_cast<double>(samples.size())))]);
+  };
+  return std::to_string(samples.size()) + " p50 " + at(0.5) + " p99 " + at(0.99) + " p999 " +
+         at(0.999) + " max " + std::to_string(samples.back());
+}
+
+void write_dump(const std::string& path, const std::vector<std::int64_t>& seen_at,
+                const std::vector<std::int64_t>& samples) {
+  std::FILE* out = std::fopen(path.c_str(), "w");
+  if (out == nullptr) throw std::runtime_error("cannot write " + path);
+  for (std::size_t i = 0; i < samples.size(); ++i)
+    std::fprintf(out, "%lld %lld\n", static_cast<long long>(seen_at[i] - seen_at.front()),
+                 static_cast<long long>(samples[i]));
+  std::fclose(out);
+}
+
+int latency(const std::string& bootstrap, const std::string& topic, double seconds,
+            double warmup_seconds, const std::string& dump) {
   auto c = consumer(bootstrap, {{"isolation.level", "read_committed"},
                                 {"fetch.wait.max.ms", "5"},
                                 {"fetch.error.backoff.ms", "5"}});
@@ -119,26 +146,30 @@ int latency(const std::string& bootstrap, const std::string& topic, double secon
   for (int p = 0; p < partitions; ++p)
     rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p)->offset = RD_KAFKA_OFFSET_END;
   kafka::throw_if(rd_kafka_assign(c.get(), list.get()), "assign");
-  std::vector<std::int64_t> samples;
+  std::vector<std::int64_t> samples, seen_at;  // latency, and wall time read, per record
   const auto start = Clock::now();
   while (since(start) < seconds) {
     kafka::Message m(rd_kafka_consumer_poll(c.get(), 100));
     if (!m || m->err) continue;
     const std::int64_t stamped = rd_kafka_message_timestamp(m.get(), nullptr);
-    if (stamped > 0) samples.push_back(wall_ms() - stamped);
+    if (stamped <= 0) continue;
+    seen_at.push_back(wall_ms());
+    samples.push_back(seen_at.back() - stamped);
   }
   if (samples.empty()) {
     std::fprintf(stderr, "pqa-bench-e2e: no signals seen\n");
     return 1;
   }
-  std::sort(samples.begin(), samples.end());
-  auto at = [&](double q) {
-    return samples[std::min(samples.size() - 1,
-                            static_cast<std::size_t>(q * static_cast<double>(samples.size())))];
-  };
-  std::printf("latency %zu p50 %lld p99 %lld p999 %lld max %lld\n", samples.size(),
-              static_cast<long long>(at(0.5)), static_cast<long long>(at(0.99)),
-              static_cast<long long>(at(0.999)), static_cast<long long>(samples.back()));
+  if (!dump.empty()) write_dump(dump, seen_at, samples);
+  // The first seconds after the service's first output are its warm-up (the new topics' first
+  // transactions, a broker JVM not yet warm, and a generated stream that starts with every
+  // account new, so with many of its signals); the steady figures leave them out.
+  const auto warmup_ms = static_cast<std::int64_t>(warmup_seconds * 1000);
+  std::vector<std::int64_t> steady;
+  for (std::size_t i = 0; i < samples.size(); ++i)
+    if (seen_at[i] - seen_at.front() >= warmup_ms) steady.push_back(samples[i]);
+  std::printf("latency %s steady %s\n", percentiles(samples).c_str(),
+              percentiles(std::move(steady)).c_str());
   return 0;
 }
 
@@ -158,7 +189,10 @@ int main(int argc, char** argv) {
     if (mode == "wait")
       return wait(bootstrap, topic, args.at("--group"),
                   args.count("--timeout") ? std::stod(args["--timeout"]) : 600);
-    if (mode == "latency") return latency(bootstrap, topic, std::stod(args.at("--seconds")));
+    if (mode == "latency")
+      return latency(bootstrap, topic, std::stod(args.at("--seconds")),
+                     args.count("--warmup") ? std::stod(args["--warmup"]) : 5.0,
+                     args.count("--dump") ? args["--dump"] : std::string());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "pqa-bench-e2e: %s\n", e.what());
     return 2;

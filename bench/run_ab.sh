@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Two builds of pqa-scorer side by side on one broker, alternating A B A B, so that a change is
 # judged against the machine's noise: changelog restore rate, and produce-to-signal latency in
-# exactly-once mode at a steady 20,000 events/s.
+# exactly-once mode at a steady 20,000 events/s (over every signal, and "steady": without the
+# first 5 s of output, the service's and the new topics' warm-up).
 # Usage: bench/run_ab.sh A_BIN B_BIN [ROUNDS] [LATENCY_SECONDS] [A_HAS_ADMIN: yes|no]
 # (release build of this tree for the tools). Prints one markdown row per measurement.
 set -euo pipefail
@@ -52,11 +53,12 @@ source_pid=$!
 "$bin/bench/pqa-bench-e2e" wait --bootstrap "$bootstrap" --topic ab-in --group ab-source >/dev/null
 kill -TERM "$source_pid" && wait "$source_pid" || true
 
-"$bin/bench/pqa-gen" --events $((20000 * latency_seconds)) --accounts 10000 --seed 7 \
+# 5 s more than measured: the reader leaves the first 5 s of output out of its steady figures.
+"$bin/bench/pqa-gen" --events $((20000 * (latency_seconds + 5))) --accounts 10000 --seed 7 \
   --start "$(date -u -d '-2 days' +%Y-%m-%dT%H:%M:%SZ)" --days 2 >"$work/lat.jsonl"
 
-echo "| round | build | restore records/s | latency p50 ms | p99 ms | p99.9 ms | max ms |"
-echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"
+echo "| round | build | restore records/s | latency p50 ms | p99 ms | p99.9 ms | max ms | steady p50 ms | steady p99 ms | steady p99.9 ms | steady max ms |"
+echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for round in $(seq 1 "$rounds"); do
   for which in A B; do
     if [[ $which == A ]]; then exe=$a_bin admin=$a_admin; else exe=$b_bin admin=yes; fi
@@ -75,7 +77,7 @@ for round in $(seq 1 "$rounds"); do
     pid=$!
     sleep 5
     "$bin/bench/pqa-bench-e2e" latency --bootstrap "$bootstrap" --topic "$name-lat-signals" \
-      --seconds $((latency_seconds + 5)) >"$work/$name-lat.txt" &
+      --seconds $((latency_seconds + 10)) --warmup 5 >"$work/$name-lat.txt" &
     reader=$!
     sleep 1
     "$bin/services/scorer/pqa-load" --bootstrap "$bootstrap" --topic "$name-lat" \
@@ -83,6 +85,6 @@ for round in $(seq 1 "$rounds"); do
     wait "$reader" || true
     kill -TERM "$pid" && wait "$pid" || true
     awk -v r="$round" -v w="$which" -v x="$restore" \
-      '{printf "| %d | %s | %d | %d | %d | %d | %d |\n", r, w, x, $4, $6, $8, $10}' "$work/$name-lat.txt"
+      '{printf "| %d | %s | %d | %d | %d | %d | %d | %d | %d | %d | %d |\n", r, w, x, $4, $6, $8, $10, $14, $16, $18, $20}' "$work/$name-lat.txt"
   done
 done
