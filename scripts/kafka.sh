@@ -16,6 +16,10 @@
 # the way a secured cluster needs: its address is DIR/secure_bootstrap, the CA DIR/tls/ca.pem,
 # the user "scorer" with the password in DIR/sasl_password.
 #
+# PQA_KAFKA_BROKER_PROPERTIES, if set when the broker's configuration is written (start,
+# set-password), is appended to it: extra broker properties, one per line, for benchmarks of a
+# broker setting (bench/RESULTS.md §5d). Tests leave it unset: they run on the defaults.
+#
 # The broker's log is DIR/server.log. Needs java (17), mvn and openssl
 # (scripts/install-deps.sh).
 set -euo pipefail
@@ -96,6 +100,7 @@ transaction.state.log.num.partitions=4
 group.initial.rebalance.delay.ms=0
 # Tests compact changelogs and scores topics within seconds.
 log.cleaner.backoff.ms=1000
+${PQA_KAFKA_BROKER_PROPERTIES:-}
 PROPS
   cat >"$dir/log4j.properties" <<PROPS
 log4j.rootLogger=INFO, file
