@@ -92,6 +92,8 @@ class Processor {
   /// The same, and calls `changed_account(account_id, state)` for every account among the
   /// changes (on this thread, before take_changes returns): the service derives each changed
   /// account's score record from the state in memory instead of decoding the record again.
+  /// If the visitor throws, the processor must not be used again (its changes are half taken):
+  /// the service rebuilds it from the store (rewind) or stops.
   using ChangedAccountVisitor =
       std::function<void(std::string_view account_id, const rollup::AccountState& state)>;
   WriteSet take_changes(const ChangedAccountVisitor& changed_account);

@@ -96,10 +96,12 @@ class WriteBackCache {
     collect_writes(out, [](const std::string&, const Value&) {});
   }
 
-  /// The same, and calls `visit(key, value)` for every changed record first: what the caller
-  /// derives from the changes (the service's score records) comes from the decoded values
-  /// rather than from decoding the records again. A changed record already evicted is decoded
-  /// for it (rare: eviction of a changed record happens under memory pressure only).
+  /// The same, and calls `visit(key, value)` for every changed record as it is collected: what
+  /// the caller derives from the changes (the service's score records) comes from the decoded
+  /// values rather than from decoding the records again. A changed record already evicted is
+  /// decoded for it (rare: eviction of a changed record happens under memory pressure only).
+  /// If `visit` throws, the cache's changes are half collected: the owner must drop the cache
+  /// and reload from the store (the service rewinds or stops on any error of a commit).
   template <typename Visit>
   void collect_writes(WriteSet& out, Visit&& visit) {
     const auto first = static_cast<std::ptrdiff_t>(out.puts.size());
