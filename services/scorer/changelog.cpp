@@ -96,17 +96,24 @@ RestoreResult ChangelogRestorer::restore(StateStore& store, int partition) {
 }
 
 std::pair<std::int64_t, std::int64_t> ChangelogRestorer::watermarks(int partition) {
-  // A changelog just created, or a broker just restarted, answers "not leader" or "unknown
-  // partition" for a while: retried until the timeout, like every call a broker outage fails.
-  const auto deadline = std::chrono::steady_clock::now() + timeout_;
-  for (;;) {
+  // A changelog just created answers "not leader" or "unknown partition" for a while, and a
+  // broker outage (a restart, credentials rotated under the instance) fails every call until
+  // it ends. The restore waits it out, as the processing loop does, instead of giving up after
+  // one call's timeout and stopping the instance: readiness stays false meanwhile. Only a
+  // shutdown ends the wait.
+  constexpr auto kPause = std::chrono::milliseconds(500);
+  constexpr int kLogEvery = 20;  // attempts: a warning every ~10 s of a long outage, not 2 a second
+  for (int attempt = 0;; ++attempt) {
     try {
       return kafka::query_watermarks(consumer_.get(), topic_, partition, timeout_);
     } catch (const kafka::KafkaError& e) {
-      if (stop_ || std::chrono::steady_clock::now() >= deadline) throw;
-      log::warn("restore", "changelog offsets not available yet, retrying",
-                {{"partition", std::to_string(partition)}, {"error", e.what()}});
-      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      if (stop_) throw RestoreInterrupted("restore interrupted by shutdown");
+      if (attempt % kLogEvery == 0)
+        log::warn("restore", "changelog offsets not available yet, retrying",
+                  {{"partition", std::to_string(partition)},
+                   {"attempt", std::to_string(attempt + 1)},
+                   {"error", e.what()}});
+      std::this_thread::sleep_for(kPause);
     }
   }
 }
