@@ -88,6 +88,7 @@ TEST_CASE("ingested and batched writes read back alike, before and after reopeni
   scorer::RocksDbOptions options;
   options.path = dir.path();
   options.ingest_min_records = GENERATE(0, 50);  // 0: every batch through the memtable
+  options.memtable_insert_hints = GENERATE(true, false);
   std::map<std::string, std::string> model;
   std::mt19937 rng(7);
   {
