@@ -1,6 +1,8 @@
 #include "changelog.h"
 
+#include <algorithm>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "log.h"
@@ -9,7 +11,10 @@
 namespace pqa::scorer {
 namespace {
 
-constexpr std::size_t kBatchRecords = 10'000;
+// A restore batch ends at whichever comes first. Large batches coalesce the versions of a key
+// that the changelog holds until it is compacted, and reach the store's table-file ingestion.
+constexpr std::size_t kBatchRecords = 100'000;
+constexpr std::size_t kBatchBytes = 32u << 20;
 constexpr int kPollMs = 200;
 
 kafka::Properties restore_properties(const KafkaConfig& c) {
@@ -21,9 +26,16 @@ kafka::Properties restore_properties(const KafkaConfig& c) {
       {"enable.auto.offset.store", "false"},
       {"enable.partition.eof", "true"},
       {"isolation.level", "read_committed"},
-      {"fetch.max.bytes", "104857600"},
-      {"max.partition.fetch.bytes", "67108864"},
       {"fetch.wait.max.ms", "10"},
+      // librdkafka 2.0 stops fetching a partition whose local queue holds queued.min.messages
+      // (default 100,000) or queued.max.messages.kbytes (64 MB), and looks again only about
+      // a second later, however soon the queue drains: a changelog partition of just over
+      // 100,000 records took ~1.0 s to restore instead of ~0.2 s, most of it waiting for the
+      // end-of-partition event (bench/RESULTS.md §5e). So the count never stops a fetch, and
+      // fetches are a quarter of the byte bound, which alone bounds the queue's memory.
+      {"queued.min.messages", "10000000"},
+      {"max.partition.fetch.bytes", "16777216"},
+      {"fetch.max.bytes", "16777216"},
   };
   for (const auto& [k, v] : c.properties) p[k] = v;
   for (const auto& [k, v] : c.consumer_properties) p[k] = v;
@@ -44,6 +56,23 @@ std::optional<std::int64_t> stored_checkpoint(StateStore& store) {
 }
 
 }  // namespace
+
+WriteSet coalesce_changelog(std::vector<ChangelogRecord> records) {
+  // Stable: among the records of one key, the last one read stays last.
+  std::stable_sort(
+      records.begin(), records.end(),
+      [](const ChangelogRecord& x, const ChangelogRecord& y) { return x.key < y.key; });
+  WriteSet writes;
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    if (i + 1 < records.size() && records[i + 1].key == records[i].key) continue;  // superseded
+    ChangelogRecord& r = records[i];
+    if (r.value)
+      writes.puts.emplace_back(std::move(r.key), std::move(*r.value));
+    else
+      writes.deletes.push_back(std::move(r.key));
+  }
+  return writes;
+}
 
 void clear_store(StateStore& store) {
   WriteSet wipe;
@@ -130,12 +159,13 @@ std::pair<std::uint64_t, std::int64_t> ChangelogRestorer::copy_records(StateStor
     ~Unassign() { rd_kafka_assign(rk, nullptr); }
   } unassign{consumer_.get()};
 
-  WriteSet writes;
+  std::vector<ChangelogRecord> batch;
+  std::size_t batch_bytes = 0;
   std::uint64_t records = 0, reported = 0;
   std::int64_t last = -1;
   const auto commit = [&] {
-    store.commit(writes);
-    writes = {};
+    store.commit(coalesce_changelog(std::exchange(batch, {})));
+    batch_bytes = 0;
     report(partition, records - reported, std::max<std::int64_t>(0, high - last - 1));
     reported = records;
   };
@@ -143,8 +173,9 @@ std::pair<std::uint64_t, std::int64_t> ChangelogRestorer::copy_records(StateStor
     if (stop_) throw RestoreInterrupted("restore interrupted by shutdown");
     // One message per poll: it returns as soon as one is there (a batch call waits for a full
     // batch or its timeout, which dominated restores of small partitions).
-    for (std::size_t taken = 0; taken < kBatchRecords && !done; ++taken) {
-      kafka::Message m(rd_kafka_consumer_poll(consumer_.get(), taken == 0 ? kPollMs : 0));
+    for (bool first = true; !done && batch.size() < kBatchRecords && batch_bytes < kBatchBytes;
+         first = false) {
+      kafka::Message m(rd_kafka_consumer_poll(consumer_.get(), first ? kPollMs : 0));
       if (!m) break;
       if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
         done = true;
@@ -156,19 +187,14 @@ std::pair<std::uint64_t, std::int64_t> ChangelogRestorer::copy_records(StateStor
                    {"error", rd_kafka_message_errstr(m.get())}});
         continue;
       }
-      std::string key(static_cast<const char*>(m->key), m->key_len);
-      const bool tombstone = m->payload == nullptr;
-      // A batch holds puts or deletes, never both, so that changelog order is kept.
-      if (tombstone ? !writes.puts.empty() : !writes.deletes.empty()) commit();
-      if (tombstone)
-        writes.deletes.push_back(std::move(key));
-      else
-        writes.puts.emplace_back(std::move(key),
-                                 std::string(static_cast<const char*>(m->payload), m->len));
+      ChangelogRecord& record = batch.emplace_back(
+          ChangelogRecord{std::string(static_cast<const char*>(m->key), m->key_len), std::nullopt});
+      if (m->payload != nullptr) record.value.emplace(static_cast<const char*>(m->payload), m->len);
+      batch_bytes += m->key_len + m->len;
       last = m->offset;
       ++records;
     }
-    if (writes.puts.size() + writes.deletes.size() >= kBatchRecords || (done && !writes.empty()))
+    if (batch.size() >= kBatchRecords || batch_bytes >= kBatchBytes || (done && !batch.empty()))
       commit();
   }
   return {records, last};
