@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Where the CPU of an exactly-once run goes, against the CPU that the throughput target leaves.
+# Usage: bench/run_eos_budget.sh [EVENTS] [ROUNDS]   (needs scripts/build.sh release)
+#
+# Issue 3 asks for exactly-once throughput >= 0.5 of the rate at which librdkafka alone
+# consumes the same topic. Here the broker and the service share the machine's two cores, so
+# at that rate a run of EVENTS events may use at most 2 cores x EVENTS / (0.5 x raw rate)
+# CPU-seconds in all: the service's and the broker's together. Each round measures, on one
+# broker and alternating the variants, the raw rate, then for each variant the service's
+# events/s (first to last commit), its CPU-seconds and the broker's CPU-seconds over the run
+# (utime + stime from /proc), and prints them next to that budget.
+#
+# Variants (the service's configuration; everything else as in bench/run_e2e.sh):
+#   default       exactly_once, commit_interval_ms 100, producer compression lz4 (shipped)
+#   uncompressed  the same with the producer's compression.type none (no broker decompression)
+#   interval-1s   commit_interval_ms 1000 (fewer, larger transactions; more latency)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+events=${1:-1000000}
+rounds=${2:-2}
+bin=build/release
+work=$(mktemp -d)
+broker=$work/broker
+cleanup() {
+  pkill -f "pqa-scorer run --config $work" 2>/dev/null || true
+  scripts/kafka.sh stop "$broker" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+bootstrap=$(scripts/kafka.sh start "$broker")
+broker_pid=$(cat "$broker/pid")
+"$bin/bench/pqa-gen" --events "$events" --accounts 10000 >"$work/in.jsonl"
+"$bin/services/scorer/pqa-load" --bootstrap "$bootstrap" --topic bench-in --input "$work/in.jsonl" \
+  --create-partitions 4 >/dev/null
+
+cpu_seconds() {  # cpu_seconds PID: utime + stime of the process (all its threads), in seconds
+  awk -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz}' \
+    "/proc/$1/stat"
+}
+
+thread_cpu() {  # thread_cpu PID: "main X librdkafka Y rocksdb Z other W" CPU-seconds by thread kind
+  local hz
+  hz=$(getconf CLK_TCK)
+  for stat in /proc/"$1"/task/*/stat; do
+    local line name
+    line=$(cat "$stat" 2>/dev/null) || continue
+    name=${line#*(}
+    name=${name%%)*}
+    echo "$name $(awk '{sub(/^.*\) /, ""); print $12 + $13}' <<<"$line")"
+  done | awk -v hz="$hz" -v main="$(cat /proc/"$1"/comm)" '
+    { kind = ($1 == main) ? "main" : ($1 ~ /^rdk:/) ? "librdkafka" : ($1 ~ /^rocksdb:/) ? "rocksdb" : "other"
+      cpu[kind] += $NF }
+    END { printf "main %.2f librdkafka %.2f rocksdb %.2f other %.2f",
+            cpu["main"] / hz, cpu["librdkafka"] / hz, cpu["rocksdb"] / hz, cpu["other"] / hz }'
+}
+
+config() {  # config NAME INTERVAL_MS COMPRESSION: writes $work/NAME.yaml
+  cat >"$work/$1.yaml" <<EOF
+kafka:
+  bootstrap_servers: "$bootstrap"
+  group_id: $1
+  transactional_id: $1
+  processing: exactly_once
+  commit_interval_ms: $2
+  producer_properties: { compression.type: $3 }
+  topics:
+    input: bench-in
+    signals: $1-signals
+    scores: $1-scores
+    changelog: $1-changelog
+    dead_letter: $1-dlq
+    create: true
+    replication_factor: 1
+service:
+  state_dir: $work/state-$1
+  idle_advance_ms: 0
+admin: { bind_address: 127.0.0.1, port: 0 }
+EOF
+}
+
+run_variant() {  # run_variant ROUND NAME INTERVAL_MS COMPRESSION RAW_RATE: one table row
+  local name="r$1-$2"
+  config "$name" "$3" "$4"
+  local broker_before pid result service_cpu broker_cpu
+  broker_before=$(cpu_seconds "$broker_pid")
+  "$bin/services/scorer/pqa-scorer" run --config "$work/$name.yaml" >/dev/null 2>>"$work/$name.log" &
+  pid=$!
+  result=$("$bin/bench/pqa-bench-e2e" wait --bootstrap "$bootstrap" --topic bench-in --group "$name")
+  service_cpu=$(cpu_seconds "$pid")
+  threads[$2]+="| $1 | $2 | $(thread_cpu "$pid" | awk '{printf "%s | %s | %s | %s", $2, $4, $6, $8}') |"$'\n'
+  broker_cpu=$(awk -v a="$broker_before" -v b="$(cpu_seconds "$broker_pid")" 'BEGIN{printf "%.2f", b - a}')
+  kill -TERM "$pid"
+  wait "$pid" || true
+  awk -v round="$1" -v v="$2" -v n="$events" -v r="$5" -v res="$result" -v sc="$service_cpu" \
+    -v bc="$broker_cpu" 'BEGIN {
+      split(res, f, " "); s = f[4]
+      budget = 2 * n / (0.5 * r)
+      printf "| %d | %s | %.0f | %.3f | %.2f | %.2f | %.2f | %.2f |\n",
+        round, v, n / s, n / s / r, sc, bc, sc + bc, budget }'
+  rm -rf "$work/state-$name"
+}
+
+declare -A threads
+echo "| round | variant | events/s | ratio to raw | service CPU-s | broker CPU-s | together | budget at 0.5 of raw |"
+echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+"$bin/bench/pqa-bench-e2e" raw --bootstrap "$bootstrap" --topic bench-in >/dev/null  # warms the cache
+for round in $(seq 1 "$rounds"); do
+  raw_rate=$("$bin/bench/pqa-bench-e2e" raw --bootstrap "$bootstrap" --topic bench-in | awk '{print $4}')
+  echo "| $round | librdkafka alone (raw) | $raw_rate | 1.000 | | | | |"
+  run_variant "$round" default 100 lz4 "$raw_rate"
+  run_variant "$round" uncompressed 100 none "$raw_rate"
+  run_variant "$round" interval-1s 1000 lz4 "$raw_rate"
+done
+
+echo
+echo "| round | variant | service main thread CPU-s | librdkafka threads | RocksDB threads | other threads |"
+echo "| ---: | --- | ---: | ---: | ---: | ---: |"
+for variant in default uncompressed interval-1s; do printf "%s" "${threads[$variant]}"; done
