@@ -188,6 +188,13 @@ ServiceMetrics::ServiceMetrics(std::string_view model_version, std::string_view 
                    .Register(r);
   txn_committed_ = &txns.Add({{"outcome", "committed"}});
   txn_aborted_ = &txns.Add({{"outcome", "aborted"}});
+  producer_replacements_ = &BuildCounter()
+                                .Name("pqa_producer_replacements_total")
+                                .Help(
+                                    "Transactional producers replaced after a fatal error other "
+                                    "than fencing (e.g. an abort refused after an outage)")
+                                .Register(r)
+                                .Add({});
   commit_duration_ = &BuildHistogram()
                           .Name("pqa_commit_duration_seconds")
                           .Help(

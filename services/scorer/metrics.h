@@ -87,6 +87,7 @@ class ServiceMetrics {
     (committed ? txn_committed_ : txn_aborted_)->Increment();
   }
   void observe_commit_duration(double seconds) { commit_duration_->Observe(seconds); }
+  void count_producer_replacement() { producer_replacements_->Increment(); }
   enum class Rebalance { kAssigned, kRevoked, kLost };
   void count_rebalance(Rebalance kind);
   void set_assigned_partitions(int n) { assigned_partitions_->Set(n); }
@@ -135,6 +136,7 @@ class ServiceMetrics {
 
   prometheus::Counter* txn_committed_ = nullptr;
   prometheus::Counter* txn_aborted_ = nullptr;
+  prometheus::Counter* producer_replacements_ = nullptr;
   prometheus::Histogram* commit_duration_ = nullptr;
   prometheus::Family<prometheus::Counter>* rebalances_family_;
   prometheus::Gauge* assigned_partitions_ = nullptr;

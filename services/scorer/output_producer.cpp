@@ -60,21 +60,45 @@ void retry_while_retriable(Call&& call, const char* what, const std::atomic<bool
 
 OutputProducer::OutputProducer(const KafkaConfig& config, const std::string& transactional_id,
                                const std::atomic<bool>& stop)
-    : changelog_topic_(config.changelog_topic),
+    : properties_(producer_properties(config, transactional_id)),
+      changelog_topic_(config.changelog_topic),
       transactional_(!transactional_id.empty()),
       timeout_(config.timeout_ms),
       stop_(stop) {
-  auto conf = kafka::make_conf(producer_properties(config, transactional_id));
+  create_client(/*at_start_up=*/true);
+}
+
+void OutputProducer::create_client(bool at_start_up) {
+  auto conf = kafka::make_conf(properties_);
   rd_kafka_conf_set_dr_msg_cb(conf.get(), &OutputProducer::on_delivery);
   rd_kafka_conf_set_error_cb(conf.get(), &OutputProducer::on_error);
   rd_kafka_conf_set_opaque(conf.get(), this);
   handle_ = kafka::make_client(RD_KAFKA_PRODUCER, std::move(conf));
   if (!transactional_) return;
-  // The transaction coordinator may not be reachable yet; but rejected credentials or an
-  // untrusted certificate will not fix themselves.
+  // The transaction coordinator may not be reachable yet; but at start-up, rejected
+  // credentials or an untrusted certificate will not fix themselves. A replacement while
+  // running waits them out, like every other call (credentials rotated under the instance).
   const int timeout = static_cast<int>(timeout_.count());
   retry_while_retriable([&] { return rd_kafka_init_transactions(handle_.get(), timeout); },
-                        "init_transactions", stop_, [this] { throw_if_security_failure(); });
+                        "init_transactions", stop_,
+                        [this, at_start_up] {
+                          if (at_start_up) throw_if_security_failure();
+                        });
+}
+
+bool OutputProducer::failed_unfenced() const {
+  const rd_kafka_resp_err_t err = rd_kafka_fatal_error(handle_.get(), nullptr, 0);
+  return err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__FENCED &&
+         err != RD_KAFKA_RESP_ERR_PRODUCER_FENCED &&
+         err != RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+}
+
+void OutputProducer::replace() {
+  handle_.reset();  // undelivered records fail here, into the callbacks of this object
+  changelog_offsets_.clear();
+  delivery_error_.reset();
+  security_failure_.reset();
+  create_client(/*at_start_up=*/false);
 }
 
 void OutputProducer::on_error(rd_kafka_t*, int err, const char* reason, void* opaque) {

@@ -41,6 +41,14 @@ class OutputProducer {
   void commit_transaction(rd_kafka_topic_partition_list_t* offsets, rd_kafka_t* consumer);
   /// Aborts the open transaction (after an abortable error); throws if that fails.
   void abort_transaction();
+  /// Whether librdkafka has put the producer in its fatal state for a reason other than being
+  /// fenced by a newer instance: e.g. an abort that the coordinator answered INVALID_TXN_STATE
+  /// after an outage (librdkafka issue 4849). Such a producer can only be replaced.
+  bool failed_unfenced() const;
+  /// Destroys the client and creates it anew with the same configuration; init_transactions
+  /// (same transactional.id) then aborts whatever the coordinator still holds open. Records
+  /// not yet delivered are dropped: the caller rewinds to its last commit.
+  void replace();
   /// At-least-once: waits until every queued record is delivered (retrying through outages);
   /// throws KafkaError if any record since the last call failed for good.
   void flush_all();
@@ -61,7 +69,11 @@ class OutputProducer {
   static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* message, void* opaque);
   static void on_error(rd_kafka_t*, int err, const char* reason, void* opaque);
   void check_delivery_errors();
+  /// Creates the client (and, when transactional, initialises its transactions). At start-up
+  /// a rejected credential or certificate throws ConfigException; later it is retried.
+  void create_client(bool at_start_up);
 
+  kafka::Properties properties_;
   std::string changelog_topic_;
   bool transactional_;
   std::chrono::milliseconds timeout_;

@@ -131,6 +131,8 @@ struct StreamService::Impl {
   bool commit_due() const;
   void commit();
   void commit_or_rewind();
+  void abort_failed_transaction();
+  void replace_producer();
   void rewind();
   void dead_letter(const rd_kafka_message_t* m, const rollup::DecodeFailure& failure);
   // Partitions.
@@ -175,6 +177,7 @@ struct StreamService::Impl {
   std::map<int, std::unique_ptr<PartitionTask>> tasks;
   int input_partitions = 0;
   bool transaction_open = false;
+  int producer_replacements = 0;  ///< since the last successful commit
   /// When the last commit began. Commits keep a fixed cadence from it (as Kafka Streams'
   /// commit.interval.ms): the time a commit takes is part of the interval, not added to it,
   /// so an event waits at most about one interval plus one commit.
@@ -420,8 +423,7 @@ void StreamService::Impl::revoke(rd_kafka_topic_partition_list_t* partitions, bo
     if (events_since_commit > 0 || transaction_open) {
       log::warn("service", "partitions lost; discarding uncommitted work");
       if (transaction_open) {
-        producer->abort_transaction();
-        transaction_open = false;
+        abort_failed_transaction();
         metrics.count_transaction(false);
       }
       rewind();
@@ -578,17 +580,48 @@ void StreamService::Impl::commit() {
 void StreamService::Impl::commit_or_rewind() {
   try {
     commit();
+    producer_replacements = 0;
   } catch (const kafka::KafkaError& e) {
-    if (e.fatal() || !e.abortable()) throw;
+    const bool replaceable = exactly_once && e.fatal() && producer->failed_unfenced();
+    if (!replaceable && (e.fatal() || !e.abortable())) throw;
     log::warn("service", "transaction failed; aborting and reprocessing from the last commit",
               {{"error", e.what()}});
-    if (exactly_once) {
-      producer->abort_transaction();
-      transaction_open = false;
-    }
+    if (exactly_once) abort_failed_transaction();
     metrics.count_transaction(false);
     rewind();
   }
+}
+
+void StreamService::Impl::abort_failed_transaction() {
+  // After an outage the coordinator may answer the abort with INVALID_TXN_STATE, which
+  // librdkafka 2.0 makes fatal (its issue 4849): the producer is then replaced, and its
+  // init_transactions aborts whatever the coordinator still holds open. Fenced stays fatal.
+  try {
+    if (!producer->failed_unfenced()) {
+      producer->abort_transaction();
+      transaction_open = false;
+      return;
+    }
+  } catch (const kafka::KafkaError& e) {
+    if (!producer->failed_unfenced()) throw;
+    log::warn("service", "aborting the transaction failed", {{"error", e.what()}});
+  }
+  replace_producer();
+  transaction_open = false;
+}
+
+void StreamService::Impl::replace_producer() {
+  // A producer that fails again before anything commits is not an outage's leftover.
+  constexpr int kMaxReplacementsWithoutCommit = 3;
+  if (++producer_replacements > kMaxReplacementsWithoutCommit)
+    throw kafka::KafkaError("the producer failed fatally again after being replaced", true);
+  log::warn("service", "the producer failed fatally without being fenced; replacing it");
+  owners.reset();  // its thread queries the group through the producer's client
+  producer->replace();
+  if (queries != nullptr)
+    owners = std::make_unique<GroupOwners>(producer->handle(), config.kafka.group_id,
+                                           config.kafka.input_topic);
+  metrics.count_producer_replacement();
 }
 
 void StreamService::Impl::rewind() {

@@ -18,6 +18,7 @@
 #include "changelog.h"
 #include "kafka.h"
 #include "kafka_harness.h"
+#include "output_producer.h"
 #include "partitioning.h"
 #include "pqa/rollup/event.h"
 
@@ -796,4 +797,46 @@ TEST_CASE("restore: a broker outage longer than kafka.timeout_ms is waited out, 
   const auto result = restored.get();  // rethrows what the restore threw
   CHECK(result.records == 300);
   for (const auto& [key, value] : expected) CHECK(store->get(key) == value);
+}
+
+TEST_CASE("a producer dead for a reason other than fencing is replaced, and commits again",
+          "[kafka]") {
+  // The rotation test meets this by chance (librdkafka 2.0 makes an abort that the
+  // coordinator refuses with INVALID_TXN_STATE fatal); librdkafka's fault injection makes it
+  // certain here.
+  namespace kafka = pqa::scorer::kafka;
+  const std::string topic = unique_name("replace");
+  create_topic(topic, 1);
+  pqa::scorer::KafkaConfig config;
+  config.bootstrap_servers = bootstrap();
+  config.timeout_ms = 10000;
+  std::atomic<bool> stop{false};
+  pqa::scorer::OutputProducer producer(config, unique_name("replace-txn"), stop);
+  producer.begin_transaction();
+  producer.produce(topic, 0, "k", "from the dead producer");
+  REQUIRE_FALSE(producer.failed_unfenced());
+  REQUIRE(rd_kafka_test_fatal_error(producer.handle(), RD_KAFKA_RESP_ERR_INVALID_TXN_STATE,
+                                    "injected by the test") == RD_KAFKA_RESP_ERR_NO_ERROR);
+  CHECK(producer.failed_unfenced());
+  CHECK_THROWS_AS(producer.commit_transaction(nullptr, nullptr), kafka::KafkaError);
+
+  producer.replace();
+  CHECK_FALSE(producer.failed_unfenced());
+  producer.begin_transaction();
+  producer.produce(topic, 0, "k", "from the replacement");
+  producer.commit_transaction(nullptr, nullptr);
+  // read_committed: readable once the coordinator has written the commit markers, which
+  // it does after the commit call returns.
+  std::vector<Record> records;
+  for (int i = 0; i < 100 && records.empty(); ++i) {
+    records = read_topic(topic);
+    if (records.empty()) std::this_thread::sleep_for(100ms);
+  }
+  REQUIRE(records.size() == 1);
+  CHECK(records[0].value == "from the replacement");
+
+  // Fenced is not an outage's leftover: never replaced.
+  REQUIRE(rd_kafka_test_fatal_error(producer.handle(), RD_KAFKA_RESP_ERR__FENCED,
+                                    "injected by the test") == RD_KAFKA_RESP_ERR_NO_ERROR);
+  CHECK_FALSE(producer.failed_unfenced());
 }
