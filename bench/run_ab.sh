@@ -9,14 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 a_bin=$1 b_bin=$2 rounds=${3:-2} latency_seconds=${4:-20} a_admin=${5:-yes}
 bin=build/release
-work=$(mktemp -d)
-cleanup() {
-  pkill -f "pqa-scorer run --config $work" 2>/dev/null || true
-  scripts/kafka.sh stop "$work/broker" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-bootstrap=$(scripts/kafka.sh start "$work/broker")
+source bench/with_broker.sh
 
 config() {  # NAME PROCESSING INPUT CHANGELOG WITH_ADMIN
   cat >"$work/$1.yaml" <<YAML

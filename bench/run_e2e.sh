@@ -17,16 +17,7 @@ cd "$(dirname "$0")/.."
 events=${1:-1000000}
 latency_seconds=${2:-30}
 bin=build/release
-work=$(mktemp -d)
-broker=$work/broker
-cleanup() {
-  pkill -f "pqa-scorer run --config $work" 2>/dev/null || true
-  scripts/kafka.sh stop "$broker" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-bootstrap=$(scripts/kafka.sh start "$broker")
+source bench/with_broker.sh
 "$bin/bench/pqa-gen" --events "$events" --accounts 10000 >"$work/in.jsonl"
 "$bin/services/scorer/pqa-load" --bootstrap "$bootstrap" --topic bench-in --input "$work/in.jsonl" \
   --create-partitions 4 >/dev/null

@@ -19,16 +19,7 @@ cd "$(dirname "$0")/.."
 events=${1:-1000000}
 rounds=${2:-2}
 bin=build/release
-work=$(mktemp -d)
-broker=$work/broker
-cleanup() {
-  pkill -f "pqa-scorer run --config $work" 2>/dev/null || true
-  scripts/kafka.sh stop "$broker" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-bootstrap=$(scripts/kafka.sh start "$broker")
+source bench/with_broker.sh
 broker_pid=$(cat "$broker/pid")
 "$bin/bench/pqa-gen" --events "$events" --accounts 10000 >"$work/in.jsonl"
 "$bin/services/scorer/pqa-load" --bootstrap "$bootstrap" --topic bench-in --input "$work/in.jsonl" \
