@@ -23,25 +23,7 @@ source bench/with_broker.sh
   --create-partitions 4 >/dev/null
 
 config() {  # config NAME PROCESSING INPUT: writes $work/NAME.yaml
-  cat >"$work/$1.yaml" <<EOF
-kafka:
-  bootstrap_servers: "$bootstrap"
-  group_id: bench-$1
-  transactional_id: bench-$1
-  processing: $2
-  topics:
-    input: $3
-    signals: $1-signals
-    scores: $1-scores
-    changelog: $1-changelog
-    dead_letter: $1-dlq
-    create: true
-    replication_factor: 1
-service:
-  state_dir: $work/state-$1
-  idle_advance_ms: 0
-admin: { bind_address: 127.0.0.1, port: 0 }
-EOF
+  service_config "$1" "bench-$1" "$2" "$3"
 }
 
 start_service() {  # start_service NAME: runs in the background, log in $work/NAME.log

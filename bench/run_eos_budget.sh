@@ -47,27 +47,8 @@ thread_cpu() {  # thread_cpu PID: "main X librdkafka Y rocksdb Z other W" CPU-se
 }
 
 config() {  # config NAME INTERVAL_MS COMPRESSION: writes $work/NAME.yaml
-  cat >"$work/$1.yaml" <<EOF
-kafka:
-  bootstrap_servers: "$bootstrap"
-  group_id: $1
-  transactional_id: $1
-  processing: exactly_once
-  commit_interval_ms: $2
-  producer_properties: { compression.type: $3 }
-  topics:
-    input: bench-in
-    signals: $1-signals
-    scores: $1-scores
-    changelog: $1-changelog
-    dead_letter: $1-dlq
-    create: true
-    replication_factor: 1
-service:
-  state_dir: $work/state-$1
-  idle_advance_ms: 0
-admin: { bind_address: 127.0.0.1, port: 0 }
-EOF
+  service_config "$1" "$1" exactly_once bench-in \
+    "  commit_interval_ms: $2"$'\n'"  producer_properties: { compression.type: $3 }"$'\n'
 }
 
 run_variant() {  # run_variant ROUND NAME INTERVAL_MS COMPRESSION RAW_RATE: one table row
