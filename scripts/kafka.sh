@@ -18,7 +18,9 @@
 #
 # PQA_KAFKA_BROKER_PROPERTIES, if set when the broker's configuration is written (start,
 # set-password), is appended to it: extra broker properties, one per line, for benchmarks of a
-# broker setting (bench/RESULTS.md §5d). Tests leave it unset: they run on the defaults.
+# broker setting (bench/RESULTS.md §5d), and for the tests that need a broker configured
+# otherwise (tests/integration/test_streaming.cpp: auto-created topics, a faster sweep of
+# timed-out transactions). The other tests run on the defaults.
 #
 # The broker's log is DIR/server.log. Needs java (17), mvn and openssl
 # (scripts/install-deps.sh).

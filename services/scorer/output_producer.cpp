@@ -1,5 +1,7 @@
 #include "output_producer.h"
 
+#include <array>
+#include <exception>
 #include <thread>
 
 #include "log.h"
@@ -16,6 +18,11 @@ kafka::Properties producer_properties(const KafkaConfig& c, const std::string& t
       {"acks", "all"},
       {"linger.ms", "5"},
       {"compression.type", "lz4"},
+      // librdkafka's producers ask brokers to auto-create unknown topics by default, and
+      // Apache Kafka's brokers do by default: the start-up check (a metadata request through
+      // this client) would create a missing changelog as a plain topic, whose retention
+      // later deletes state. Output topics exist, or the service creates them as configured.
+      {"allow.auto.create.topics", "false"},
   };
   // Broker outages are ridden out: librdkafka retries a message until message.timeout.ms,
   // and the service's own loops retry commits and flushes beyond it. In a transaction the
@@ -31,6 +38,17 @@ kafka::Properties producer_properties(const KafkaConfig& c, const std::string& t
   for (const auto& [k, v] : c.properties) p[k] = v;
   for (const auto& [k, v] : c.producer_properties) p[k] = v;
   return p;
+}
+
+/// transaction.timeout.ms as librdkafka will use it (the service's default set above).
+std::chrono::milliseconds transaction_timeout(const kafka::Properties& properties) {
+  const auto it = properties.find("transaction.timeout.ms");
+  if (it == properties.end()) return std::chrono::milliseconds(60000);  // librdkafka's default
+  try {
+    return std::chrono::milliseconds(std::stoll(it->second));
+  } catch (const std::exception&) {
+    return std::chrono::milliseconds(60000);  // librdkafka refuses the value before this matters
+  }
 }
 
 /// Calls `call` until it succeeds; a retriable error (the cluster unreachable for a while) is
@@ -64,6 +82,7 @@ OutputProducer::OutputProducer(const KafkaConfig& config, const std::string& tra
       changelog_topic_(config.changelog_topic),
       transactional_(!transactional_id.empty()),
       timeout_(config.timeout_ms),
+      transaction_timeout_(transaction_timeout(properties_)),
       stop_(stop) {
   create_client(/*at_start_up=*/true);
 }
@@ -86,15 +105,35 @@ void OutputProducer::create_client(bool at_start_up) {
                         });
 }
 
-bool OutputProducer::failed_unfenced() const {
+bool OutputProducer::failed_replaceably() const {
   const rd_kafka_resp_err_t err = rd_kafka_fatal_error(handle_.get(), nullptr, 0);
-  return err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__FENCED &&
-         err != RD_KAFKA_RESP_ERR_PRODUCER_FENCED &&
-         err != RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return false;
+  const bool fenced = err == RD_KAFKA_RESP_ERR__FENCED ||
+                      err == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+                      err == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+  // A zombie whose transaction happens to be old gets replaced once too; its new producer
+  // then fences the newer instance's young transaction, which stops that instance (exit 3),
+  // whose restart fences the zombie again while its transaction is young: it converges.
+  return !fenced || transaction_age() >= transaction_timeout_;
+}
+
+std::string OutputProducer::fatal_error() const {
+  std::array<char, 512> reason{};
+  if (rd_kafka_fatal_error(handle_.get(), reason.data(), reason.size()) ==
+      RD_KAFKA_RESP_ERR_NO_ERROR)
+    return {};
+  return reason.data();
+}
+
+std::chrono::milliseconds OutputProducer::transaction_age() const {
+  if (!transaction_began_) return std::chrono::milliseconds(0);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               *transaction_began_);
 }
 
 void OutputProducer::replace() {
   handle_.reset();  // undelivered records fail here, into the callbacks of this object
+  transaction_began_.reset();
   changelog_offsets_.clear();
   delivery_error_.reset();
   security_failure_.reset();
@@ -157,6 +196,7 @@ void OutputProducer::produce(const std::string& topic, int partition, std::strin
 
 void OutputProducer::begin_transaction() {
   kafka::throw_if(rd_kafka_begin_transaction(handle_.get()), "begin_transaction");
+  transaction_began_ = std::chrono::steady_clock::now();
 }
 
 void OutputProducer::commit_transaction(rd_kafka_topic_partition_list_t* offsets,
@@ -172,6 +212,7 @@ void OutputProducer::commit_transaction(rd_kafka_topic_partition_list_t* offsets
   }
   retry_while_retriable([&] { return rd_kafka_commit_transaction(handle_.get(), timeout); },
                         "commit_transaction", stop_);
+  transaction_began_.reset();
   delivery_error_.reset();  // a committed transaction delivered everything it holds
 }
 
@@ -179,6 +220,7 @@ void OutputProducer::abort_transaction() {
   const int timeout = static_cast<int>(timeout_.count());
   retry_while_retriable([&] { return rd_kafka_abort_transaction(handle_.get(), timeout); },
                         "abort_transaction", stop_);
+  transaction_began_.reset();
   delivery_error_.reset();
   changelog_offsets_.clear();
 }

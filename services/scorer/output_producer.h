@@ -35,16 +35,23 @@ class OutputProducer {
 
   bool transactional() const { return transactional_; }
   void begin_transaction();
+  /// How long the open transaction has been open (zero when none is).
+  std::chrono::milliseconds transaction_age() const;
   /// Commits the open transaction, with `offsets` of `consumer`'s group. Retries while the
   /// error is retriable (a broker outage); throws KafkaError when the transaction must be
   /// aborted (abortable()) or the producer is dead (fatal()).
   void commit_transaction(rd_kafka_topic_partition_list_t* offsets, rd_kafka_t* consumer);
   /// Aborts the open transaction (after an abortable error); throws if that fails.
   void abort_transaction();
-  /// Whether librdkafka has put the producer in its fatal state for a reason other than being
-  /// fenced by a newer instance: e.g. an abort that the coordinator answered INVALID_TXN_STATE
-  /// after an outage (librdkafka issue 4849). Such a producer can only be replaced.
-  bool failed_unfenced() const;
+  /// Whether librdkafka has put the producer in its fatal state for a reason a new producer
+  /// cures, as opposed to a newer instance with the same transactional.id (a zombie must
+  /// stop). Curable: an abort that the coordinator answered INVALID_TXN_STATE after an
+  /// outage (librdkafka issue 4849), and "fenced" while the open transaction is older than
+  /// transaction.timeout.ms: the coordinator aborted it itself and bumped the epoch, which
+  /// librdkafka 2.0 cannot tell from a newer instance (KIP-588 lets newer clients recover).
+  bool failed_replaceably() const;
+  /// librdkafka's reason for the fatal state; empty when the producer is not in it.
+  std::string fatal_error() const;
   /// Destroys the client and creates it anew with the same configuration; init_transactions
   /// (same transactional.id) then aborts whatever the coordinator still holds open. Records
   /// not yet delivered are dropped: the caller rewinds to its last commit.
@@ -77,6 +84,9 @@ class OutputProducer {
   std::string changelog_topic_;
   bool transactional_;
   std::chrono::milliseconds timeout_;
+  std::chrono::milliseconds transaction_timeout_;  ///< transaction.timeout.ms, as configured
+  /// When begin_transaction() last succeeded; nullopt when no transaction is open.
+  std::optional<std::chrono::steady_clock::time_point> transaction_began_;
   const std::atomic<bool>& stop_;
   kafka::Handle handle_;
   std::map<int, std::int64_t> changelog_offsets_;

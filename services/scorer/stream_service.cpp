@@ -125,15 +125,22 @@ struct StreamService::Impl {
   void check_topics();
   void share_memory_budget();
   // The loop.
-  void handle(rd_kafka_message_t* message);
+  void handle(kafka::Message m);
   void advance_idle_partitions();
   void ensure_transaction();
   bool commit_due() const;
   void commit();
   void commit_or_rewind();
+  /// handle(), but a transaction that fails meanwhile is aborted and the input rewound, as
+  /// a failed commit is; false then (the turn ends).
+  bool handle_or_rewind(kafka::Message m);
+  /// What a failed transaction leads to: abortable (or a producer that a new one cures):
+  /// abort, rewind to the last commit and go on; anything else is rethrown (exit 3).
+  void abort_and_rewind_or_throw(const kafka::KafkaError& e);
   void abort_failed_transaction();
   void replace_producer();
   void rewind();
+  void catch_up_stores_with_changelog();
   void dead_letter(const rd_kafka_message_t* m, const rollup::DecodeFailure& failure);
   // Partitions.
   static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
@@ -142,6 +149,9 @@ struct StreamService::Impl {
                  rd_kafka_topic_partition_list_t* partitions);
   void rethrow_callback_error();
   void assign(rd_kafka_topic_partition_list_t* partitions);
+  /// Waits until the group's committed offsets of `partitions` are settled; false if the
+  /// service is asked to stop meanwhile.
+  bool wait_for_stable_offsets(const std::vector<int>& partitions);
   void revoke(rd_kafka_topic_partition_list_t* partitions, bool lost);
   std::unique_ptr<PartitionTask> open_task(int partition);
   void reload_processor(PartitionTask& task);
@@ -178,6 +188,10 @@ struct StreamService::Impl {
   int input_partitions = 0;
   bool transaction_open = false;
   int producer_replacements = 0;  ///< since the last successful commit
+  /// Set when a producer is replaced: its last transaction may have committed after all
+  /// (init_transactions completes a commit the coordinator had begun), so the next rewind
+  /// brings each store up to the changelog instead of trusting it.
+  bool outcome_unknown = false;
   /// When the last commit began. Commits keep a fixed cadence from it (as Kafka Streams'
   /// commit.interval.ms): the time a commit takes is part of the interval, not added to it,
   /// so an event waits at most about one interval plus one commit.
@@ -388,10 +402,17 @@ void StreamService::Impl::rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
 }
 
 void StreamService::Impl::assign(rd_kafka_topic_partition_list_t* partitions) {
+  std::vector<int> fresh;
+  for (int i = 0; i < partitions->cnt; ++i)
+    if (!tasks.count(partitions->elems[i].partition))
+      fresh.push_back(partitions->elems[i].partition);
+  if (fresh.empty()) return;
+  // The partitions kept commit first: their outputs need not wait for a restore, and an
+  // open transaction must not outlive transaction.timeout.ms during a long one.
+  if (events_since_commit > 0) commit_or_rewind();
+  if (exactly_once && !wait_for_stable_offsets(fresh)) return;  // shutting down
   // Restored before the consumer is told to fetch them, so no event meets missing state.
-  for (int i = 0; i < partitions->cnt; ++i) {
-    const int p = partitions->elems[i].partition;
-    if (tasks.count(p)) continue;
+  for (const int p : fresh) {
     if (stop) return;  // shutting down: it is left to its next owner
     // Not ready while restoring (/readyz, pqa_ready); the gauges say how far it got.
     ++restoring_partitions;
@@ -413,6 +434,31 @@ void StreamService::Impl::assign(rd_kafka_topic_partition_list_t* partitions) {
     }
     log::info("service", "partition assigned", {{"partition", std::to_string(p)}});
   }
+}
+
+bool StreamService::Impl::wait_for_stable_offsets(const std::vector<int>& partitions) {
+  // A previous owner's transaction may still hold these partitions' offsets (it commits or
+  // aborts after its member left the group). Asked with read_committed, the group answers
+  // only once it is settled; its changelog records are settled with it, so the restore that
+  // follows reads what the committed offsets stand for. (Kafka Streams reads committed
+  // offsets before restoring for the same reason.) Like the restore, this waits out any
+  // error (an outage, credentials rotated under the instance) until shutdown.
+  auto list = kafka::make_partition_list(static_cast<int>(partitions.size()));
+  for (const int p : partitions)
+    rd_kafka_topic_partition_list_add(list.get(), config.kafka.input_topic.c_str(), p);
+  constexpr int kWarnEvery = 20;
+  for (int attempt = 0; !stop; ++attempt) {
+    rd_kafka_resp_err_t err =
+        rd_kafka_committed(consumer.get(), list.get(), config.kafka.timeout_ms);
+    for (int i = 0; err == RD_KAFKA_RESP_ERR_NO_ERROR && i < list->cnt; ++i)
+      err = list->elems[i].err;
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return true;
+    if (attempt % kWarnEvery == 0)
+      log::warn("service", "committed offsets of assigned partitions not readable yet; waiting",
+                {{"error", rd_kafka_err2str(err)}, {"attempt", std::to_string(attempt + 1)}});
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  return false;
 }
 
 void StreamService::Impl::revoke(rd_kafka_topic_partition_list_t* partitions, bool lost) {
@@ -467,8 +513,7 @@ void StreamService::Impl::dead_letter(const rd_kafka_message_t* m,
   metrics.count_dead_letter();
 }
 
-void StreamService::Impl::handle(rd_kafka_message_t* raw) {
-  kafka::Message m(raw);
+void StreamService::Impl::handle(kafka::Message m) {
   if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) return;
     log::warn("consumer", "consume error", {{"error", rd_kafka_message_errstr(m.get())}});
@@ -582,14 +627,30 @@ void StreamService::Impl::commit_or_rewind() {
     commit();
     producer_replacements = 0;
   } catch (const kafka::KafkaError& e) {
-    const bool replaceable = exactly_once && e.fatal() && producer->failed_unfenced();
-    if (!replaceable && (e.fatal() || !e.abortable())) throw;
-    log::warn("service", "transaction failed; aborting and reprocessing from the last commit",
-              {{"error", e.what()}});
-    if (exactly_once) abort_failed_transaction();
-    metrics.count_transaction(false);
-    rewind();
+    abort_and_rewind_or_throw(e);
   }
+}
+
+bool StreamService::Impl::handle_or_rewind(kafka::Message m) {
+  try {
+    handle(std::move(m));
+    return true;
+  } catch (const kafka::KafkaError& e) {
+    // A record refused mid-interval: the transaction failed (a delivery timed out, say) and
+    // librdkafka takes no more records into it. Handled as a failed commit, not as an exit.
+    abort_and_rewind_or_throw(e);
+    return false;
+  }
+}
+
+void StreamService::Impl::abort_and_rewind_or_throw(const kafka::KafkaError& e) {
+  const bool replaceable = exactly_once && e.fatal() && producer->failed_replaceably();
+  if (!replaceable && (e.fatal() || !e.abortable())) throw e;
+  log::warn("service", "transaction failed; aborting and reprocessing from the last commit",
+            {{"error", e.what()}});
+  if (exactly_once) abort_failed_transaction();
+  metrics.count_transaction(false);
+  rewind();
 }
 
 void StreamService::Impl::abort_failed_transaction() {
@@ -597,13 +658,13 @@ void StreamService::Impl::abort_failed_transaction() {
   // librdkafka 2.0 makes fatal (its issue 4849): the producer is then replaced, and its
   // init_transactions aborts whatever the coordinator still holds open. Fenced stays fatal.
   try {
-    if (!producer->failed_unfenced()) {
+    if (!producer->failed_replaceably()) {
       producer->abort_transaction();
       transaction_open = false;
       return;
     }
   } catch (const kafka::KafkaError& e) {
-    if (!producer->failed_unfenced()) throw;
+    if (!producer->failed_replaceably()) throw;
     log::warn("service", "aborting the transaction failed", {{"error", e.what()}});
   }
   replace_producer();
@@ -615,9 +676,12 @@ void StreamService::Impl::replace_producer() {
   constexpr int kMaxReplacementsWithoutCommit = 3;
   if (++producer_replacements > kMaxReplacementsWithoutCommit)
     throw kafka::KafkaError("the producer failed fatally again after being replaced", true);
-  log::warn("service", "the producer failed fatally without being fenced; replacing it");
+  log::warn("service", "the producer failed fatally for a reason a new one cures; replacing it",
+            {{"error", producer->fatal_error()},
+             {"transaction_age_ms", std::to_string(producer->transaction_age().count())}});
   owners.reset();  // its thread queries the group through the producer's client
   producer->replace();
+  outcome_unknown = true;
   if (queries != nullptr)
     owners = std::make_unique<GroupOwners>(producer->handle(), config.kafka.group_id,
                                            config.kafka.input_topic);
@@ -626,6 +690,7 @@ void StreamService::Impl::replace_producer() {
 
 void StreamService::Impl::rewind() {
   // State back to the last commit (the store), input back to the committed offsets.
+  if (std::exchange(outcome_unknown, false)) catch_up_stores_with_changelog();
   auto positions = kafka::make_partition_list(static_cast<int>(tasks.size()));
   for (auto& [p, task] : tasks) {
     task->committing = {};
@@ -641,6 +706,26 @@ void StreamService::Impl::rewind() {
   kafka::throw_if(
       rd_kafka_seek_partitions(consumer.get(), positions.get(), config.kafka.timeout_ms),
       "seeking to committed offsets");
+}
+
+void StreamService::Impl::catch_up_stores_with_changelog() {
+  // The replaced producer's init_transactions has settled its last transaction either way,
+  // so the changelog's committed end and the group's committed offsets agree again; reading
+  // from each store's checkpoint to that end applies a commit the store never saw.
+  for (auto it = tasks.begin(); it != tasks.end();) {
+    const int p = it->first;
+    try {
+      const RestoreResult restored = restorer->restore(*it->second->store, p);
+      log::info("restore", "store caught up with the changelog after a producer replacement",
+                {{"partition", std::to_string(p)}, {"records", std::to_string(restored.records)}});
+      ++it;
+    } catch (const RestoreInterrupted&) {
+      // Shutting down: without a task its events are skipped and nothing of it is
+      // committed; its next owner restores it.
+      metrics.remove_partition(p);
+      it = tasks.erase(it);
+    }
+  }
 }
 
 void StreamService::Impl::after_turn() {
@@ -777,23 +862,26 @@ void StreamService::Impl::run() {
     // skip offsets of partitions a consumer keeps when a rebalance lands inside a batch call
     // (a known issue of its batch API, fixed in 2.1); the integration test of scaling caught it.
     for (std::size_t taken = 0; taken < config.kafka.max_batch_events; wait = 0, ++taken) {
-      rd_kafka_message_t* message = rd_kafka_consumer_poll(consumer.get(), wait);
+      // Owned at once: a message still alive would make destroying the consumer block.
+      kafka::Message message(rd_kafka_consumer_poll(consumer.get(), wait));
       rethrow_callback_error();
       if (message == nullptr) break;
       // The clock is read once per 64 messages, not per message: often enough that a backlog
       // does not push the commit past its deadline.
+      bool commit_is_due = false;
       if (taken % 64 == 0) {
         turn_started = Clock::now();
-        if (taken > 0 && turn_started - last_commit_started >= commit_every) {
-          handle(message);
-          break;
-        }
+        commit_is_due = taken > 0 && turn_started - last_commit_started >= commit_every;
       }
-      handle(message);
+      if (!handle_or_rewind(std::move(message)) || commit_is_due) break;
     }
     if (rd_kafka_fatal_error(consumer.get(), nullptr, 0) != RD_KAFKA_RESP_ERR_NO_ERROR)
       throw kafka::KafkaError("consumer fatal error", true);
-    advance_idle_partitions();
+    try {
+      advance_idle_partitions();
+    } catch (const kafka::KafkaError& e) {
+      abort_and_rewind_or_throw(e);  // a timer's signal refused: as a refused event's
+    }
     producer->poll();
     if (commit_due()) commit_or_rewind();
     after_turn();

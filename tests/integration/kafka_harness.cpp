@@ -53,20 +53,28 @@ TempDir::TempDir() : scorer::TempDir("pqa-test") {
   if (std::getenv("PQA_TEST_KEEP") != nullptr) keep();  // for debugging: logs, events, state
 }
 
+ScopedEnv::ScopedEnv(std::string name, const std::string& value) : name_(std::move(name)) {
+  if (const char* previous = std::getenv(name_.c_str())) previous_ = previous;
+  ::setenv(name_.c_str(), value.c_str(), 1);
+}
+
+ScopedEnv::~ScopedEnv() {
+  if (previous_)
+    ::setenv(name_.c_str(), previous_->c_str(), 1);
+  else
+    ::unsetenv(name_.c_str());
+}
+
 ScopedBroker::ScopedBroker() {
-  if (const char* dir = std::getenv("PQA_TEST_KAFKA_DIR")) previous_ = dir;
   if (run({PQA_SOURCE_DIR "/scripts/kafka.sh", "start", dir_.path()}, "/dev/null",
           dir_.path() + "/start.err") != 0)
     throw std::runtime_error("could not start a broker in " + dir_.path());
-  ::setenv("PQA_TEST_KAFKA_DIR", dir_.path().c_str(), 1);
+  names_it_.emplace("PQA_TEST_KAFKA_DIR", dir_.path());
 }
 
 ScopedBroker::~ScopedBroker() {
   run({PQA_SOURCE_DIR "/scripts/kafka.sh", "stop", dir_.path()});
-  if (previous_.empty())
-    ::unsetenv("PQA_TEST_KAFKA_DIR");
-  else
-    ::setenv("PQA_TEST_KAFKA_DIR", previous_.c_str(), 1);
+  names_it_.reset();
 }
 
 void ScopedBroker::restart() {

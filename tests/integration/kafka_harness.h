@@ -33,8 +33,23 @@ class TempDir : public scorer::TempDir {
   TempDir();
 };
 
+/// Sets an environment variable for the scope's life, then restores its previous value (or
+/// its absence).
+class ScopedEnv {
+ public:
+  ScopedEnv(std::string name, const std::string& value);
+  ~ScopedEnv();
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::string name_;
+  std::optional<std::string> previous_;
+};
+
 /// A broker of the test's own (scripts/kafka.sh in a temp dir), for tests that disturb it;
-/// while it lives, broker_dir() and bootstrap() name it.
+/// while it lives, broker_dir() and bootstrap() name it. Started with the broker properties
+/// in PQA_KAFKA_BROKER_PROPERTIES, if set (scripts/kafka.sh).
 class ScopedBroker {
  public:
   ScopedBroker();
@@ -48,7 +63,7 @@ class ScopedBroker {
 
  private:
   TempDir dir_;
-  std::string previous_;
+  std::optional<ScopedEnv> names_it_;  ///< PQA_TEST_KAFKA_DIR, once the broker runs
 };
 
 /// A name no other test run uses (topics, groups).

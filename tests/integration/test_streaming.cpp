@@ -78,6 +78,8 @@ class Pipeline {
   std::string log_level = "info";
   /// The instances' bootstrap address, when not the broker's PLAINTEXT listener.
   std::string service_bootstrap;
+  /// kafka.topics.create of the next instances.
+  bool create_topics = true;
   /// The next instances' transactional id, when not one of their own.
   std::string transactional_id;
 
@@ -136,7 +138,7 @@ class Pipeline {
          << "    scores: " << topic("scores") << "\n"
          << "    changelog: " << topic("changelog") << "\n"
          << "    dead_letter: " << topic("dlq") << "\n"
-         << "    create: true\n"
+         << "    create: " << (create_topics ? "true" : "false") << "\n"
          << "    replication_factor: 1\n"
          << extra_kafka_yaml  //
          << "  consumer_properties:\n"
@@ -274,12 +276,15 @@ void check_equal_to_replay(Pipeline& p, const Observed& o) {
   CHECK(differing.empty());
 }
 
-/// Sum of every sample of a metric in a text exposition.
-double metric_sum(const std::string& exposition, const std::string& name) {
+/// Sum of every sample of a metric in a text exposition; with `label` (e.g.
+/// `outcome="committed"`), of the samples carrying it.
+double metric_sum(const std::string& exposition, const std::string& name,
+                  const std::string& label = {}) {
   double sum = 0;
   std::istringstream in(exposition);
   for (std::string line; std::getline(in, line);)
-    if (line.rfind(name, 0) == 0 && (line[name.size()] == ' ' || line[name.size()] == '{'))
+    if (line.rfind(name, 0) == 0 && (line[name.size()] == ' ' || line[name.size()] == '{') &&
+        (label.empty() || line.find(label) != std::string::npos))
       sum += std::stod(line.substr(line.rfind(' ') + 1));
   return sum;
 }
@@ -505,6 +510,35 @@ TEST_CASE("streaming: a missing input topic stops start-up naming the key", "[ka
   CHECK(named);
 }
 
+TEST_CASE("streaming: a broker that auto-creates topics does not get to create the outputs",
+          "[kafka][config]") {
+  // Apache Kafka's default is auto.create.topics.enable=true, and librdkafka's producers ask
+  // for auto-creation by default: the start-up check's metadata request would then create a
+  // missing changelog with the broker's defaults (cleanup.policy=delete, so retention later
+  // deletes state that a restore needs). It must find the topic missing instead.
+  const ScopedEnv auto_create("PQA_KAFKA_BROKER_PROPERTIES", "auto.create.topics.enable=true");
+  ScopedBroker broker;
+  Pipeline p(std::vector<std::string>{});
+  p.create_topics = false;
+  auto service = p.start("a");
+  const auto code = service.wait_for(60s);
+  REQUIRE(code.has_value());
+  CHECK(*code == 2);
+  bool named = false;
+  for (const auto& line : read_lines(p.log_path("a")))
+    named = named || (line.find("\"level\":\"error\"") != std::string::npos &&
+                      line.find("kafka.topics.signals") != std::string::npos &&
+                      line.find("does not exist") != std::string::npos);
+  INFO(p.log_tail("a", 10));
+  CHECK(named);
+  // Asked through a consumer, which never asks for auto-creation.
+  namespace kafka = pqa::scorer::kafka;
+  auto consumer = kafka::make_client(
+      RD_KAFKA_CONSUMER, kafka::make_conf({{"bootstrap.servers", bootstrap()}, {"group.id", "x"}}));
+  for (const char* output : {"signals", "scores", "changelog", "dlq"})
+    CHECK_FALSE(kafka::partition_count(consumer.get(), p.topic(output), 10s).has_value());
+}
+
 TEST_CASE("streaming: an idle partition follows the wall clock, so silent accounts decay",
           "[kafka][time]") {
   // The worked example's qualified account, moved so that its last event is 60 days old.
@@ -721,6 +755,66 @@ TEST_CASE("streaming: credentials rotated on the brokers while running: not read
   check_equal_to_replay(p, p.observe());
 }
 
+TEST_CASE("streaming: an outage past the transaction timeout, aborted by the broker, is ridden out",
+          "[kafka][security][broker-restart]") {
+  // Credentials rejected for longer than transaction.timeout.ms and the group's session: the
+  // coordinator aborts the open transaction on its own side (bumping the producer's epoch)
+  // and the group forgets the member. The service's next transaction calls then fail: the
+  // offsets with "unknown member", the next commit with "skipped sequence numbers" (an
+  // epoch bump), or INVALID_TXN_STATE, which librdkafka 2.0 makes fatal (its issue 4849).
+  // Each must end in an abort or a new producer and reprocessing, never in an exit. A 5 s
+  // transaction timeout and a 1 s abort sweep on the broker make in ~15 s what production
+  // meets after a minute or more (the default transaction timeout is 60 s).
+  const ScopedEnv sweep("PQA_KAFKA_BROKER_PROPERTIES",
+                        "transaction.abort.timed.out.transaction.cleanup.interval.ms=1000");
+  ScopedBroker broker;
+  const auto secure = secure_listener();
+  Pipeline p;
+  p.service_bootstrap = secure.bootstrap;
+  p.env["PQA_TEST_SASL_PASSWORD"] = secure.password;
+  p.extra_kafka_yaml = "  timeout_ms: 10000\n" + secure_kafka_yaml(secure, true) +
+                       "  producer_properties:\n"
+                       "    transaction.timeout.ms: 5000\n"
+                       "    message.timeout.ms: 5000\n";
+  auto service = p.start("a");
+  p.wait_started("a");
+  const int port = p.admin_port("a");
+  auto load = p.produce(2000);  // ~10 s of traffic: transactions open when the outage starts
+  const auto committed = [&] {
+    const auto metrics = http_get(port, "/metrics");
+    return metrics.status == 200
+               ? metric_sum(metrics.body, "pqa_transactions_total", "outcome=\"committed\"")
+               : 0.0;
+  };
+  for (int i = 0; i < 300 && committed() < 3; ++i) std::this_thread::sleep_for(50ms);
+  REQUIRE(committed() >= 3);
+  broker.set_password("rotated-" + secure.password);
+  std::this_thread::sleep_for(12s);  // > 5 s timeout + 1 s sweep, after the restart's ~3 s
+  const auto own_lines = [&] {  // the service's own (librdkafka's fill the tail in an outage)
+    std::string lines;
+    for (const auto& line : read_lines(p.log_path("a")))
+      if (line.find("\"component\":\"librdkafka\"") == std::string::npos &&
+          line.find("kafka client error") == std::string::npos)
+        lines += line + "\n";
+    return lines.substr(lines.size() > 4000 ? lines.size() - 4000 : 0);
+  };
+  INFO(own_lines());
+  REQUIRE(service.running());
+  broker.set_password(secure.password);
+  REQUIRE(load.wait() == 0);
+  INFO(own_lines());
+  REQUIRE(p.consumed());
+  REQUIRE(service.running());
+  // The transaction open during the outage was lost and its events reprocessed.
+  bool reprocessed = false;
+  for (const auto& line : read_lines(p.log_path("a")))
+    reprocessed =
+        reprocessed || line.find("reprocessing from the last commit") != std::string::npos;
+  CHECK(reprocessed);
+  stop_cleanly(p, "a", service);
+  check_equal_to_replay(p, p.observe());
+}
+
 TEST_CASE("streaming: an instance fenced by a newer one with its transactional id exits cleanly",
           "[kafka]") {
   // A fatal error ends run() with partitions still assigned: closing the consumer then calls
@@ -814,14 +908,14 @@ TEST_CASE("a producer dead for a reason other than fencing is replaced, and comm
   pqa::scorer::OutputProducer producer(config, unique_name("replace-txn"), stop);
   producer.begin_transaction();
   producer.produce(topic, 0, "k", "from the dead producer");
-  REQUIRE_FALSE(producer.failed_unfenced());
+  REQUIRE_FALSE(producer.failed_replaceably());
   REQUIRE(rd_kafka_test_fatal_error(producer.handle(), RD_KAFKA_RESP_ERR_INVALID_TXN_STATE,
                                     "injected by the test") == RD_KAFKA_RESP_ERR_NO_ERROR);
-  CHECK(producer.failed_unfenced());
+  CHECK(producer.failed_replaceably());
   CHECK_THROWS_AS(producer.commit_transaction(nullptr, nullptr), kafka::KafkaError);
 
   producer.replace();
-  CHECK_FALSE(producer.failed_unfenced());
+  CHECK_FALSE(producer.failed_replaceably());
   producer.begin_transaction();
   producer.produce(topic, 0, "k", "from the replacement");
   producer.commit_transaction(nullptr, nullptr);
@@ -835,8 +929,38 @@ TEST_CASE("a producer dead for a reason other than fencing is replaced, and comm
   REQUIRE(records.size() == 1);
   CHECK(records[0].value == "from the replacement");
 
-  // Fenced is not an outage's leftover: never replaced.
+  // Fenced while no transaction is open: a newer instance took the transactional.id.
   REQUIRE(rd_kafka_test_fatal_error(producer.handle(), RD_KAFKA_RESP_ERR__FENCED,
                                     "injected by the test") == RD_KAFKA_RESP_ERR_NO_ERROR);
-  CHECK_FALSE(producer.failed_unfenced());
+  CHECK_FALSE(producer.failed_replaceably());
+}
+
+TEST_CASE("fenced in a transaction older than its timeout is the coordinator's abort: replaced",
+          "[kafka]") {
+  // librdkafka 2.0 reports the epoch the coordinator bumps when it aborts a timed-out
+  // transaction as "fenced", like a newer instance's. Only the transaction's age tells them
+  // apart: a young one was fenced by a newer instance (stop), an old one timed out (replace).
+  namespace kafka = pqa::scorer::kafka;
+  pqa::scorer::KafkaConfig config;
+  config.bootstrap_servers = bootstrap();
+  config.timeout_ms = 10000;
+  config.producer_properties = {{"transaction.timeout.ms", "1000"}, {"message.timeout.ms", "1000"}};
+  std::atomic<bool> stop{false};
+  const std::string id = unique_name("fenced-txn");
+  {
+    pqa::scorer::OutputProducer young(config, id, stop);
+    young.begin_transaction();
+    REQUIRE(rd_kafka_test_fatal_error(young.handle(), RD_KAFKA_RESP_ERR_PRODUCER_FENCED,
+                                      "injected by the test") == RD_KAFKA_RESP_ERR_NO_ERROR);
+    CHECK_FALSE(young.failed_replaceably());
+  }
+  pqa::scorer::OutputProducer old(config, id, stop);
+  old.begin_transaction();
+  std::this_thread::sleep_for(1200ms);  // past transaction.timeout.ms
+  REQUIRE(rd_kafka_test_fatal_error(old.handle(), RD_KAFKA_RESP_ERR_PRODUCER_FENCED,
+                                    "injected by the test") == RD_KAFKA_RESP_ERR_NO_ERROR);
+  CHECK(old.failed_replaceably());
+  old.replace();
+  CHECK_FALSE(old.failed_replaceably());
+  CHECK(old.transaction_age() == std::chrono::milliseconds(0));
 }
