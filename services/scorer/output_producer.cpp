@@ -51,6 +51,18 @@ std::chrono::milliseconds transaction_timeout(const kafka::Properties& propertie
   }
 }
 
+/// message.max.bytes as librdkafka will use it.
+std::size_t configured_max_record_bytes(const kafka::Properties& properties) {
+  constexpr std::size_t kDefault = 1'000'000;  // librdkafka's
+  const auto it = properties.find("message.max.bytes");
+  if (it == properties.end()) return kDefault;
+  try {
+    return static_cast<std::size_t>(std::stoull(it->second));
+  } catch (const std::exception&) {
+    return kDefault;  // librdkafka refuses the value before this matters
+  }
+}
+
 /// Calls `call` until it succeeds; a retriable error (the cluster unreachable for a while) is
 /// logged and retried, any other error, or one during shutdown, is thrown as KafkaError.
 /// `between_retries` runs before each retry (and may throw to end them).
@@ -83,6 +95,7 @@ OutputProducer::OutputProducer(const KafkaConfig& config, const std::string& tra
       transactional_(!transactional_id.empty()),
       timeout_(config.timeout_ms),
       transaction_timeout_(transaction_timeout(properties_)),
+      max_record_bytes_(configured_max_record_bytes(properties_)),
       stop_(stop) {
   create_client(/*at_start_up=*/true);
 }
@@ -187,9 +200,16 @@ void OutputProducer::produce(const std::string& topic, int partition, std::strin
         kafka::produce(handle_.get(), topic, partition, key, value, hdrs, timestamp_ms);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return;  // the headers now belong to the message
     if (hdrs != nullptr) rd_kafka_headers_destroy(hdrs);
-    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      // Aborting cures only a refusal because the transaction has failed (librdkafka takes
+      // no records until it is aborted). Any other refusal (a record over message.max.bytes,
+      // an unknown topic) would come back on every retry of the interval: not abortable.
+      const bool transaction_failed =
+          err == RD_KAFKA_RESP_ERR__STATE || err == RD_KAFKA_RESP_ERR__FATAL;
       throw kafka::KafkaError("producing to " + topic + ": " + rd_kafka_err2str(err),
-                              err == RD_KAFKA_RESP_ERR__FATAL, transactional_);
+                              err == RD_KAFKA_RESP_ERR__FATAL,
+                              transactional_ && transaction_failed);
+    }
     rd_kafka_poll(handle_.get(), 50);  // let deliveries drain the queue
   }
 }

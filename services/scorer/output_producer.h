@@ -34,6 +34,8 @@ class OutputProducer {
                std::string_view value, const Headers& headers = {}, std::int64_t timestamp_ms = 0);
 
   bool transactional() const { return transactional_; }
+  /// The largest record the producer sends (message.max.bytes: key, value and headers).
+  std::size_t max_record_bytes() const { return max_record_bytes_; }
   void begin_transaction();
   /// How long the open transaction has been open (zero when none is).
   std::chrono::milliseconds transaction_age() const;
@@ -85,6 +87,7 @@ class OutputProducer {
   bool transactional_;
   std::chrono::milliseconds timeout_;
   std::chrono::milliseconds transaction_timeout_;  ///< transaction.timeout.ms, as configured
+  std::size_t max_record_bytes_;                   ///< message.max.bytes, as configured
   /// When begin_transaction() last succeeded; nullopt when no transaction is open.
   std::optional<std::chrono::steady_clock::time_point> transaction_began_;
   const std::atomic<bool>& stop_;

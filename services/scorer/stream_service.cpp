@@ -108,8 +108,10 @@ struct PartitionTask {
   std::unique_ptr<KafkaSignalSink> sink;
   std::unique_ptr<Processor> processor;
   std::int64_t next_offset = -1;  ///< offset to commit: last processed + 1; -1: none yet
-  bool changed = false;           ///< processed or advanced since the last commit
-  WriteSet committing;            ///< changes of the transaction being committed
+  /// The group's committed offset as last read or committed; -1: not known.
+  std::int64_t committed_offset = -1;
+  bool changed = false;  ///< processed or advanced since the last commit
+  WriteSet committing;   ///< changes of the transaction being committed
   Clock::time_point last_event = Clock::now();
   ProcessorStats published;  ///< the processor's stats as last added to the metrics
 };
@@ -151,7 +153,8 @@ struct StreamService::Impl {
   void assign(rd_kafka_topic_partition_list_t* partitions);
   /// Waits until the group's committed offsets of `partitions` are settled; false if the
   /// service is asked to stop meanwhile.
-  bool wait_for_stable_offsets(const std::vector<int>& partitions);
+  bool wait_for_stable_offsets(const std::vector<int>& partitions,
+                               std::map<int, std::int64_t>& committed);
   void revoke(rd_kafka_topic_partition_list_t* partitions, bool lost);
   std::unique_ptr<PartitionTask> open_task(int partition);
   void reload_processor(PartitionTask& task);
@@ -410,7 +413,8 @@ void StreamService::Impl::assign(rd_kafka_topic_partition_list_t* partitions) {
   // The partitions kept commit first: their outputs need not wait for a restore, and an
   // open transaction must not outlive transaction.timeout.ms during a long one.
   if (events_since_commit > 0) commit_or_rewind();
-  if (exactly_once && !wait_for_stable_offsets(fresh)) return;  // shutting down
+  std::map<int, std::int64_t> committed;
+  if (exactly_once && !wait_for_stable_offsets(fresh, committed)) return;  // shutting down
   // Restored before the consumer is told to fetch them, so no event meets missing state.
   for (const int p : fresh) {
     if (stop) return;  // shutting down: it is left to its next owner
@@ -426,6 +430,8 @@ void StreamService::Impl::assign(rd_kafka_topic_partition_list_t* partitions) {
     } restoring{*this};
     try {
       auto task = open_task(p);
+      if (const auto at = committed.find(p); at != committed.end())
+        task->committed_offset = at->second;  // negative: none yet
       tasks[p] = std::move(task);
     } catch (const RestoreInterrupted&) {
       metrics.remove_partition(p);
@@ -436,13 +442,15 @@ void StreamService::Impl::assign(rd_kafka_topic_partition_list_t* partitions) {
   }
 }
 
-bool StreamService::Impl::wait_for_stable_offsets(const std::vector<int>& partitions) {
+bool StreamService::Impl::wait_for_stable_offsets(const std::vector<int>& partitions,
+                                                  std::map<int, std::int64_t>& committed) {
   // A previous owner's transaction may still hold these partitions' offsets (it commits or
   // aborts after its member left the group). Asked with read_committed, the group answers
-  // only once it is settled; its changelog records are settled with it, so the restore that
-  // follows reads what the committed offsets stand for. (Kafka Streams reads committed
-  // offsets before restoring for the same reason.) Like the restore, this waits out any
-  // error (an outage, credentials rotated under the instance) until shutdown.
+  // only once it is settled, so the restore that follows does not stop short of a commit
+  // the offsets already count. (Kafka Streams reads committed offsets before restoring for
+  // the same reason.) A window remains: the coordinator writes the transaction's markers
+  // partition by partition, so a changelog partition's stable end can trail the offsets'
+  // by a moment. Like the restore, this waits out any error until shutdown.
   auto list = kafka::make_partition_list(static_cast<int>(partitions.size()));
   for (const int p : partitions)
     rd_kafka_topic_partition_list_add(list.get(), config.kafka.input_topic.c_str(), p);
@@ -452,7 +460,11 @@ bool StreamService::Impl::wait_for_stable_offsets(const std::vector<int>& partit
         rd_kafka_committed(consumer.get(), list.get(), config.kafka.timeout_ms);
     for (int i = 0; err == RD_KAFKA_RESP_ERR_NO_ERROR && i < list->cnt; ++i)
       err = list->elems[i].err;
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return true;
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      for (int i = 0; i < list->cnt; ++i)
+        committed[list->elems[i].partition] = list->elems[i].offset;
+      return true;
+    }
     if (attempt % kWarnEvery == 0)
       log::warn("service", "committed offsets of assigned partitions not readable yet; waiting",
                 {{"error", rd_kafka_err2str(err)}, {"attempt", std::to_string(attempt + 1)}});
@@ -500,16 +512,27 @@ void StreamService::Impl::ensure_transaction() {
 
 void StreamService::Impl::dead_letter(const rd_kafka_message_t* m,
                                       const rollup::DecodeFailure& failure) {
-  const Headers headers = {
+  Headers headers = {
       {"pqa.error.reason", std::string(rollup::to_string(failure.code))},
       {"pqa.error.message", failure.message()},
       {"pqa.source.topic", rd_kafka_topic_name(m->rkt)},
       {"pqa.source.partition", std::to_string(m->partition)},
       {"pqa.source.offset", std::to_string(m->offset)},
   };
-  producer->produce(config.kafka.dead_letter_topic, -1,
-                    std::string_view(static_cast<const char*>(m->key), m->key_len),
-                    std::string_view(static_cast<const char*>(m->payload), m->len), headers);
+  const std::string_view key(static_cast<const char*>(m->key), m->key_len);
+  std::string_view payload(static_cast<const char*>(m->payload), m->len);
+  // Brokers accept input records somewhat larger than a producer may send (message.max.bytes):
+  // such a message is dead-lettered cut to what fits, with its size in a header, rather than
+  // refused on every retry. The source offset still leads to the whole message.
+  constexpr std::size_t kHeadroom = 4096;  // headers and the record's framing
+  const std::size_t room = producer->max_record_bytes() > key.size() + kHeadroom
+                               ? producer->max_record_bytes() - key.size() - kHeadroom
+                               : 0;
+  if (payload.size() > room) {
+    headers.emplace_back("pqa.error.truncated_from_bytes", std::to_string(payload.size()));
+    payload = payload.substr(0, room);
+  }
+  producer->produce(config.kafka.dead_letter_topic, -1, key, payload, headers);
   metrics.count_dead_letter();
 }
 
@@ -590,9 +613,13 @@ void StreamService::Impl::commit() {
         });
     for (const auto& [key, value] : task->committing.puts)
       producer->produce(config.kafka.changelog_topic, p, key, value);
-    if (task->next_offset >= 0)
+    // Every task with outputs sends its offset, even unchanged (only timers fired since a
+    // rewind): the group checks the generation of each offset commit, which is what keeps a
+    // member that lost its partitions from committing outputs for them.
+    const std::int64_t offset = task->next_offset >= 0 ? task->next_offset : task->committed_offset;
+    if (offset >= 0)
       rd_kafka_topic_partition_list_add(offsets.get(), config.kafka.input_topic.c_str(), p)
-          ->offset = task->next_offset;
+          ->offset = offset;
   }
   if (exactly_once) {
     producer->commit_transaction(offsets.get(), consumer.get());
@@ -606,6 +633,9 @@ void StreamService::Impl::commit() {
         throw kafka::KafkaError(std::string("committing offsets: ") + rd_kafka_err2str(err), false,
                                 /*abortable=*/true);
   }
+  for (int i = 0; i < offsets->cnt; ++i)
+    if (auto it = tasks.find(offsets->elems[i].partition); it != tasks.end())
+      it->second->committed_offset = offsets->elems[i].offset;
   // Kafka holds the changes now; the local store follows, with the changelog position.
   const auto changelog_offsets = producer->take_changelog_offsets();
   for (auto& [p, task] : tasks) {
@@ -701,8 +731,11 @@ void StreamService::Impl::rewind() {
   if (positions->cnt == 0) return;
   kafka::throw_if(rd_kafka_committed(consumer.get(), positions.get(), config.kafka.timeout_ms),
                   "reading committed offsets");
-  for (int i = 0; i < positions->cnt; ++i)
-    if (positions->elems[i].offset < 0) positions->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+  for (int i = 0; i < positions->cnt; ++i) {
+    auto& position = positions->elems[i];
+    tasks.at(position.partition)->committed_offset = position.offset;  // negative: none yet
+    if (position.offset < 0) position.offset = RD_KAFKA_OFFSET_BEGINNING;
+  }
   kafka::throw_if(
       rd_kafka_seek_partitions(consumer.get(), positions.get(), config.kafka.timeout_ms),
       "seeking to committed offsets");

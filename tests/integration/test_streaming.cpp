@@ -403,6 +403,41 @@ TEST_CASE("streaming: signals and final scores equal replay, poison events are d
   CHECK(only_replay.empty());
 }
 
+TEST_CASE("streaming: a message too large to dead-letter whole goes cut, with its size",
+          "[kafka]") {
+  // Brokers take records up to ~1 MiB, a producer sends at most message.max.bytes (1,000,000):
+  // the dead letter of a message in between cannot be its copy. Refused on every retry, it
+  // used to stop the instance (and, restarted, again).
+  Pipeline p("--events 2000 --accounts 20 --seed 5");
+  constexpr std::size_t kBig = 1'000'500;
+  {
+    namespace kafka = pqa::scorer::kafka;
+    auto producer = kafka::make_client(
+        RD_KAFKA_PRODUCER,
+        kafka::make_conf({{"bootstrap.servers", bootstrap()}, {"message.max.bytes", "1048000"}}));
+    const std::string big(kBig, 'x');
+    REQUIRE(kafka::produce(producer.get(), p.topic("in"), 0, "big", big, nullptr, 0) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+    REQUIRE(rd_kafka_flush(producer.get(), 30000) == RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  auto service = p.start("a");
+  REQUIRE(p.produce().wait() == 0);
+  INFO(p.log_tail("a", 20));
+  REQUIRE(p.consumed());
+  REQUIRE(service.running());
+  stop_cleanly(p, "a", service);
+  const Observed o = p.observe();
+  check_equal_to_replay(p, o);
+  const Record* cut = nullptr;
+  for (const auto& record : o.dead_letters)
+    if (record.key == "big") cut = &record;
+  REQUIRE(cut != nullptr);
+  CHECK(cut->headers.at("pqa.error.reason") == "oversized");
+  CHECK(cut->headers.at("pqa.error.truncated_from_bytes") == std::to_string(kBig));
+  CHECK(cut->value.size() < 1'000'000);
+  CHECK(cut->value == std::string(cut->value.size(), 'x'));
+}
+
 TEST_CASE("streaming: kill -9 mid-stream, restarted: no signal lost or duplicated", "[kafka]") {
   Pipeline p;
   auto load = p.produce(6000);  // ~3.5 s of traffic
@@ -790,7 +825,7 @@ TEST_CASE("streaming: an outage past the transaction timeout, aborted by the bro
   REQUIRE(committed() >= 3);
   broker.set_password("rotated-" + secure.password);
   std::this_thread::sleep_for(12s);  // > 5 s timeout + 1 s sweep, after the restart's ~3 s
-  const auto own_lines = [&] {  // the service's own (librdkafka's fill the tail in an outage)
+  const auto own_lines = [&] {       // the service's own (librdkafka's fill the tail in an outage)
     std::string lines;
     for (const auto& line : read_lines(p.log_path("a")))
       if (line.find("\"component\":\"librdkafka\"") == std::string::npos &&
