@@ -531,18 +531,30 @@ TEST_CASE("streaming: at-least-once mode gives the same signals and scores", "[k
   check_equal_to_replay(p, p.observe());
 }
 
-TEST_CASE("streaming: a missing input topic stops start-up naming the key", "[kafka][config]") {
-  Pipeline p(std::vector<std::string>{});
-  auto service = p.start("a", "exactly_once", false, 0, unique_name("no-such-topic"));
+namespace {
+
+/// The instance stopped at start-up as for a configuration error (exit 2), its error line
+/// naming `key` and saying the topic does not exist.
+void check_stopped_on_missing_topic(const Pipeline& p, const std::string& instance, Child& service,
+                                    const std::string& key) {
   const auto code = service.wait_for(60s);
   REQUIRE(code.has_value());
   CHECK(*code == 2);
   bool named = false;
-  for (const auto& line : read_lines(p.log_path("a")))
+  for (const auto& line : read_lines(p.log_path(instance)))
     named = named || (line.find("\"level\":\"error\"") != std::string::npos &&
-                      line.find("kafka.topics.input") != std::string::npos &&
+                      line.find(key) != std::string::npos &&
                       line.find("does not exist") != std::string::npos);
+  INFO(p.log_tail(instance, 10));
   CHECK(named);
+}
+
+}  // namespace
+
+TEST_CASE("streaming: a missing input topic stops start-up naming the key", "[kafka][config]") {
+  Pipeline p(std::vector<std::string>{});
+  auto service = p.start("a", "exactly_once", false, 0, unique_name("no-such-topic"));
+  check_stopped_on_missing_topic(p, "a", service, "kafka.topics.input");
 }
 
 TEST_CASE("streaming: a broker that auto-creates topics does not get to create the outputs",
@@ -556,16 +568,7 @@ TEST_CASE("streaming: a broker that auto-creates topics does not get to create t
   Pipeline p(std::vector<std::string>{});
   p.create_topics = false;
   auto service = p.start("a");
-  const auto code = service.wait_for(60s);
-  REQUIRE(code.has_value());
-  CHECK(*code == 2);
-  bool named = false;
-  for (const auto& line : read_lines(p.log_path("a")))
-    named = named || (line.find("\"level\":\"error\"") != std::string::npos &&
-                      line.find("kafka.topics.signals") != std::string::npos &&
-                      line.find("does not exist") != std::string::npos);
-  INFO(p.log_tail("a", 10));
-  CHECK(named);
+  check_stopped_on_missing_topic(p, "a", service, "kafka.topics.signals");
   // Asked through a consumer, which never asks for auto-creation.
   namespace kafka = pqa::scorer::kafka;
   auto consumer = kafka::make_client(
