@@ -63,16 +63,36 @@ std::size_t configured_max_record_bytes(const kafka::Properties& properties) {
   }
 }
 
-/// Calls `call` until it succeeds; a retriable error (the cluster unreachable for a while) is
-/// logged and retried, any other error, or one during shutdown, is thrown as KafkaError.
-/// `between_retries` runs before each retry (and may throw to end them).
+/// Whether a transactional call failed only because the cluster cannot be reached right now:
+/// librdkafka flags most such errors retriable, but an EndTxn that meets rejected
+/// credentials (a password rotated on the brokers first) comes back as a plain
+/// authentication failure, neither retriable nor fatal nor abortable.
+bool unreachable(const rd_kafka_error_t* error) {
+  if (rd_kafka_error_is_retriable(error)) return true;
+  if (rd_kafka_error_is_fatal(error) || rd_kafka_error_txn_requires_abort(error)) return false;
+  switch (rd_kafka_error_code(error)) {
+    case RD_KAFKA_RESP_ERR__AUTHENTICATION:
+    case RD_KAFKA_RESP_ERR__SSL:
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+      return true;
+    default:
+      return false;
+  }
+}
+
+/// Calls `call` until it succeeds; an error of an unreachable cluster (an outage, credentials
+/// rejected for a while) is logged and retried, any other error, or one during shutdown, is
+/// thrown as KafkaError. `between_retries` runs before each retry (and may throw to end them:
+/// at start-up, rejected credentials are a configuration error).
 template <typename Call, typename Check>
 void retry_while_retriable(Call&& call, const char* what, const std::atomic<bool>& stop,
                            Check&& between_retries) {
   for (;;) {
     rd_kafka_error_t* error = call();
     if (error == nullptr) return;
-    if (!rd_kafka_error_is_retriable(error) || stop) kafka::throw_if(error, what);
+    if (!unreachable(error) || stop) kafka::throw_if(error, what);
     log::warn("producer", std::string(what) + " failed, retrying",
               {{"error", rd_kafka_error_string(error)}});
     rd_kafka_error_destroy(error);
@@ -128,6 +148,11 @@ bool OutputProducer::failed_replaceably() const {
   // then fences the newer instance's young transaction, which stops that instance (exit 3),
   // whose restart fences the zombie again while its transaction is young: it converges.
   return !fenced || transaction_age() >= transaction_timeout_;
+}
+
+bool OutputProducer::fenced_by_newer_instance() const {
+  return rd_kafka_fatal_error(handle_.get(), nullptr, 0) != RD_KAFKA_RESP_ERR_NO_ERROR &&
+         !failed_replaceably();
 }
 
 std::string OutputProducer::fatal_error() const {

@@ -52,6 +52,8 @@ class OutputProducer {
   /// transaction.timeout.ms: the coordinator aborted it itself and bumped the epoch, which
   /// librdkafka 2.0 cannot tell from a newer instance (KIP-588 lets newer clients recover).
   bool failed_replaceably() const;
+  /// Fatal, and not curable by a new producer: a newer instance has the transactional.id.
+  bool fenced_by_newer_instance() const;
   /// librdkafka's reason for the fatal state; empty when the producer is not in it.
   std::string fatal_error() const;
   /// Destroys the client and creates it anew with the same configuration; init_transactions

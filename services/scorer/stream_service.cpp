@@ -684,9 +684,12 @@ void StreamService::Impl::abort_and_rewind_or_throw(const kafka::KafkaError& e) 
 }
 
 void StreamService::Impl::abort_failed_transaction() {
-  // After an outage the coordinator may answer the abort with INVALID_TXN_STATE, which
-  // librdkafka 2.0 makes fatal (its issue 4849): the producer is then replaced, and its
-  // init_transactions aborts whatever the coordinator still holds open. Fenced stays fatal.
+  // An abort can fail for reasons of the outage that failed the transaction: the coordinator
+  // may answer INVALID_TXN_STATE, which librdkafka 2.0 makes fatal (its issue 4849), and an
+  // EndTxn that meets credentials still rejected fails as a plain authentication failure,
+  // which librdkafka says to treat as fatal too. Either way the producer is replaced: its
+  // successor's init_transactions waits the outage out and aborts what the coordinator
+  // still holds open. Fenced by a newer instance stays fatal.
   try {
     if (!producer->failed_replaceably()) {
       producer->abort_transaction();
@@ -694,7 +697,7 @@ void StreamService::Impl::abort_failed_transaction() {
       return;
     }
   } catch (const kafka::KafkaError& e) {
-    if (!producer->failed_replaceably()) throw;
+    if (producer->fenced_by_newer_instance()) throw;
     log::warn("service", "aborting the transaction failed", {{"error", e.what()}});
   }
   replace_producer();
@@ -706,7 +709,7 @@ void StreamService::Impl::replace_producer() {
   constexpr int kMaxReplacementsWithoutCommit = 3;
   if (++producer_replacements > kMaxReplacementsWithoutCommit)
     throw kafka::KafkaError("the producer failed fatally again after being replaced", true);
-  log::warn("service", "the producer failed fatally for a reason a new one cures; replacing it",
+  log::warn("service", "the producer cannot go on, but a new one can; replacing it",
             {{"error", producer->fatal_error()},
              {"transaction_age_ms", std::to_string(producer->transaction_age().count())}});
   owners.reset();  // its thread queries the group through the producer's client
