@@ -40,26 +40,16 @@ kafka::Properties producer_properties(const KafkaConfig& c, const std::string& t
   return p;
 }
 
-/// transaction.timeout.ms as librdkafka will use it (the service's default set above).
-std::chrono::milliseconds transaction_timeout(const kafka::Properties& properties) {
-  const auto it = properties.find("transaction.timeout.ms");
-  if (it == properties.end()) return std::chrono::milliseconds(60000);  // librdkafka's default
+/// An integer property as librdkafka will use it: `fallback` (its default, or the one set
+/// above) when absent; librdkafka refuses a malformed value before this matters.
+long long integer_property(const kafka::Properties& properties, const std::string& name,
+                           long long fallback) {
+  const auto it = properties.find(name);
+  if (it == properties.end()) return fallback;
   try {
-    return std::chrono::milliseconds(std::stoll(it->second));
+    return std::stoll(it->second);
   } catch (const std::exception&) {
-    return std::chrono::milliseconds(60000);  // librdkafka refuses the value before this matters
-  }
-}
-
-/// message.max.bytes as librdkafka will use it.
-std::size_t configured_max_record_bytes(const kafka::Properties& properties) {
-  constexpr std::size_t kDefault = 1'000'000;  // librdkafka's
-  const auto it = properties.find("message.max.bytes");
-  if (it == properties.end()) return kDefault;
-  try {
-    return static_cast<std::size_t>(std::stoull(it->second));
-  } catch (const std::exception&) {
-    return kDefault;  // librdkafka refuses the value before this matters
+    return fallback;
   }
 }
 
@@ -114,8 +104,9 @@ OutputProducer::OutputProducer(const KafkaConfig& config, const std::string& tra
       changelog_topic_(config.changelog_topic),
       transactional_(!transactional_id.empty()),
       timeout_(config.timeout_ms),
-      transaction_timeout_(transaction_timeout(properties_)),
-      max_record_bytes_(configured_max_record_bytes(properties_)),
+      transaction_timeout_(integer_property(properties_, "transaction.timeout.ms", 60'000)),
+      max_record_bytes_(
+          static_cast<std::size_t>(integer_property(properties_, "message.max.bytes", 1'000'000))),
       stop_(stop) {
   create_client(/*at_start_up=*/true);
 }

@@ -533,6 +533,17 @@ TEST_CASE("streaming: at-least-once mode gives the same signals and scores", "[k
 
 namespace {
 
+/// The last ~4,000 characters of the instance's own log lines: during an outage librdkafka's
+/// lines (and the client errors it reports through the service) fill log_tail().
+std::string own_log_tail(const Pipeline& p, const std::string& instance) {
+  std::string lines;
+  for (const auto& line : read_lines(p.log_path(instance)))
+    if (line.find("\"component\":\"librdkafka\"") == std::string::npos &&
+        line.find("kafka client error") == std::string::npos)
+      lines += line + "\n";
+  return lines.substr(lines.size() > 4000 ? lines.size() - 4000 : 0);
+}
+
 /// The instance stopped at start-up as for a configuration error (exit 2), its error line
 /// naming `key` and saying the topic does not exist.
 void check_stopped_on_missing_topic(const Pipeline& p, const std::string& instance, Child& service,
@@ -773,10 +784,7 @@ TEST_CASE("streaming: credentials rotated on the brokers while running: not read
   // The service's own last lines (librdkafka's fill the tail during the outage): why it
   // stopped, if it did (it did about once in ten runs: a restore still waiting for the new
   // changelog when the broker restarted gave up after kafka.timeout_ms; see the restore test).
-  std::string own_lines;
-  for (const auto& line : read_lines(p.log_path("a")))
-    if (line.find("\"component\":\"librdkafka\"") == std::string::npos) own_lines += line + "\n";
-  INFO(own_lines.substr(own_lines.size() > 4000 ? own_lines.size() - 4000 : 0));
+  INFO(own_log_tail(p, "a"));
   CHECK(not_ready == 5);
   REQUIRE(service.running());  // rejected for a while: still running, not crash-looping
 
@@ -828,19 +836,11 @@ TEST_CASE("streaming: an outage past the transaction timeout, aborted by the bro
   REQUIRE(committed() >= 3);
   broker.set_password("rotated-" + secure.password);
   std::this_thread::sleep_for(12s);  // > 5 s timeout + 1 s sweep, after the restart's ~3 s
-  const auto own_lines = [&] {       // the service's own (librdkafka's fill the tail in an outage)
-    std::string lines;
-    for (const auto& line : read_lines(p.log_path("a")))
-      if (line.find("\"component\":\"librdkafka\"") == std::string::npos &&
-          line.find("kafka client error") == std::string::npos)
-        lines += line + "\n";
-    return lines.substr(lines.size() > 4000 ? lines.size() - 4000 : 0);
-  };
-  INFO(own_lines());
+  INFO(own_log_tail(p, "a"));
   REQUIRE(service.running());
   broker.set_password(secure.password);
   REQUIRE(load.wait() == 0);
-  INFO(own_lines());
+  INFO(own_log_tail(p, "a"));
   REQUIRE(p.consumed());
   REQUIRE(service.running());
   // The transaction open during the outage was lost and its events reprocessed.
