@@ -112,7 +112,7 @@ BENCHMARK(BM_DecayedSumAdd);
 
 /// One account record as stored (20 activity days, 7 departments, traits), encoded.
 void BM_EncodeAccount(benchmark::State& state) {
-  pqa::scorer::StoredAccount stored{make_account(10000).state, kT0};
+  pqa::scorer::StoredAccount stored{make_account(10000).state, kT0, "pqa-1.00000000"};
   stored.state.traits = {{"employees", 250.0}, {"industry", std::string("software")}};
   for (auto _ : state) benchmark::DoNotOptimize(pqa::scorer::encode(stored));
   state.counters["bytes"] = static_cast<double>(pqa::scorer::encode(stored).size());

@@ -53,19 +53,20 @@ void Processor::restore() {
   max_event_time_ = watermark_;
   if (auto t = store_.get(keys::meta("max_event_time"))) max_event_time_ = std::stoll(*t);
   // State written under other model parameters keeps its history, but what the parameters
-  // derive from traits (fit, segment) is recomputed, and every account is re-evaluated at the
-  // clock by a timer, so that band changes the new parameters imply are published.
-  const auto version = store_.get(keys::meta("model_version"));
-  const bool model_changed = version.has_value() && *version != model_.version();
+  // derive from traits (fit, segment) is recomputed, and the account is re-evaluated at the
+  // clock by a timer, so that band changes the new parameters imply are published. Each record
+  // names its model; records of earlier builds do not, and the store's metadata decides.
+  const auto store_version = store_.get(keys::meta("model_version"));
+  const bool store_model_changed = store_version.has_value() && *store_version != model_.version();
   WriteSet rewritten;
   // Timers are one per account and stored with it; rebuilding the queue is one scan at start.
   store_.scan(std::string(1, keys::kAccount), [&](std::string_view key, std::string_view value) {
     auto stored = decode_account(value);
     if (!stored) throw StoreError("corrupt account record during restore");
-    if (model_changed) {
-      rollup::refresh_trait_derived(model_, stored->state);
-      if (watermark_ != rollup::kNoTime)
-        stored->timer_due = std::min(stored->timer_due, watermark_);
+    const bool stale = stored->model_version.empty() ? store_model_changed
+                                                     : stored->model_version != model_.version();
+    if (stale) {
+      rederive(*stored);
       rewritten.puts.emplace_back(std::string(key), encode(*stored));
       if (rewritten.puts.size() >= 10'000) {  // bounded memory however many accounts
         store_.commit(rewritten);
@@ -79,6 +80,21 @@ void Processor::restore() {
   });
   rewritten.puts.emplace_back(keys::meta("model_version"), model_.version());
   store_.commit(rewritten);
+}
+
+void Processor::rederive(StoredAccount& stored) const {
+  // The local rewrite is not in any transaction, and need not be: the changelog keeps the
+  // record under its old model, so a store restored from it is re-derived the same way, and the
+  // timer below makes the account's next changelog record carry the current model.
+  rollup::refresh_trait_derived(model_, stored.state);
+  if (watermark_ != rollup::kNoTime) stored.timer_due = std::min(stored.timer_due, watermark_);
+  stored.model_version = model_.version();
+}
+
+void Processor::stamp_model(StoredAccount& stored) const {
+  // Every record in memory is under this model (restore() re-derived the others): new ones,
+  // and those of builds before the field, get its name with their first change.
+  if (stored.model_version.empty()) stored.model_version = model_.version();
 }
 
 void Processor::reject(rollup::DecodeError code) {
@@ -179,6 +195,7 @@ void Processor::apply(const rollup::Event& e, const AccountId& account, const Ca
   keys::account(account_key_, account.str());
   const std::string& account_key = account_key_;
   StoredAccount& stored = accounts_.get_or_add(account_key).value;
+  stamp_model(stored);
   keys::user(user_key_, account.str(), e.user.str());
   auto user = users_.get_or_add(user_key_);
   auto outcome = rollup::apply_event(model_, stored.state, user.value, user.added, e, watermark_);
@@ -226,6 +243,7 @@ void Processor::fire_timer(TimeMs due, const std::string& account_id) {
   StoredAccount* stored = accounts_.get(key);
   if (stored == nullptr || stored->timer_due != due) return;  // superseded registration
   accounts_.mark_dirty(key);
+  stamp_model(*stored);
   stored->timer_due = rollup::kNever;
   --live_timers_;
   ++stats_.timers_fired;

@@ -148,6 +148,10 @@ class Processor {
               rollup::Outcome&& outcome, const Cause& cause);
   void schedule(const std::string& account_id, StoredAccount& stored, rollup::TimeMs due);
   void restore();
+  /// Brings a record written under another model to this one (see restore()).
+  void rederive(StoredAccount& stored) const;
+  /// Names this model in a changed record that names none yet.
+  void stamp_model(StoredAccount& stored) const;
   /// Flushes when N events have passed or evicted changes exceed their byte bound.
   void flush_if_due();
   void reject(rollup::DecodeError code);

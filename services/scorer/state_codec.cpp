@@ -229,7 +229,8 @@ bool user_record_ok(const v1::UserStateRecord& r) {
 
 std::string encode(const StoredAccount& stored) {
   const rollup::AccountState& a = stored.state;
-  WireWriter w(64 + 40 * a.buckets.size() + 24 * a.department_days.size() + 8 * a.fabric.size());
+  WireWriter w(64 + stored.model_version.size() + 40 * a.buckets.size() +
+               24 * a.department_days.size() + 8 * a.fabric.size());
   for (const auto& b : a.buckets)
     w.message(1, [&] {
       w.int_field(1, b.day);
@@ -267,6 +268,7 @@ std::string encode(const StoredAccount& stored) {
     });
   if (a.expired_before != std::numeric_limits<rollup::Day>::min())
     w.always_int(21, a.expired_before);
+  w.string_field(22, stored.model_version);
   return std::move(w).take();
 }
 
@@ -304,6 +306,7 @@ std::optional<StoredAccount> decode_account(std::string_view bytes) {
   if (r.has_expired_before()) a.expired_before = r.expired_before();
   a.fit = r.fit();
   a.segment = r.segment();
+  stored.model_version = r.model_version();
   return stored;
 }
 

@@ -13,6 +13,8 @@ namespace pqa::scorer {
 struct StoredAccount {
   rollup::AccountState state;
   rollup::TimeMs timer_due = rollup::kNever;  ///< the timer registered for this account
+  /// The model that derived fit, segment and band; empty if the record predates the field.
+  std::string model_version;
   bool operator==(const StoredAccount&) const = default;
 };
 

@@ -299,6 +299,30 @@ TEST_CASE("a corrupt stored record stops processing instead of being guessed aro
   CHECK(scorer::decode_account(scorer::encode(bad)).has_value());
 }
 
+namespace {
+
+/// What a changelog holds for a processor's state: the records it hands over, nothing else
+/// (in particular not the store's own metadata, such as the model version it was opened with).
+std::unique_ptr<scorer::StateStore> changelog_copy(const rollup::ModelConfig& config) {
+  const rollup::Model model(config);
+  auto local = scorer::make_memory_store();
+  CollectingSink sink;
+  scorer::Processor first(model, *local, sink);
+  for (const auto& line : sample_stream()) REQUIRE_FALSE(first.process(line));
+  auto restored = scorer::make_memory_store();
+  restored->commit(first.take_changes());
+  REQUIRE_FALSE(restored->get(scorer::keys::meta("model_version")).has_value());
+  return restored;
+}
+
+rollup::ModelConfig lower_bands() {
+  auto lower = shipped_model_config();
+  lower.bands = {10.0, 20.0, 30.0, 3.0};  // every active account is now at least qualified
+  return lower;
+}
+
+}  // namespace
+
 TEST_CASE("a changed model re-evaluates stored accounts at start-up", "[processor][restart]") {
   auto store = scorer::make_memory_store();
   CollectingSink sink;
@@ -308,9 +332,7 @@ TEST_CASE("a changed model re-evaluates stored accounts at start-up", "[processo
     for (const auto& line : sample_stream()) REQUIRE_FALSE(first.process(line));
     first.flush();
   }
-  auto lower = shipped_model_config();
-  lower.bands = {10.0, 20.0, 30.0, 3.0};  // every active account is now at least qualified
-  const rollup::Model model(lower);
+  const rollup::Model model(lower_bands());
   sink.signals.clear();
   scorer::Processor second(model, *store, sink);
   second.advance_to(second.watermark());
@@ -319,13 +341,89 @@ TEST_CASE("a changed model re-evaluates stored accounts at start-up", "[processo
   for (const auto& s : up) CHECK(s.signal.score.band > s.signal.previous_band);
 }
 
+TEST_CASE("a store restored from a changelog written under another model is re-derived",
+          "[processor][restart]") {
+  auto store = changelog_copy(shipped_model_config());
+  const rollup::Model model(lower_bands());
+  CollectingSink sink;
+  scorer::Processor second(model, *store, sink);
+  second.advance_to(second.watermark());
+  const auto up = sink.of_kind(rollup::SignalKind::kThresholdCrossed);
+  REQUIRE(up.size() == 3);
+  for (const auto& s : up) CHECK(s.signal.score.band > s.signal.previous_band);
+
+  // The re-evaluated accounts go back to the changelog under the model that evaluated them.
+  const auto changes = second.take_changes();
+  int accounts = 0;
+  for (const auto& [key, value] : changes.puts) {
+    if (key.front() != scorer::keys::kAccount) continue;
+    ++accounts;
+    CHECK(scorer::decode_account(value)->model_version == model.version());
+  }
+  CHECK(accounts == 3);
+}
+
+TEST_CASE("a store restored from a changelog of the same model is not re-evaluated",
+          "[processor][restart]") {
+  auto store = changelog_copy(shipped_model_config());
+  const rollup::Model model(shipped_model_config());
+  CollectingSink sink;
+  scorer::Processor second(model, *store, sink);
+  second.advance_to(second.watermark());
+  CHECK(sink.signals.empty());
+  CHECK(second.stats().timers_fired == 0);
+}
+
+TEST_CASE("records that name no model fall back to the store's, and get it when they change",
+          "[processor][restart]") {
+  // As a build before the per-record model version wrote them.
+  auto store = scorer::make_memory_store();
+  CollectingSink sink;
+  {
+    const rollup::Model model{shipped_model_config()};
+    scorer::Processor first(model, *store, sink);
+    for (const auto& line : sample_stream()) REQUIRE_FALSE(first.process(line));
+    first.flush();
+  }
+  scorer::WriteSet unnamed;
+  store->scan(std::string(1, scorer::keys::kAccount), [&](std::string_view k, std::string_view v) {
+    auto stored = scorer::decode_account(v).value();
+    stored.model_version.clear();
+    unnamed.puts.emplace_back(std::string(k), scorer::encode(stored));
+  });
+  REQUIRE(unnamed.puts.size() == 3);
+  store->commit(unnamed);
+
+  SECTION("the store's model is this one: kept, and named at the next change") {
+    const rollup::Model model{shipped_model_config()};
+    sink.signals.clear();
+    scorer::Processor second(model, *store, sink);
+    second.advance_to(second.watermark());
+    CHECK(sink.signals.empty());
+    REQUIRE_FALSE(second.process(track("acc0-u0", "Report Created", second.watermark())));
+    const auto changes = second.take_changes();
+    const auto it = std::find_if(changes.puts.begin(), changes.puts.end(), [](const auto& kv) {
+      return kv.first == scorer::keys::account("acc0");
+    });
+    REQUIRE(it != changes.puts.end());
+    CHECK(scorer::decode_account(it->second)->model_version == model.version());
+  }
+  SECTION("the store's model is another: re-derived") {
+    const rollup::Model model(lower_bands());
+    sink.signals.clear();
+    scorer::Processor second(model, *store, sink);
+    second.advance_to(second.watermark());
+    CHECK(sink.of_kind(rollup::SignalKind::kThresholdCrossed).size() == 3);
+  }
+}
+
 TEST_CASE("running totals give exactly what walking the buckets gives", "[processor][totals]") {
   Harness h;
   h.send_all(sample_stream());
   for (const char* id : {"acc0", "acc1", "acc2"}) {
     const auto live = h.state(id);  // totals maintained event by event
     REQUIRE(live.totals.valid);
-    const auto reloaded = scorer::decode_account(scorer::encode({live, rollup::kNever}));
+    const auto reloaded = scorer::decode_account(scorer::encode({live, rollup::kNever, {}}));
     REQUIRE_FALSE(reloaded->state.totals.valid);  // evaluate walks the buckets
     const auto a = rollup::evaluate(h.model, live, h.processor.watermark());
     const auto b = rollup::evaluate(h.model, reloaded->state, h.processor.watermark());

@@ -232,7 +232,7 @@ TEST_CASE("cost per event does not grow with users: account state is bounded", "
       h.send(identify(u, kT0, R"({"department":"d)" + std::to_string(i % 6) + "\"}"));
       h.send(track(u, "Dashboard Viewed", kT0 + (i % 20) * kDay));
     }
-    scorer::StoredAccount stored{h.state("a"), rollup::kNever};
+    scorer::StoredAccount stored{h.state("a"), rollup::kNever, {}};
     return scorer::encode(stored).size();
   };
   // The same bounded buckets whatever the head count; only the varint counts inside grow.

@@ -42,6 +42,7 @@ class RandomRecords {
     if (below(2) == 1) a.expired_before = day();
     a.fit = maybe_zero(std::uniform_real_distribution<double>(0, 1)(rng_));
     a.segment = below(5) - 1;
+    stored.model_version = below(3) == 0 ? "" : text();
     return stored;
   }
 
