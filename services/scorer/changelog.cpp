@@ -45,8 +45,8 @@ kafka::Properties restore_properties(const KafkaConfig& c) {
   return p;
 }
 
-std::optional<std::int64_t> stored_checkpoint(StateStore& store) {
-  const auto value = store.get(keys::meta(changelog_meta::kOffset));
+std::optional<std::int64_t> stored_offset(StateStore& store, std::string_view meta_key) {
+  const auto value = store.get(keys::meta(meta_key));
   if (!value) return std::nullopt;
   try {
     return std::stoll(*value);
@@ -87,12 +87,13 @@ ChangelogRestorer::ChangelogRestorer(const KafkaConfig& config, const std::atomi
       consumer_(
           kafka::make_client(RD_KAFKA_CONSUMER, kafka::make_conf(restore_properties(config)))) {}
 
-RestoreResult ChangelogRestorer::restore(StateStore& store, int partition) {
+RestoreResult ChangelogRestorer::restore(StateStore& store, int partition,
+                                         std::int64_t committed_input) {
   const auto started = std::chrono::steady_clock::now();
   RestoreResult result;
   const std::string source = topic_ + "/" + std::to_string(partition);
   const auto [low, high] = watermarks(partition);
-  const auto checkpoint = stored_checkpoint(store);
+  const auto checkpoint = stored_offset(store, changelog_meta::kOffset);
   const auto stored_source = store.get(keys::meta(changelog_meta::kSource));
   std::int64_t from = checkpoint ? *checkpoint + 1 : low;
   const bool reusable = checkpoint && stored_source == source && from >= low && from <= high;
@@ -114,6 +115,7 @@ RestoreResult ChangelogRestorer::restore(StateStore& store, int partition) {
     result.records = records;
     if (last_read >= 0) last = last_read;
   }
+  if (committed_input >= 0) last = settle(store, partition, committed_input, last, result);
   WriteSet meta;
   meta.puts.emplace_back(keys::meta(changelog_meta::kSource), source);
   if (last >= 0) meta.puts.emplace_back(keys::meta(changelog_meta::kOffset), std::to_string(last));
@@ -122,6 +124,39 @@ RestoreResult ChangelogRestorer::restore(StateStore& store, int partition) {
   result.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return result;
+}
+
+std::int64_t ChangelogRestorer::settle(StateStore& store, int partition,
+                                       std::int64_t committed_input, std::int64_t last,
+                                       RestoreResult& result) {
+  constexpr auto kPause = std::chrono::milliseconds(50);
+  const auto deadline = std::chrono::steady_clock::now() + timeout_;
+  for (bool logged = false;;) {
+    // No record: a changelog of a build before it, or of a partition never committed.
+    const auto reached = stored_offset(store, changelog_meta::kInputOffset);
+    if (!reached || *reached >= committed_input) return last;
+    if (stop_) throw RestoreInterrupted("restore interrupted by shutdown");
+    const std::initializer_list<log::Field> fields = {
+        {"partition", std::to_string(partition)},
+        {"changelog_input_offset", std::to_string(*reached)},
+        {"committed_input_offset", std::to_string(committed_input)}};
+    if (std::chrono::steady_clock::now() >= deadline) {
+      log::warn("restore",
+                "the changelog does not reach the committed input offset within "
+                "kafka.timeout_ms; going on (offsets moved forward?)",
+                fields);
+      return last;
+    }
+    if (!std::exchange(logged, true))
+      log::info("restore", "waiting for the commit the input offset counts to settle", fields);
+    std::this_thread::sleep_for(kPause);
+    const auto high = watermarks(partition).second;
+    if (last + 1 < high) {
+      auto [records, last_read] = copy_records(store, partition, last + 1, high);
+      result.records += records;
+      if (last_read >= 0) last = last_read;
+    }
+  }
 }
 
 std::pair<std::int64_t, std::int64_t> ChangelogRestorer::watermarks(int partition) {

@@ -22,6 +22,10 @@ namespace changelog_meta {
 inline constexpr std::string_view kOffset = "changelog_offset";
 /// "<topic>/<partition>": a store restored from another changelog is not reused.
 inline constexpr std::string_view kSource = "changelog_source";
+/// The input offset committed with the state (decimal). Unlike the two above it is a
+/// changelog record, written by every transaction that commits the partition's offset, so a
+/// restore can tell whether it has reached the commit the group's offset counts.
+inline constexpr std::string_view kInputOffset = "input_offset";
 }  // namespace changelog_meta
 
 /// A restore stopped because the service is shutting down; the store keeps its previous
@@ -49,7 +53,12 @@ class ChangelogRestorer {
       std::function<void(int partition, std::uint64_t applied, std::int64_t remaining)>;
 
   ChangelogRestorer(const KafkaConfig& config, const std::atomic<bool>& stop);
-  RestoreResult restore(StateStore& store, int partition);
+  /// `committed_input`: the group's committed offset of the input partition (exactly once),
+  /// or -1. A changelog that has a kInputOffset record below it is still being settled (the
+  /// commit's transaction markers are written partition by partition): the restore reads on
+  /// until it gets there, for at most kafka.timeout_ms, then goes on with a warning (offsets
+  /// moved forward by an operator are never reached).
+  RestoreResult restore(StateStore& store, int partition, std::int64_t committed_input = -1);
   void on_progress(Progress progress) { progress_ = std::move(progress); }
 
  private:
@@ -57,6 +66,11 @@ class ChangelogRestorer {
   /// the last offset read (-1 if none). `high`: the end offset, for progress reports.
   std::pair<std::uint64_t, std::int64_t> copy_records(StateStore& store, int partition,
                                                       std::int64_t from, std::int64_t high);
+
+  /// Reads on while the store's kInputOffset is below `committed_input`; returns the last
+  /// offset read.
+  std::int64_t settle(StateStore& store, int partition, std::int64_t committed_input,
+                      std::int64_t last, RestoreResult& result);
 
   /// Low and high offsets of the changelog partition, retrying while the cluster settles.
   std::pair<std::int64_t, std::int64_t> watermarks(int partition);

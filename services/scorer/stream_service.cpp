@@ -156,7 +156,8 @@ struct StreamService::Impl {
   bool wait_for_stable_offsets(const std::vector<int>& partitions,
                                std::map<int, std::int64_t>& committed);
   void revoke(rd_kafka_topic_partition_list_t* partitions, bool lost);
-  std::unique_ptr<PartitionTask> open_task(int partition);
+  /// `committed`: the group's committed input offset, for the restore to reach; -1: none.
+  std::unique_ptr<PartitionTask> open_task(int partition, std::int64_t committed);
   void reload_processor(PartitionTask& task);
   fs::path task_dir(int partition) const;
   void update_gauges();
@@ -338,13 +339,14 @@ fs::path StreamService::Impl::task_dir(int partition) const {
   return fs::path(config.service.state_dir) / ("partition-" + std::to_string(partition));
 }
 
-std::unique_ptr<PartitionTask> StreamService::Impl::open_task(int partition) {
+std::unique_ptr<PartitionTask> StreamService::Impl::open_task(int partition,
+                                                              std::int64_t committed) {
   auto task = std::make_unique<PartitionTask>();
   task->partition = partition;
   RocksDbOptions db = config.rocksdb;
   db.path = task_dir(partition).string();
   task->store = open_rocksdb_store(db);
-  const RestoreResult restored = restorer->restore(*task->store, partition);
+  const RestoreResult restored = restorer->restore(*task->store, partition, committed);
   log::info("restore", "partition restored",
             {{"partition", std::to_string(partition)},
              {"records", std::to_string(restored.records)},
@@ -429,9 +431,10 @@ void StreamService::Impl::assign(rd_kafka_topic_partition_list_t* partitions) {
       }
     } restoring{*this};
     try {
-      auto task = open_task(p);
-      if (const auto at = committed.find(p); at != committed.end())
-        task->committed_offset = at->second;  // negative: none yet
+      const auto at = committed.find(p);
+      const std::int64_t offset = at != committed.end() ? at->second : -1;  // negative: none
+      auto task = open_task(p, offset);
+      task->committed_offset = offset;
       tasks[p] = std::move(task);
     } catch (const RestoreInterrupted&) {
       metrics.remove_partition(p);
@@ -448,9 +451,10 @@ bool StreamService::Impl::wait_for_stable_offsets(const std::vector<int>& partit
   // aborts after its member left the group). Asked with read_committed, the group answers
   // only once it is settled, so the restore that follows does not stop short of a commit
   // the offsets already count. (Kafka Streams reads committed offsets before restoring for
-  // the same reason.) A window remains: the coordinator writes the transaction's markers
-  // partition by partition, so a changelog partition's stable end can trail the offsets'
-  // by a moment. Like the restore, this waits out any error until shutdown.
+  // the same reason.) The coordinator writes the transaction's markers partition by
+  // partition, so a changelog partition's stable end can still trail the offsets' by a
+  // moment: the restore is given the offsets and reads on until its changelog reaches them
+  // (changelog_meta::kInputOffset). Like the restore, this waits out any error until shutdown.
   auto list = kafka::make_partition_list(static_cast<int>(partitions.size()));
   for (const int p : partitions)
     rd_kafka_topic_partition_list_add(list.get(), config.kafka.input_topic.c_str(), p);
@@ -617,9 +621,14 @@ void StreamService::Impl::commit() {
     // rewind): the group checks the generation of each offset commit, which is what keeps a
     // member that lost its partitions from committing outputs for them.
     const std::int64_t offset = task->next_offset >= 0 ? task->next_offset : task->committed_offset;
-    if (offset >= 0)
-      rd_kafka_topic_partition_list_add(offsets.get(), config.kafka.input_topic.c_str(), p)
-          ->offset = offset;
+    if (offset < 0) continue;
+    rd_kafka_topic_partition_list_add(offsets.get(), config.kafka.input_topic.c_str(), p)->offset =
+        offset;
+    // The same offset in the changelog, in the same transaction: a restore that finds it
+    // below the group's offset knows the commit is not settled there yet (ChangelogRestorer).
+    auto& [key, value] = task->committing.puts.emplace_back(
+        keys::meta(changelog_meta::kInputOffset), std::to_string(offset));
+    producer->produce(config.kafka.changelog_topic, p, key, value);
   }
   if (exactly_once) {
     producer->commit_transaction(offsets.get(), consumer.get());

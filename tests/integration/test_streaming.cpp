@@ -21,6 +21,7 @@
 #include "output_producer.h"
 #include "partitioning.h"
 #include "pqa/rollup/event.h"
+#include "state_codec.h"
 
 namespace {
 
@@ -401,6 +402,16 @@ TEST_CASE("streaming: signals and final scores equal replay, poison events are d
   for (auto& line : only_replay) line = line.substr(0, 160);
   CHECK(only_dead.empty());
   CHECK(only_replay.empty());
+
+  // Each partition's changelog ends naming the input offset its last commit counted: the
+  // end of the input, as everything was consumed.
+  std::map<int, std::int64_t> input_end, changelog_input_offset;
+  for (const auto& r : read_topic(p.topic("in")))
+    input_end[r.partition] = std::max(input_end[r.partition], r.offset + 1);
+  const auto key = pqa::scorer::keys::meta(pqa::scorer::changelog_meta::kInputOffset);
+  for (const auto& r : read_topic(p.topic("changelog")))
+    if (r.key == key) changelog_input_offset[r.partition] = std::stoll(r.value);
+  CHECK(changelog_input_offset == input_end);
 }
 
 TEST_CASE("streaming: a message too large to dead-letter whole goes cut, with its size",
@@ -929,6 +940,110 @@ TEST_CASE("restore: a broker outage longer than kafka.timeout_ms is waited out, 
   const auto result = restored.get();  // rethrows what the restore threw
   CHECK(result.records == 300);
   for (const auto& [key, value] : expected) CHECK(store->get(key) == value);
+}
+
+namespace {
+
+namespace kafka = pqa::scorer::kafka;
+
+void require_ok(rd_kafka_error_t* error) {
+  std::unique_ptr<rd_kafka_error_t, decltype(&rd_kafka_error_destroy)> owned(
+      error, &rd_kafka_error_destroy);
+  INFO((error != nullptr ? rd_kafka_error_string(error) : ""));
+  REQUIRE(error == nullptr);
+}
+
+/// A transactional producer of changelog records, as the service writes them.
+class ChangelogWriter {
+ public:
+  explicit ChangelogWriter(std::string topic)
+      : topic_(std::move(topic)),
+        producer_(kafka::make_client(
+            RD_KAFKA_PRODUCER, kafka::make_conf({{"bootstrap.servers", bootstrap()},
+                                                 {"transactional.id", unique_name("writer")}}))) {
+    require_ok(rd_kafka_init_transactions(producer_.get(), 30000));
+  }
+  /// Begins a transaction with the records and the input offset they are committed with.
+  void begin(const std::map<std::string, std::string>& records, std::int64_t input_offset) {
+    require_ok(rd_kafka_begin_transaction(producer_.get()));
+    for (const auto& [key, value] : records) put(key, value);
+    put(pqa::scorer::keys::meta(pqa::scorer::changelog_meta::kInputOffset),
+        std::to_string(input_offset));
+  }
+  void commit() { require_ok(rd_kafka_commit_transaction(producer_.get(), 30000)); }
+
+ private:
+  void put(const std::string& key, const std::string& value) {
+    REQUIRE(kafka::produce(producer_.get(), topic_, 0, key, value, nullptr, 0) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  std::string topic_;
+  kafka::Handle producer_;
+};
+
+pqa::scorer::KafkaConfig restore_config(const std::string& topic, int timeout_ms) {
+  pqa::scorer::KafkaConfig config;
+  config.bootstrap_servers = bootstrap();
+  config.group_id = unique_name("restore-settle");
+  config.changelog_topic = topic;
+  config.timeout_ms = timeout_ms;
+  return config;
+}
+
+}  // namespace
+
+TEST_CASE("restore: a commit still being settled in the changelog is waited for",
+          "[kafka][restore]") {
+  // The group's offset of a commit can be readable before the same transaction's marker
+  // reaches the changelog partition: the restore must not stop short of it.
+  const std::string topic = unique_name("restore-settle");
+  create_topic(topic, 1, {{"cleanup.policy", "compact"}});
+  ChangelogWriter writer(topic);
+  writer.begin({{"U1", "v1"}}, 10);
+  writer.commit();
+  writer.begin({{"U1", "v2"}, {"U2", "v2"}}, 20);  // committed offsets: 20, as if settled there
+
+  std::atomic<bool> stop{false};
+  pqa::scorer::ChangelogRestorer restorer(restore_config(topic, 60000), stop);
+  auto store = pqa::scorer::make_memory_store();
+  auto restored = std::async(std::launch::async, [&] { return restorer.restore(*store, 0, 20); });
+  struct StopOnExit {  // a failed REQUIRE must not leave the restore waiting
+    std::atomic<bool>& stop;
+    ~StopOnExit() { stop = true; }
+  } stop_on_exit{stop};
+  CHECK(restored.wait_for(3s) == std::future_status::timeout);
+  writer.commit();
+  REQUIRE(restored.wait_for(60s) == std::future_status::ready);
+  const auto result = restored.get();
+  CHECK(result.records == 5);
+  CHECK(store->get("U1") == "v2");
+  CHECK(store->get("U2") == "v2");
+  CHECK(store->get(pqa::scorer::keys::meta(pqa::scorer::changelog_meta::kInputOffset)) == "20");
+}
+
+TEST_CASE("restore: an input offset the changelog never reaches is waited for, then passed",
+          "[kafka][restore]") {
+  // Offsets an operator moved forward (skipping input) have no commit in the changelog.
+  const std::string topic = unique_name("restore-settle");
+  create_topic(topic, 1, {{"cleanup.policy", "compact"}});
+  ChangelogWriter writer(topic);
+  writer.begin({{"U1", "v1"}}, 10);
+  writer.commit();
+
+  std::atomic<bool> stop{false};
+  pqa::scorer::ChangelogRestorer restorer(restore_config(topic, 2000), stop);
+  auto store = pqa::scorer::make_memory_store();
+  const auto started = std::chrono::steady_clock::now();
+  const auto result = restorer.restore(*store, 0, 500);
+  CHECK(std::chrono::steady_clock::now() - started >= 2s);
+  CHECK(result.records == 2);
+  CHECK(store->get("U1") == "v1");
+  // A changelog at or past the offset, or without the record, is not waited for.
+  auto again = pqa::scorer::make_memory_store();
+  const auto quick = std::chrono::steady_clock::now();
+  CHECK(restorer.restore(*again, 0, 10).records == 2);
+  CHECK(restorer.restore(*pqa::scorer::make_memory_store(), 0, -1).records == 2);
+  CHECK(std::chrono::steady_clock::now() - quick < 2s);
 }
 
 TEST_CASE("a producer dead for a reason other than fencing is replaced, and commits again",
