@@ -11,9 +11,10 @@
 # (utime + stime from /proc), and prints them next to that budget.
 #
 # Variants (the service's configuration; everything else as in bench/run_e2e.sh):
-#   default       exactly_once, commit_interval_ms 100, producer compression lz4 (shipped)
+#   default       exactly_once, commit_interval_ms 80, producer compression lz4 (shipped)
 #   uncompressed  the same with the producer's compression.type none (no broker decompression)
 #   interval-1s   commit_interval_ms 1000 (fewer, larger transactions; more latency)
+#   interval-100ms commit_interval_ms 100 (Kafka Streams' default; the default before 2026-12-06)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events=${1:-1000000}
@@ -80,12 +81,13 @@ echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 for round in $(seq 1 "$rounds"); do
   raw_rate=$("$bin/bench/pqa-bench-e2e" raw --bootstrap "$bootstrap" --topic bench-in | awk '{print $4}')
   echo "| $round | librdkafka alone (raw) | $raw_rate | 1.000 | | | | |"
-  run_variant "$round" default 100 lz4 "$raw_rate"
-  run_variant "$round" uncompressed 100 none "$raw_rate"
+  run_variant "$round" default 80 lz4 "$raw_rate"
+  run_variant "$round" uncompressed 80 none "$raw_rate"
   run_variant "$round" interval-1s 1000 lz4 "$raw_rate"
+  run_variant "$round" interval-100ms 100 lz4 "$raw_rate"
 done
 
 echo
 echo "| round | variant | service main thread CPU-s | librdkafka threads | RocksDB threads | other threads |"
 echo "| ---: | --- | ---: | ---: | ---: | ---: |"
-for variant in default uncompressed interval-1s; do printf "%s" "${threads[$variant]}"; done
+for variant in default uncompressed interval-1s interval-100ms; do printf "%s" "${threads[$variant]}"; done
