@@ -45,6 +45,13 @@ kafka::Properties restore_properties(const KafkaConfig& c) {
   return p;
 }
 
+// Only asks for the partition's end including open transactions (its high watermark).
+kafka::Properties uncommitted_properties(const KafkaConfig& c) {
+  kafka::Properties p = restore_properties(c);
+  p["isolation.level"] = "read_uncommitted";
+  return p;
+}
+
 std::optional<std::int64_t> stored_offset(StateStore& store, std::string_view meta_key) {
   const auto value = store.get(keys::meta(meta_key));
   if (!value) return std::nullopt;
@@ -85,17 +92,23 @@ ChangelogRestorer::ChangelogRestorer(const KafkaConfig& config, const std::atomi
       timeout_(config.timeout_ms),
       stop_(stop),
       consumer_(
-          kafka::make_client(RD_KAFKA_CONSUMER, kafka::make_conf(restore_properties(config)))) {}
+          kafka::make_client(RD_KAFKA_CONSUMER, kafka::make_conf(restore_properties(config)))),
+      uncommitted_(kafka::make_client(RD_KAFKA_CONSUMER,
+                                      kafka::make_conf(uncommitted_properties(config)))) {}
 
 RestoreResult ChangelogRestorer::restore(StateStore& store, int partition,
                                          std::int64_t committed_input) {
   const auto started = std::chrono::steady_clock::now();
   RestoreResult result;
   const std::string source = topic_ + "/" + std::to_string(partition);
-  const auto [low, high] = watermarks(partition);
   const auto checkpoint = stored_offset(store, changelog_meta::kOffset);
   const auto stored_source = store.get(keys::meta(changelog_meta::kSource));
-  std::int64_t from = checkpoint ? *checkpoint + 1 : low;
+  std::int64_t from = checkpoint ? *checkpoint + 1 : 0;
+  // A checkpoint past the committed end may be this store's own last commit, its markers not
+  // yet written: worth a wait rather than a rebuild.
+  const auto [low, high] = checkpoint && stored_source == source
+                               ? wait_while_pending(partition, from, "the store's checkpoint")
+                               : watermarks(partition, consumer_.get());
   const bool reusable = checkpoint && stored_source == source && from >= low && from <= high;
   if (!reusable) {
     if (checkpoint || stored_source)
@@ -126,40 +139,79 @@ RestoreResult ChangelogRestorer::restore(StateStore& store, int partition,
   return result;
 }
 
+std::pair<std::int64_t, std::int64_t> ChangelogRestorer::wait_while_pending(int partition,
+                                                                            std::int64_t wanted_end,
+                                                                            std::string_view what) {
+  constexpr auto kPause = std::chrono::milliseconds(50);
+  const auto deadline = std::chrono::steady_clock::now() + timeout_;
+  for (bool logged = false;;) {
+    const auto committed = watermarks(partition, consumer_.get());
+    if (committed.second >= wanted_end) return committed;
+    // The committed end stops short: only a transaction still open on the partition can
+    // move it, and only that is waited for.
+    if (committed.second >= watermarks(partition, uncommitted_.get()).second) return committed;
+    if (stop_) throw RestoreInterrupted("restore interrupted by shutdown");
+    const std::initializer_list<log::Field> fields = {
+        {"partition", std::to_string(partition)},
+        {"waiting_for", std::string(what)},
+        {"changelog_committed_end", std::to_string(committed.second)}};
+    if (std::chrono::steady_clock::now() >= deadline) {
+      log::warn("restore",
+                "a transaction on the changelog stays open past kafka.timeout_ms; going on",
+                fields);
+      return committed;
+    }
+    if (!std::exchange(logged, true))
+      log::info("restore", "waiting for a transaction on the changelog to settle", fields);
+    std::this_thread::sleep_for(kPause);
+  }
+}
+
 std::int64_t ChangelogRestorer::settle(StateStore& store, int partition,
                                        std::int64_t committed_input, std::int64_t last,
                                        RestoreResult& result) {
   constexpr auto kPause = std::chrono::milliseconds(50);
   const auto deadline = std::chrono::steady_clock::now() + timeout_;
+  std::int64_t next = last + 1;  // the first offset not read yet
   for (bool logged = false;;) {
-    // No record: a changelog of a build before it, or of a partition never committed.
     const auto reached = stored_offset(store, changelog_meta::kInputOffset);
-    if (!reached || *reached >= committed_input) return last;
-    if (stop_) throw RestoreInterrupted("restore interrupted by shutdown");
+    if (reached && *reached >= committed_input) return last;
+    const std::int64_t committed_end = watermarks(partition, consumer_.get()).second;
+    if (next < committed_end) {  // settled meanwhile: read it, then look again
+      auto [records, last_read] = copy_records(store, partition, next, committed_end);
+      result.records += records;
+      if (last_read >= 0) last = last_read;
+      next = committed_end;
+      continue;
+    }
     const std::initializer_list<log::Field> fields = {
         {"partition", std::to_string(partition)},
-        {"changelog_input_offset", std::to_string(*reached)},
+        {"changelog_input_offset", reached ? std::to_string(*reached) : "none"},
         {"committed_input_offset", std::to_string(committed_input)}};
+    // Below the group's offset, or no record: the commit that offset counts is still settling
+    // if a transaction is open on the changelog. With none open, there is nothing to wait for:
+    // a changelog of a build before the record, or offsets moved forward by hand.
+    if (committed_end >= watermarks(partition, uncommitted_.get()).second) {
+      if (reached)
+        log::warn("restore", "the changelog does not reach the committed input offset; going on",
+                  fields);
+      return last;
+    }
+    if (stop_) throw RestoreInterrupted("restore interrupted by shutdown");
     if (std::chrono::steady_clock::now() >= deadline) {
       log::warn("restore",
-                "the changelog does not reach the committed input offset within "
-                "kafka.timeout_ms; going on (offsets moved forward?)",
+                "a transaction on the changelog stays open past kafka.timeout_ms; going on",
                 fields);
       return last;
     }
     if (!std::exchange(logged, true))
       log::info("restore", "waiting for the commit the input offset counts to settle", fields);
     std::this_thread::sleep_for(kPause);
-    const auto high = watermarks(partition).second;
-    if (last + 1 < high) {
-      auto [records, last_read] = copy_records(store, partition, last + 1, high);
-      result.records += records;
-      if (last_read >= 0) last = last_read;
-    }
   }
 }
 
-std::pair<std::int64_t, std::int64_t> ChangelogRestorer::watermarks(int partition) {
+std::pair<std::int64_t, std::int64_t> ChangelogRestorer::watermarks(int partition,
+                                                                    rd_kafka_t* client) {
   // A changelog just created answers "not leader" or "unknown partition" for a while, and a
   // broker outage (a restart, credentials rotated under the instance) fails every call until
   // it ends. The restore waits it out, as the processing loop does, instead of giving up after
@@ -169,7 +221,7 @@ std::pair<std::int64_t, std::int64_t> ChangelogRestorer::watermarks(int partitio
   constexpr int kLogEvery = 20;  // attempts: a warning every ~10 s of a long outage, not 2 a second
   for (int attempt = 0;; ++attempt) {
     try {
-      return kafka::query_watermarks(consumer_.get(), topic_, partition, timeout_);
+      return kafka::query_watermarks(client, topic_, partition, timeout_);
     } catch (const kafka::KafkaError& e) {
       if (stop_) throw RestoreInterrupted("restore interrupted by shutdown");
       if (attempt % kLogEvery == 0)

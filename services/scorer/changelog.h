@@ -54,10 +54,11 @@ class ChangelogRestorer {
 
   ChangelogRestorer(const KafkaConfig& config, const std::atomic<bool>& stop);
   /// `committed_input`: the group's committed offset of the input partition (exactly once),
-  /// or -1. A changelog that has a kInputOffset record below it is still being settled (the
-  /// commit's transaction markers are written partition by partition): the restore reads on
-  /// until it gets there, for at most kafka.timeout_ms, then goes on with a warning (offsets
-  /// moved forward by an operator are never reached).
+  /// or -1. The changelog's kInputOffset record names the offset each commit counted; one
+  /// below it (or none) while a transaction is still open on the changelog partition means
+  /// the commit is not settled there yet (markers are written partition by partition): the
+  /// restore waits for that transaction, at most kafka.timeout_ms, and reads on. With nothing
+  /// open it goes on at once (a changelog of an older build, offsets moved forward by hand).
   RestoreResult restore(StateStore& store, int partition, std::int64_t committed_input = -1);
   void on_progress(Progress progress) { progress_ = std::move(progress); }
 
@@ -67,13 +68,19 @@ class ChangelogRestorer {
   std::pair<std::uint64_t, std::int64_t> copy_records(StateStore& store, int partition,
                                                       std::int64_t from, std::int64_t high);
 
-  /// Reads on while the store's kInputOffset is below `committed_input`; returns the last
-  /// offset read.
+  /// Reads on while the store's kInputOffset is below `committed_input` and a transaction
+  /// on the changelog can still change that; returns the last offset read.
   std::int64_t settle(StateStore& store, int partition, std::int64_t committed_input,
                       std::int64_t last, RestoreResult& result);
 
-  /// Low and high offsets of the changelog partition, retrying while the cluster settles.
-  std::pair<std::int64_t, std::int64_t> watermarks(int partition);
+  /// The committed low and high offsets once the committed end reaches `wanted_end`, or no
+  /// transaction is open on the partition, or kafka.timeout_ms has passed.
+  std::pair<std::int64_t, std::int64_t> wait_while_pending(int partition, std::int64_t wanted_end,
+                                                           std::string_view what);
+
+  /// Low and high offsets of the changelog partition as `client` sees them (read_committed:
+  /// the high one is the last stable offset), retrying while the cluster settles.
+  std::pair<std::int64_t, std::int64_t> watermarks(int partition, rd_kafka_t* client);
 
   void report(int partition, std::uint64_t applied, std::int64_t remaining) const {
     if (progress_) progress_(partition, applied, remaining);
@@ -84,6 +91,7 @@ class ChangelogRestorer {
   std::chrono::milliseconds timeout_;
   const std::atomic<bool>& stop_;
   kafka::Handle consumer_;
+  kafka::Handle uncommitted_;  ///< read_uncommitted: sees transactions still open
 };
 
 /// One changelog record as read; no value: a tombstone (the key was deleted).

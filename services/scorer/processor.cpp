@@ -65,8 +65,17 @@ void Processor::restore() {
     if (!stored) throw StoreError("corrupt account record during restore");
     const bool stale = stored->model_version.empty() ? store_model_changed
                                                      : stored->model_version != model_.version();
-    if (stale) {
-      rederive(*stored);
+    // Naming no model in a store that names none either (restored from a changelog written
+    // by a build before the name): which model derived it is unknown, so what the traits
+    // give is derived again (the same values, if the model is the same), without a timer.
+    const bool unknown = stored->model_version.empty() && !store_version.has_value();
+    if (stale || unknown) {
+      if (stale) {
+        rederive(*stored);
+      } else {
+        rollup::refresh_trait_derived(model_, stored->state);
+        stored->model_version = model_.version();
+      }
       rewritten.puts.emplace_back(std::string(key), encode(*stored));
       if (rewritten.puts.size() >= 10'000) {  // bounded memory however many accounts
         store_.commit(rewritten);

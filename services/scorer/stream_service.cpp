@@ -142,7 +142,8 @@ struct StreamService::Impl {
   void abort_failed_transaction();
   void replace_producer();
   void rewind();
-  void catch_up_stores_with_changelog();
+  /// `committed`: the group's committed input offset of each task's partition.
+  void catch_up_stores_with_changelog(const std::map<int, std::int64_t>& committed);
   void dead_letter(const rd_kafka_message_t* m, const rollup::DecodeFailure& failure);
   // Partitions.
   static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
@@ -349,6 +350,7 @@ std::unique_ptr<PartitionTask> StreamService::Impl::open_task(int partition,
   const RestoreResult restored = restorer->restore(*task->store, partition, committed);
   log::info("restore", "partition restored",
             {{"partition", std::to_string(partition)},
+             {"committed_input_offset", std::to_string(committed)},
              {"records", std::to_string(restored.records)},
              {"rebuilt", restored.rebuilt ? "true" : "false"},
              {"seconds", std::to_string(restored.seconds)}});
@@ -732,35 +734,39 @@ void StreamService::Impl::replace_producer() {
 
 void StreamService::Impl::rewind() {
   // State back to the last commit (the store), input back to the committed offsets.
-  if (std::exchange(outcome_unknown, false)) catch_up_stores_with_changelog();
+  events_since_commit = 0;
   auto positions = kafka::make_partition_list(static_cast<int>(tasks.size()));
+  for (auto& [p, task] : tasks)
+    rd_kafka_topic_partition_list_add(positions.get(), config.kafka.input_topic.c_str(), p);
+  if (positions->cnt > 0)
+    kafka::throw_if(rd_kafka_committed(consumer.get(), positions.get(), config.kafka.timeout_ms),
+                    "reading committed offsets");
+  std::map<int, std::int64_t> committed;
+  for (int i = 0; i < positions->cnt; ++i)
+    committed[positions->elems[i].partition] = positions->elems[i].offset;  // negative: none
+  if (std::exchange(outcome_unknown, false)) catch_up_stores_with_changelog(committed);
+  auto seeks = kafka::make_partition_list(static_cast<int>(tasks.size()));
   for (auto& [p, task] : tasks) {
     task->committing = {};
     reload_processor(*task);
-    rd_kafka_topic_partition_list_add(positions.get(), config.kafka.input_topic.c_str(), p);
+    task->committed_offset = committed.at(p);
+    rd_kafka_topic_partition_list_add(seeks.get(), config.kafka.input_topic.c_str(), p)->offset =
+        committed.at(p) >= 0 ? committed.at(p) : RD_KAFKA_OFFSET_BEGINNING;
   }
-  events_since_commit = 0;
-  if (positions->cnt == 0) return;
-  kafka::throw_if(rd_kafka_committed(consumer.get(), positions.get(), config.kafka.timeout_ms),
-                  "reading committed offsets");
-  for (int i = 0; i < positions->cnt; ++i) {
-    auto& position = positions->elems[i];
-    tasks.at(position.partition)->committed_offset = position.offset;  // negative: none yet
-    if (position.offset < 0) position.offset = RD_KAFKA_OFFSET_BEGINNING;
-  }
-  kafka::throw_if(
-      rd_kafka_seek_partitions(consumer.get(), positions.get(), config.kafka.timeout_ms),
-      "seeking to committed offsets");
+  if (seeks->cnt == 0) return;
+  kafka::throw_if(rd_kafka_seek_partitions(consumer.get(), seeks.get(), config.kafka.timeout_ms),
+                  "seeking to committed offsets");
 }
 
-void StreamService::Impl::catch_up_stores_with_changelog() {
+void StreamService::Impl::catch_up_stores_with_changelog(
+    const std::map<int, std::int64_t>& committed) {
   // The replaced producer's init_transactions has settled its last transaction either way,
-  // so the changelog's committed end and the group's committed offsets agree again; reading
-  // from each store's checkpoint to that end applies a commit the store never saw.
+  // so reading from each store's checkpoint to the changelog's committed end applies a
+  // commit the store never saw; the group's offsets let the restore check that it got there.
   for (auto it = tasks.begin(); it != tasks.end();) {
     const int p = it->first;
     try {
-      const RestoreResult restored = restorer->restore(*it->second->store, p);
+      const RestoreResult restored = restorer->restore(*it->second->store, p, committed.at(p));
       log::info("restore", "store caught up with the changelog after a producer replacement",
                 {{"partition", std::to_string(p)}, {"records", std::to_string(restored.records)}});
       ++it;

@@ -11,6 +11,7 @@
 #include <future>
 #include <map>
 #include <optional>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -490,6 +491,14 @@ TEST_CASE("streaming: instances join and leave mid-stream, one loses its disk", 
   stop_cleanly(p, "a", a);
   stop_cleanly(p, "c", *c);
   check_equal_to_replay(p, p.observe());
+  // Partitions that moved after commits were restored up to the group's committed offsets.
+  int restored_to_committed = 0;
+  for (const char* instance : {"a", "b", "c"})
+    for (const auto& line : read_lines(p.log_path(instance)))
+      if (line.find("\"partition restored\"") != std::string::npos &&
+          std::regex_search(line, std::regex("\"committed_input_offset\":\"[0-9]")))
+        ++restored_to_committed;
+  CHECK(restored_to_committed > 0);
 }
 
 TEST_CASE("streaming: a broker restart mid-stream is ridden out", "[kafka][broker-restart]") {
@@ -963,14 +972,18 @@ class ChangelogWriter {
                                                  {"transactional.id", unique_name("writer")}}))) {
     require_ok(rd_kafka_init_transactions(producer_.get(), 30000));
   }
-  /// Begins a transaction with the records and the input offset they are committed with.
+  /// Begins a transaction with the records and the input offset they are committed with
+  /// (none if negative, as a build before the record wrote them).
   void begin(const std::map<std::string, std::string>& records, std::int64_t input_offset) {
     require_ok(rd_kafka_begin_transaction(producer_.get()));
     for (const auto& [key, value] : records) put(key, value);
-    put(pqa::scorer::keys::meta(pqa::scorer::changelog_meta::kInputOffset),
-        std::to_string(input_offset));
+    if (input_offset >= 0)
+      put(pqa::scorer::keys::meta(pqa::scorer::changelog_meta::kInputOffset),
+          std::to_string(input_offset));
+    REQUIRE(rd_kafka_flush(producer_.get(), 30000) == RD_KAFKA_RESP_ERR_NO_ERROR);
   }
   void commit() { require_ok(rd_kafka_commit_transaction(producer_.get(), 30000)); }
+  void abort() { require_ok(rd_kafka_abort_transaction(producer_.get(), 30000)); }
 
  private:
   void put(const std::string& key, const std::string& value) {
@@ -1021,29 +1034,109 @@ TEST_CASE("restore: a commit still being settled in the changelog is waited for"
   CHECK(store->get(pqa::scorer::keys::meta(pqa::scorer::changelog_meta::kInputOffset)) == "20");
 }
 
-TEST_CASE("restore: an input offset the changelog never reaches is waited for, then passed",
+TEST_CASE("restore: a changelog without the record yet, its commit still settling, is waited for",
           "[kafka][restore]") {
-  // Offsets an operator moved forward (skipping input) have no commit in the changelog.
+  // The first commit of a partition with this build, or the first since an older build's.
+  const std::string topic = unique_name("restore-settle");
+  create_topic(topic, 1, {{"cleanup.policy", "compact"}});
+  ChangelogWriter writer(topic);
+  writer.begin({{"U1", "v1"}}, -1);
+  writer.commit();
+  writer.begin({{"U1", "v2"}}, 20);
+
+  std::atomic<bool> stop{false};
+  pqa::scorer::ChangelogRestorer restorer(restore_config(topic, 60000), stop);
+  auto store = pqa::scorer::make_memory_store();
+  auto restored = std::async(std::launch::async, [&] { return restorer.restore(*store, 0, 20); });
+  struct StopOnExit {
+    std::atomic<bool>& stop;
+    ~StopOnExit() { stop = true; }
+  } stop_on_exit{stop};
+  CHECK(restored.wait_for(3s) == std::future_status::timeout);
+  writer.commit();
+  REQUIRE(restored.wait_for(60s) == std::future_status::ready);
+  CHECK(restored.get().records == 3);
+  CHECK(store->get("U1") == "v2");
+}
+
+TEST_CASE("restore: an input offset the changelog never reaches, nothing pending, is passed",
+          "[kafka][restore]") {
+  // Offsets an operator moved forward (skipping input), or a changelog of an older build:
+  // with no transaction open on the changelog there is nothing to wait for.
   const std::string topic = unique_name("restore-settle");
   create_topic(topic, 1, {{"cleanup.policy", "compact"}});
   ChangelogWriter writer(topic);
   writer.begin({{"U1", "v1"}}, 10);
   writer.commit();
+  writer.begin({{"U2", "v1"}}, -1);
+  writer.commit();
+
+  std::atomic<bool> stop{false};
+  pqa::scorer::ChangelogRestorer restorer(restore_config(topic, 30000), stop);
+  const auto started = std::chrono::steady_clock::now();
+  CHECK(restorer.restore(*pqa::scorer::make_memory_store(), 0, 500).records == 3);
+  CHECK(restorer.restore(*pqa::scorer::make_memory_store(), 0, 10).records == 3);
+  CHECK(restorer.restore(*pqa::scorer::make_memory_store(), 0, -1).records == 3);
+  CHECK(std::chrono::steady_clock::now() - started < 10s);
+}
+
+TEST_CASE("restore: a transaction left open on the changelog is waited for kafka.timeout_ms",
+          "[kafka][restore]") {
+  const std::string topic = unique_name("restore-settle");
+  create_topic(topic, 1, {{"cleanup.policy", "compact"}});
+  ChangelogWriter writer(topic);
+  writer.begin({{"U1", "v1"}}, 10);
+  writer.commit();
+  writer.begin({{"U1", "v2"}}, 20);  // a crashed owner's, say: open until the broker aborts it
 
   std::atomic<bool> stop{false};
   pqa::scorer::ChangelogRestorer restorer(restore_config(topic, 2000), stop);
   auto store = pqa::scorer::make_memory_store();
   const auto started = std::chrono::steady_clock::now();
-  const auto result = restorer.restore(*store, 0, 500);
+  CHECK(restorer.restore(*store, 0, 20).records == 2);
   CHECK(std::chrono::steady_clock::now() - started >= 2s);
-  CHECK(result.records == 2);
   CHECK(store->get("U1") == "v1");
-  // A changelog at or past the offset, or without the record, is not waited for.
-  auto again = pqa::scorer::make_memory_store();
-  const auto quick = std::chrono::steady_clock::now();
-  CHECK(restorer.restore(*again, 0, 10).records == 2);
-  CHECK(restorer.restore(*pqa::scorer::make_memory_store(), 0, -1).records == 2);
-  CHECK(std::chrono::steady_clock::now() - quick < 2s);
+  writer.abort();
+}
+
+TEST_CASE("restore: a checkpoint past the committed end, its transaction settling, is kept",
+          "[kafka][restore]") {
+  // This store's own last commit, restored again before its markers were written: waited
+  // for, not mistaken for a store the changelog no longer matches (and rebuilt).
+  const std::string topic = unique_name("restore-settle");
+  create_topic(topic, 1, {{"cleanup.policy", "compact"}});
+  ChangelogWriter writer(topic);
+  writer.begin({{"U1", "v1"}}, 10);
+  writer.commit();
+  writer.begin({{"U1", "v2"}}, 20);
+  auto probe = kafka::make_client(RD_KAFKA_CONSUMER,
+                                  kafka::make_conf({{"bootstrap.servers", bootstrap()},
+                                                    {"group.id", unique_name("probe")},
+                                                    {"isolation.level", "read_uncommitted"}}));
+  const auto [low, high] = kafka::query_watermarks(probe.get(), topic, 0, 10s);
+  auto store = pqa::scorer::make_memory_store();
+  pqa::scorer::WriteSet own;  // what the store holds after writing that transaction itself
+  own.puts = {
+      {"U1", "v2"},
+      {pqa::scorer::keys::meta(pqa::scorer::changelog_meta::kInputOffset), "20"},
+      {pqa::scorer::keys::meta(pqa::scorer::changelog_meta::kOffset), std::to_string(high - 1)},
+      {pqa::scorer::keys::meta(pqa::scorer::changelog_meta::kSource), topic + "/0"}};
+  store->commit(own);
+
+  std::atomic<bool> stop{false};
+  pqa::scorer::ChangelogRestorer restorer(restore_config(topic, 60000), stop);
+  auto restored = std::async(std::launch::async, [&] { return restorer.restore(*store, 0, 20); });
+  struct StopOnExit {
+    std::atomic<bool>& stop;
+    ~StopOnExit() { stop = true; }
+  } stop_on_exit{stop};
+  CHECK(restored.wait_for(2s) == std::future_status::timeout);
+  writer.commit();
+  REQUIRE(restored.wait_for(60s) == std::future_status::ready);
+  const auto result = restored.get();
+  CHECK_FALSE(result.rebuilt);
+  CHECK(result.records == 0);
+  CHECK(store->get("U1") == "v2");
 }
 
 TEST_CASE("a producer dead for a reason other than fencing is replaced, and commits again",

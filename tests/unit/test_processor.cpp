@@ -415,6 +415,24 @@ TEST_CASE("records that name no model fall back to the store's, and get it when 
     second.advance_to(second.watermark());
     CHECK(sink.of_kind(rollup::SignalKind::kThresholdCrossed).size() == 3);
   }
+  SECTION("the store names no model either (restored from an older changelog): fit re-derived") {
+    scorer::WriteSet forget;
+    forget.deletes.push_back(scorer::keys::meta("model_version"));
+    store->commit(forget);
+    const auto before = scorer::decode_account(*store->get(scorer::keys::account("acc0")));
+    auto config = shipped_model_config();
+    config.fit_rules = {{"employees", rollup::FitOp::kAtLeast, {}, 100.0, 0.0, 1.0}};
+    const rollup::Model model(config);
+    auto expected = before->state;
+    rollup::refresh_trait_derived(model, expected);
+    REQUIRE(expected.fit != before->state.fit);
+    sink.signals.clear();
+    scorer::Processor second(model, *store, sink);
+    const auto after = scorer::decode_account(*store->get(scorer::keys::account("acc0")));
+    CHECK(after->state.fit == expected.fit);
+    CHECK(after->model_version == model.version());
+    CHECK(after->timer_due == before->timer_due);  // no re-evaluation forced
+  }
 }
 
 TEST_CASE("running totals give exactly what walking the buckets gives", "[processor][totals]") {
