@@ -900,6 +900,32 @@ TEST_CASE("streaming: an instance fenced by a newer one with its transactional i
   check_equal_to_replay(p, p.observe());
 }
 
+namespace {
+
+/// A restore of partition 0 on a thread of its own. Ending the test first stops it
+/// (RestoreInterrupted), so a failed REQUIRE never leaves it waiting.
+class BackgroundRestore {
+ public:
+  BackgroundRestore(const pqa::scorer::KafkaConfig& config, pqa::scorer::StateStore& store,
+                    std::int64_t committed_input)
+      : restorer_(config, stop_),
+        result_(std::async(std::launch::async, [this, &store, committed_input] {
+          return restorer_.restore(store, 0, committed_input);
+        })) {}
+  ~BackgroundRestore() { stop_ = true; }  // then result_'s destructor waits for the thread
+  BackgroundRestore(const BackgroundRestore&) = delete;
+  BackgroundRestore& operator=(const BackgroundRestore&) = delete;
+
+  std::future<pqa::scorer::RestoreResult>& result() { return result_; }
+
+ private:
+  std::atomic<bool> stop_{false};
+  pqa::scorer::ChangelogRestorer restorer_;
+  std::future<pqa::scorer::RestoreResult> result_;
+};
+
+}  // namespace
+
 TEST_CASE("restore: a broker outage longer than kafka.timeout_ms is waited out, not given up",
           "[kafka][security][broker-restart][restore]") {
   // How the rotation test above failed about once in ten runs: its broker restart came while
@@ -934,14 +960,9 @@ TEST_CASE("restore: a broker outage longer than kafka.timeout_ms is waited out, 
                        {"ssl.ca.location", secure.ca_path}};
   broker.set_password("rotated-" + secure.password);  // from now on every call is rejected
 
-  std::atomic<bool> stop{false};
-  pqa::scorer::ChangelogRestorer restorer(config, stop);
   auto store = pqa::scorer::make_memory_store();
-  auto restored = std::async(std::launch::async, [&] { return restorer.restore(*store, 0); });
-  struct StopOnExit {  // a failed REQUIRE must not leave the restore waiting forever
-    std::atomic<bool>& stop;
-    ~StopOnExit() { stop = true; }
-  } stop_on_exit{stop};
+  BackgroundRestore background(config, *store, -1);
+  auto& restored = background.result();
   // Five call timeouts into the outage, the restore is still waiting, not failed.
   CHECK(restored.wait_for(5s) == std::future_status::timeout);
   broker.set_password(secure.password);
@@ -1016,14 +1037,9 @@ TEST_CASE("restore: a commit still being settled in the changelog is waited for"
   writer.commit();
   writer.begin({{"U1", "v2"}, {"U2", "v2"}}, 20);  // committed offsets: 20, as if settled there
 
-  std::atomic<bool> stop{false};
-  pqa::scorer::ChangelogRestorer restorer(restore_config(topic, 60000), stop);
   auto store = pqa::scorer::make_memory_store();
-  auto restored = std::async(std::launch::async, [&] { return restorer.restore(*store, 0, 20); });
-  struct StopOnExit {  // a failed REQUIRE must not leave the restore waiting
-    std::atomic<bool>& stop;
-    ~StopOnExit() { stop = true; }
-  } stop_on_exit{stop};
+  BackgroundRestore background(restore_config(topic, 60000), *store, 20);
+  auto& restored = background.result();
   CHECK(restored.wait_for(3s) == std::future_status::timeout);
   writer.commit();
   REQUIRE(restored.wait_for(60s) == std::future_status::ready);
@@ -1044,14 +1060,9 @@ TEST_CASE("restore: a changelog without the record yet, its commit still settlin
   writer.commit();
   writer.begin({{"U1", "v2"}}, 20);
 
-  std::atomic<bool> stop{false};
-  pqa::scorer::ChangelogRestorer restorer(restore_config(topic, 60000), stop);
   auto store = pqa::scorer::make_memory_store();
-  auto restored = std::async(std::launch::async, [&] { return restorer.restore(*store, 0, 20); });
-  struct StopOnExit {
-    std::atomic<bool>& stop;
-    ~StopOnExit() { stop = true; }
-  } stop_on_exit{stop};
+  BackgroundRestore background(restore_config(topic, 60000), *store, 20);
+  auto& restored = background.result();
   CHECK(restored.wait_for(3s) == std::future_status::timeout);
   writer.commit();
   REQUIRE(restored.wait_for(60s) == std::future_status::ready);
@@ -1123,13 +1134,8 @@ TEST_CASE("restore: a checkpoint past the committed end, its transaction settlin
       {pqa::scorer::keys::meta(pqa::scorer::changelog_meta::kSource), topic + "/0"}};
   store->commit(own);
 
-  std::atomic<bool> stop{false};
-  pqa::scorer::ChangelogRestorer restorer(restore_config(topic, 60000), stop);
-  auto restored = std::async(std::launch::async, [&] { return restorer.restore(*store, 0, 20); });
-  struct StopOnExit {
-    std::atomic<bool>& stop;
-    ~StopOnExit() { stop = true; }
-  } stop_on_exit{stop};
+  BackgroundRestore background(restore_config(topic, 60000), *store, 20);
+  auto& restored = background.result();
   CHECK(restored.wait_for(2s) == std::future_status::timeout);
   writer.commit();
   REQUIRE(restored.wait_for(60s) == std::future_status::ready);
