@@ -107,7 +107,8 @@ RestoreResult ChangelogRestorer::restore(StateStore& store, int partition,
   // A checkpoint past the committed end may be this store's own last commit, its markers not
   // yet written: worth a wait rather than a rebuild.
   const auto [low, high] = checkpoint && stored_source == source
-                               ? wait_while_pending(partition, from, "the store's checkpoint")
+                               ? wait_while_pending(partition, from, "the store's checkpoint",
+                                                    std::chrono::steady_clock::now() + timeout_)
                                : watermarks(partition, consumer_.get());
   const bool reusable = checkpoint && stored_source == source && from >= low && from <= high;
   if (!reusable) {
@@ -139,11 +140,10 @@ RestoreResult ChangelogRestorer::restore(StateStore& store, int partition,
   return result;
 }
 
-std::pair<std::int64_t, std::int64_t> ChangelogRestorer::wait_while_pending(int partition,
-                                                                            std::int64_t wanted_end,
-                                                                            std::string_view what) {
+std::pair<std::int64_t, std::int64_t> ChangelogRestorer::wait_while_pending(
+    int partition, std::int64_t wanted_end, std::string_view what,
+    std::chrono::steady_clock::time_point deadline) {
   constexpr auto kPause = std::chrono::milliseconds(50);
-  const auto deadline = std::chrono::steady_clock::now() + timeout_;
   for (bool logged = false;;) {
     const auto committed = watermarks(partition, consumer_.get());
     if (committed.second >= wanted_end) return committed;
@@ -170,13 +170,15 @@ std::pair<std::int64_t, std::int64_t> ChangelogRestorer::wait_while_pending(int 
 std::int64_t ChangelogRestorer::settle(StateStore& store, int partition,
                                        std::int64_t committed_input, std::int64_t last,
                                        RestoreResult& result) {
-  constexpr auto kPause = std::chrono::milliseconds(50);
   const auto deadline = std::chrono::steady_clock::now() + timeout_;
   std::int64_t next = last + 1;  // the first offset not read yet
-  for (bool logged = false;;) {
+  for (;;) {
     const auto reached = stored_offset(store, changelog_meta::kInputOffset);
     if (reached && *reached >= committed_input) return last;
-    const std::int64_t committed_end = watermarks(partition, consumer_.get()).second;
+    // Below the group's offset, or no record: the commit that offset counts may still be
+    // settling, which only a transaction open on the changelog can show.
+    const std::int64_t committed_end =
+        wait_while_pending(partition, next + 1, "the committed input offset", deadline).second;
     if (next < committed_end) {  // settled meanwhile: read it, then look again
       auto [records, last_read] = copy_records(store, partition, next, committed_end);
       result.records += records;
@@ -184,29 +186,14 @@ std::int64_t ChangelogRestorer::settle(StateStore& store, int partition,
       next = committed_end;
       continue;
     }
-    const std::initializer_list<log::Field> fields = {
-        {"partition", std::to_string(partition)},
-        {"changelog_input_offset", reached ? std::to_string(*reached) : "none"},
-        {"committed_input_offset", std::to_string(committed_input)}};
-    // Below the group's offset, or no record: the commit that offset counts is still settling
-    // if a transaction is open on the changelog. With none open, there is nothing to wait for:
-    // a changelog of a build before the record, or offsets moved forward by hand.
-    if (committed_end >= watermarks(partition, uncommitted_.get()).second) {
-      if (reached)
-        log::warn("restore", "the changelog does not reach the committed input offset; going on",
-                  fields);
-      return last;
-    }
-    if (stop_) throw RestoreInterrupted("restore interrupted by shutdown");
-    if (std::chrono::steady_clock::now() >= deadline) {
-      log::warn("restore",
-                "a transaction on the changelog stays open past kafka.timeout_ms; going on",
-                fields);
-      return last;
-    }
-    if (!std::exchange(logged, true))
-      log::info("restore", "waiting for the commit the input offset counts to settle", fields);
-    std::this_thread::sleep_for(kPause);
+    // Nothing open (or open past the deadline): a changelog of a build before the record,
+    // or offsets moved forward by hand.
+    if (reached)
+      log::warn("restore", "the changelog does not reach the committed input offset; going on",
+                {{"partition", std::to_string(partition)},
+                 {"changelog_input_offset", std::to_string(*reached)},
+                 {"committed_input_offset", std::to_string(committed_input)}});
+    return last;
   }
 }
 

@@ -74,9 +74,10 @@ class ChangelogRestorer {
                       std::int64_t last, RestoreResult& result);
 
   /// The committed low and high offsets once the committed end reaches `wanted_end`, or no
-  /// transaction is open on the partition, or kafka.timeout_ms has passed.
-  std::pair<std::int64_t, std::int64_t> wait_while_pending(int partition, std::int64_t wanted_end,
-                                                           std::string_view what);
+  /// transaction is open on the partition, or `deadline` has passed.
+  std::pair<std::int64_t, std::int64_t> wait_while_pending(
+      int partition, std::int64_t wanted_end, std::string_view what,
+      std::chrono::steady_clock::time_point deadline);
 
   /// Low and high offsets of the changelog partition as `client` sees them (read_committed:
   /// the high one is the last stable offset), retrying while the cluster settles.

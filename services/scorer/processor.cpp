@@ -70,12 +70,7 @@ void Processor::restore() {
     // give is derived again (the same values, if the model is the same), without a timer.
     const bool unknown = stored->model_version.empty() && !store_version.has_value();
     if (stale || unknown) {
-      if (stale) {
-        rederive(*stored);
-      } else {
-        rollup::refresh_trait_derived(model_, stored->state);
-        stored->model_version = model_.version();
-      }
+      rederive(*stored, /*reevaluate=*/stale);
       rewritten.puts.emplace_back(std::string(key), encode(*stored));
       if (rewritten.puts.size() >= 10'000) {  // bounded memory however many accounts
         store_.commit(rewritten);
@@ -91,12 +86,13 @@ void Processor::restore() {
   store_.commit(rewritten);
 }
 
-void Processor::rederive(StoredAccount& stored) const {
+void Processor::rederive(StoredAccount& stored, bool reevaluate) const {
   // The local rewrite is not in any transaction, and need not be: the changelog keeps the
   // record under its old model, so a store restored from it is re-derived the same way, and the
   // timer below makes the account's next changelog record carry the current model.
   rollup::refresh_trait_derived(model_, stored.state);
-  if (watermark_ != rollup::kNoTime) stored.timer_due = std::min(stored.timer_due, watermark_);
+  if (reevaluate && watermark_ != rollup::kNoTime)
+    stored.timer_due = std::min(stored.timer_due, watermark_);
   stored.model_version = model_.version();
 }
 

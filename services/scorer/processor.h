@@ -148,8 +148,9 @@ class Processor {
               rollup::Outcome&& outcome, const Cause& cause);
   void schedule(const std::string& account_id, StoredAccount& stored, rollup::TimeMs due);
   void restore();
-  /// Brings a record written under another model to this one (see restore()).
-  void rederive(StoredAccount& stored) const;
+  /// Brings a record written under another (or an unknown) model to this one: fit and
+  /// segment derived again, and with `reevaluate` a timer at the clock (see restore()).
+  void rederive(StoredAccount& stored, bool reevaluate) const;
   /// Names this model in a changed record that names none yet.
   void stamp_model(StoredAccount& stored) const;
   /// Flushes when N events have passed or evicted changes exceed their byte bound.

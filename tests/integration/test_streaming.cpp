@@ -983,16 +983,19 @@ void require_ok(rd_kafka_error_t* error) {
   REQUIRE(error == nullptr);
 }
 
-/// A transactional producer of changelog records, as the service writes them.
+/// A transactional producer of changelog records, as the service writes them, into a
+/// compacted one-partition changelog of its own.
 class ChangelogWriter {
  public:
-  explicit ChangelogWriter(std::string topic)
-      : topic_(std::move(topic)),
+  ChangelogWriter()
+      : topic_(unique_name("restore-settle")),
         producer_(kafka::make_client(
             RD_KAFKA_PRODUCER, kafka::make_conf({{"bootstrap.servers", bootstrap()},
                                                  {"transactional.id", unique_name("writer")}}))) {
+    create_topic(topic_, 1, {{"cleanup.policy", "compact"}});
     require_ok(rd_kafka_init_transactions(producer_.get(), 30000));
   }
+  const std::string& topic() const { return topic_; }
   /// Begins a transaction with the records and the input offset they are committed with
   /// (none if negative, as a build before the record wrote them).
   void begin(const std::map<std::string, std::string>& records, std::int64_t input_offset) {
@@ -1024,26 +1027,33 @@ pqa::scorer::KafkaConfig restore_config(const std::string& topic, int timeout_ms
   return config;
 }
 
+/// Restores partition 0 of the writer's changelog into `store` while the writer's
+/// transaction is open: checks that the restore is still waiting 3 s later, commits, and
+/// returns what the restore gave.
+pqa::scorer::RestoreResult restore_across_commit(ChangelogWriter& writer,
+                                                 pqa::scorer::StateStore& store,
+                                                 std::int64_t committed_input) {
+  BackgroundRestore background(restore_config(writer.topic(), 60000), store, committed_input);
+  auto& restored = background.result();
+  CHECK(restored.wait_for(3s) == std::future_status::timeout);
+  writer.commit();
+  REQUIRE(restored.wait_for(60s) == std::future_status::ready);
+  return restored.get();
+}
+
 }  // namespace
 
 TEST_CASE("restore: a commit still being settled in the changelog is waited for",
           "[kafka][restore]") {
   // The group's offset of a commit can be readable before the same transaction's marker
   // reaches the changelog partition: the restore must not stop short of it.
-  const std::string topic = unique_name("restore-settle");
-  create_topic(topic, 1, {{"cleanup.policy", "compact"}});
-  ChangelogWriter writer(topic);
+  ChangelogWriter writer;
   writer.begin({{"U1", "v1"}}, 10);
   writer.commit();
   writer.begin({{"U1", "v2"}, {"U2", "v2"}}, 20);  // committed offsets: 20, as if settled there
 
   auto store = pqa::scorer::make_memory_store();
-  BackgroundRestore background(restore_config(topic, 60000), *store, 20);
-  auto& restored = background.result();
-  CHECK(restored.wait_for(3s) == std::future_status::timeout);
-  writer.commit();
-  REQUIRE(restored.wait_for(60s) == std::future_status::ready);
-  const auto result = restored.get();
+  const auto result = restore_across_commit(writer, *store, 20);
   CHECK(result.records == 5);
   CHECK(store->get("U1") == "v2");
   CHECK(store->get("U2") == "v2");
@@ -1053,20 +1063,13 @@ TEST_CASE("restore: a commit still being settled in the changelog is waited for"
 TEST_CASE("restore: a changelog without the record yet, its commit still settling, is waited for",
           "[kafka][restore]") {
   // The first commit of a partition with this build, or the first since an older build's.
-  const std::string topic = unique_name("restore-settle");
-  create_topic(topic, 1, {{"cleanup.policy", "compact"}});
-  ChangelogWriter writer(topic);
+  ChangelogWriter writer;
   writer.begin({{"U1", "v1"}}, -1);
   writer.commit();
   writer.begin({{"U1", "v2"}}, 20);
 
   auto store = pqa::scorer::make_memory_store();
-  BackgroundRestore background(restore_config(topic, 60000), *store, 20);
-  auto& restored = background.result();
-  CHECK(restored.wait_for(3s) == std::future_status::timeout);
-  writer.commit();
-  REQUIRE(restored.wait_for(60s) == std::future_status::ready);
-  CHECK(restored.get().records == 3);
+  CHECK(restore_across_commit(writer, *store, 20).records == 3);
   CHECK(store->get("U1") == "v2");
 }
 
@@ -1074,16 +1077,14 @@ TEST_CASE("restore: an input offset the changelog never reaches, nothing pending
           "[kafka][restore]") {
   // Offsets an operator moved forward (skipping input), or a changelog of an older build:
   // with no transaction open on the changelog there is nothing to wait for.
-  const std::string topic = unique_name("restore-settle");
-  create_topic(topic, 1, {{"cleanup.policy", "compact"}});
-  ChangelogWriter writer(topic);
+  ChangelogWriter writer;
   writer.begin({{"U1", "v1"}}, 10);
   writer.commit();
   writer.begin({{"U2", "v1"}}, -1);
   writer.commit();
 
   std::atomic<bool> stop{false};
-  pqa::scorer::ChangelogRestorer restorer(restore_config(topic, 30000), stop);
+  pqa::scorer::ChangelogRestorer restorer(restore_config(writer.topic(), 30000), stop);
   const auto started = std::chrono::steady_clock::now();
   CHECK(restorer.restore(*pqa::scorer::make_memory_store(), 0, 500).records == 3);
   CHECK(restorer.restore(*pqa::scorer::make_memory_store(), 0, 10).records == 3);
@@ -1093,15 +1094,13 @@ TEST_CASE("restore: an input offset the changelog never reaches, nothing pending
 
 TEST_CASE("restore: a transaction left open on the changelog is waited for kafka.timeout_ms",
           "[kafka][restore]") {
-  const std::string topic = unique_name("restore-settle");
-  create_topic(topic, 1, {{"cleanup.policy", "compact"}});
-  ChangelogWriter writer(topic);
+  ChangelogWriter writer;
   writer.begin({{"U1", "v1"}}, 10);
   writer.commit();
   writer.begin({{"U1", "v2"}}, 20);  // a crashed owner's, say: open until the broker aborts it
 
   std::atomic<bool> stop{false};
-  pqa::scorer::ChangelogRestorer restorer(restore_config(topic, 2000), stop);
+  pqa::scorer::ChangelogRestorer restorer(restore_config(writer.topic(), 2000), stop);
   auto store = pqa::scorer::make_memory_store();
   const auto started = std::chrono::steady_clock::now();
   CHECK(restorer.restore(*store, 0, 20).records == 2);
@@ -1114,9 +1113,7 @@ TEST_CASE("restore: a checkpoint past the committed end, its transaction settlin
           "[kafka][restore]") {
   // This store's own last commit, restored again before its markers were written: waited
   // for, not mistaken for a store the changelog no longer matches (and rebuilt).
-  const std::string topic = unique_name("restore-settle");
-  create_topic(topic, 1, {{"cleanup.policy", "compact"}});
-  ChangelogWriter writer(topic);
+  ChangelogWriter writer;
   writer.begin({{"U1", "v1"}}, 10);
   writer.commit();
   writer.begin({{"U1", "v2"}}, 20);
@@ -1124,22 +1121,17 @@ TEST_CASE("restore: a checkpoint past the committed end, its transaction settlin
                                   kafka::make_conf({{"bootstrap.servers", bootstrap()},
                                                     {"group.id", unique_name("probe")},
                                                     {"isolation.level", "read_uncommitted"}}));
-  const auto [low, high] = kafka::query_watermarks(probe.get(), topic, 0, 10s);
+  const auto [low, high] = kafka::query_watermarks(probe.get(), writer.topic(), 0, 10s);
   auto store = pqa::scorer::make_memory_store();
   pqa::scorer::WriteSet own;  // what the store holds after writing that transaction itself
   own.puts = {
       {"U1", "v2"},
       {pqa::scorer::keys::meta(pqa::scorer::changelog_meta::kInputOffset), "20"},
       {pqa::scorer::keys::meta(pqa::scorer::changelog_meta::kOffset), std::to_string(high - 1)},
-      {pqa::scorer::keys::meta(pqa::scorer::changelog_meta::kSource), topic + "/0"}};
+      {pqa::scorer::keys::meta(pqa::scorer::changelog_meta::kSource), writer.topic() + "/0"}};
   store->commit(own);
 
-  BackgroundRestore background(restore_config(topic, 60000), *store, 20);
-  auto& restored = background.result();
-  CHECK(restored.wait_for(2s) == std::future_status::timeout);
-  writer.commit();
-  REQUIRE(restored.wait_for(60s) == std::future_status::ready);
-  const auto result = restored.get();
+  const auto result = restore_across_commit(writer, *store, 20);
   CHECK_FALSE(result.rebuilt);
   CHECK(result.records == 0);
   CHECK(store->get("U1") == "v2");

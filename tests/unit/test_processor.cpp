@@ -321,6 +321,13 @@ rollup::ModelConfig lower_bands() {
   return lower;
 }
 
+/// What re-evaluating sample_stream()'s three accounts under lower_bands() publishes.
+void check_all_crossed_up(const CollectingSink& sink) {
+  const auto up = sink.of_kind(rollup::SignalKind::kThresholdCrossed);
+  REQUIRE(up.size() == 3);
+  for (const auto& s : up) CHECK(s.signal.score.band > s.signal.previous_band);
+}
+
 }  // namespace
 
 TEST_CASE("a changed model re-evaluates stored accounts at start-up", "[processor][restart]") {
@@ -336,9 +343,7 @@ TEST_CASE("a changed model re-evaluates stored accounts at start-up", "[processo
   sink.signals.clear();
   scorer::Processor second(model, *store, sink);
   second.advance_to(second.watermark());
-  const auto up = sink.of_kind(rollup::SignalKind::kThresholdCrossed);
-  REQUIRE(up.size() == 3);
-  for (const auto& s : up) CHECK(s.signal.score.band > s.signal.previous_band);
+  check_all_crossed_up(sink);
 }
 
 TEST_CASE("a store restored from a changelog written under another model is re-derived",
@@ -348,9 +353,7 @@ TEST_CASE("a store restored from a changelog written under another model is re-d
   CollectingSink sink;
   scorer::Processor second(model, *store, sink);
   second.advance_to(second.watermark());
-  const auto up = sink.of_kind(rollup::SignalKind::kThresholdCrossed);
-  REQUIRE(up.size() == 3);
-  for (const auto& s : up) CHECK(s.signal.score.band > s.signal.previous_band);
+  check_all_crossed_up(sink);
 
   // The re-evaluated accounts go back to the changelog under the model that evaluated them.
   const auto changes = second.take_changes();
@@ -413,7 +416,7 @@ TEST_CASE("records that name no model fall back to the store's, and get it when 
     sink.signals.clear();
     scorer::Processor second(model, *store, sink);
     second.advance_to(second.watermark());
-    CHECK(sink.of_kind(rollup::SignalKind::kThresholdCrossed).size() == 3);
+    check_all_crossed_up(sink);
   }
   SECTION("the store names no model either (restored from an older changelog): fit re-derived") {
     scorer::WriteSet forget;
