@@ -46,9 +46,7 @@ source_pid=$!
 "$bin/bench/pqa-bench-e2e" wait --bootstrap "$bootstrap" --topic ab-in --group ab-source >/dev/null
 kill -TERM "$source_pid" && wait "$source_pid" || true
 
-# 5 s more than measured: the reader leaves the first 5 s of output out of its steady figures.
-"$bin/bench/pqa-gen" --events $((20000 * (latency_seconds + 5))) --accounts 10000 --seed 7 \
-  --start "$(date -u -d '-2 days' +%Y-%m-%dT%H:%M:%SZ)" --days 2 >"$work/lat.jsonl"
+latency_stream "$latency_seconds"
 
 echo "| round | build | restore records/s | latency p50 ms | p99 ms | p99.9 ms | max ms | steady p50 ms | steady p99 ms | steady p99.9 ms | steady max ms |"
 echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
@@ -63,19 +61,11 @@ for round in $(seq 1 "$rounds"); do
       sed 's/.*"records":"\([0-9]*\)".*"seconds":"\([0-9.]*\)".*/\1 \2/' |
       awk '{r += $1; s += $2} END {printf "%.0f", r / s}')
     # Latency: a fresh topic at 20,000 events/s.
-    "$bin/services/scorer/pqa-load" --bootstrap "$bootstrap" --topic "$name-lat" --input /dev/null \
-      --create-partitions 4 >/dev/null
+    create_input "$name-lat"
     config "$name-lat" exactly_once "$name-lat" "$name-lat-changelog" "$admin"
     "$exe" run --config "$work/$name-lat.yaml" 2>"$work/$name-lat.log" &
     pid=$!
-    sleep 5
-    "$bin/bench/pqa-bench-e2e" latency --bootstrap "$bootstrap" --topic "$name-lat-signals" \
-      --seconds $((latency_seconds + 10)) --warmup 5 >"$work/$name-lat.txt" &
-    reader=$!
-    sleep 1
-    "$bin/services/scorer/pqa-load" --bootstrap "$bootstrap" --topic "$name-lat" \
-      --input "$work/lat.jsonl" --rate 20000 >/dev/null
-    wait "$reader" || true
+    measure_latency "$name-lat" "$name-lat-signals" "$latency_seconds" "$work/$name-lat.txt"
     kill -TERM "$pid" && wait "$pid" || true
     awk -v r="$round" -v w="$which" -v x="$restore" \
       '{printf "| %d | %s | %d | %d | %d | %d | %d | %d | %d | %d | %d |\n", r, w, x, $4, $6, $8, $10, $14, $16, $18, $20}' "$work/$name-lat.txt"

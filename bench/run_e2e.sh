@@ -79,23 +79,13 @@ grep '"partition restored"' "$work/tp-exactly_once.log" |
 echo
 echo "| latency at 20,000 events/s for ${latency_seconds} s (+5 s warm-up) | signals | p50 ms | p99 ms | p99.9 ms | max ms | steady: signals | p50 ms | p99 ms | p99.9 ms | max ms |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-needed=$((20000 * (latency_seconds + 5)))  # steady figures: all but the first 5 s of output
-"$bin/bench/pqa-gen" --events "$needed" --accounts 10000 --seed 7 \
-  --start "$(date -u -d '-2 days' +%Y-%m-%dT%H:%M:%SZ)" --days 2 >"$work/lat.jsonl"
+latency_stream "$latency_seconds"
 for mode in exactly_once at_least_once; do
   topic="lat-in-$mode"
-  "$bin/services/scorer/pqa-load" --bootstrap "$bootstrap" --topic "$topic" \
-    --input /dev/null --create-partitions 4 >/dev/null
+  create_input "$topic"
   config "lat-$mode" "$mode" "$topic"
   pid=$(start_service "lat-$mode")
-  sleep 5  # joined and restored
-  "$bin/bench/pqa-bench-e2e" latency --bootstrap "$bootstrap" --topic "lat-$mode-signals" \
-    --seconds $((latency_seconds + 10)) --warmup 5 >"$work/lat-$mode.txt" &
-  reader=$!
-  sleep 1
-  "$bin/services/scorer/pqa-load" --bootstrap "$bootstrap" --topic "$topic" \
-    --input "$work/lat.jsonl" --rate 20000 >/dev/null
-  wait "$reader" || true
+  measure_latency "$topic" "lat-$mode-signals" "$latency_seconds" "$work/lat-$mode.txt"
   stop_service "$pid"
   awk -v m="$mode" '{printf "| %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d |\n",
     m, $2, $4, $6, $8, $10, $12, $14, $16, $18, $20}' \

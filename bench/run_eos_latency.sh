@@ -25,9 +25,7 @@ variants=("$@")
 bin=build/release
 source bench/with_broker.sh
 
-# 5 s more than measured: the reader leaves the first 5 s of output out of its steady figures.
-"$bin/bench/pqa-gen" --events $((20000 * (seconds + 5))) --accounts 10000 --seed 7 \
-  --start "$(date -u -d '-2 days' +%Y-%m-%dT%H:%M:%SZ)" --days 2 >"$work/lat.jsonl"
+latency_stream "$seconds"
 
 variant_lines() {  # variant_lines NAME: the variant's lines for the kafka section
   case $1 in
@@ -64,21 +62,13 @@ commit_summary() {  # commit_summary METRICS_FILE: "COUNT MEAN_MS OVER_32 OVER_6
 }
 
 run_variant() {  # run_variant ROUND VARIANT: one table row
-  local name="r$1-$2" pid reader port
-  "$bin/services/scorer/pqa-load" --bootstrap "$bootstrap" --topic "$name-in" --input /dev/null \
-    --create-partitions 4 >/dev/null
+  local name="r$1-$2" pid port
+  create_input "$name-in"
   service_config "$name" "$name" exactly_once "$name-in" "$(variant_lines "$2")"$'\n'
   "$bin/services/scorer/pqa-scorer" run --config "$work/$name.yaml" 2>"$work/$name.log" &
   pid=$!
   port=$(admin_port "$work/$name.log")
-  sleep 5
-  "$bin/bench/pqa-bench-e2e" latency --bootstrap "$bootstrap" --topic "$name-signals" \
-    --seconds $((seconds + 10)) --warmup 5 >"$work/$name.txt" &
-  reader=$!
-  sleep 1
-  "$bin/services/scorer/pqa-load" --bootstrap "$bootstrap" --topic "$name-in" \
-    --input "$work/lat.jsonl" --rate 20000 >/dev/null
-  wait "$reader" || true
+  measure_latency "$name-in" "$name-signals" "$seconds" "$work/$name.txt"
   curl -sf "http://127.0.0.1:$port/metrics" >"$work/$name.metrics"
   kill -TERM "$pid" && wait "$pid" || true
   rm -rf "$work/state-$name"

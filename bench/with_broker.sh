@@ -1,7 +1,8 @@
 # Sourced (not run) by the benchmark scripts that need a Kafka broker, from the repository's
 # root: makes a scratch directory ($work), starts a broker of its own there ($broker, its
 # address in $bootstrap), and on exit stops every `pqa-scorer run` whose configuration is
-# under $work, stops the broker and removes the directory.
+# under $work, stops the broker and removes the directory. Also defines the steps of a latency
+# measurement that several scripts share (latency_stream, create_input, measure_latency).
 work=$(mktemp -d)
 broker=$work/broker
 cleanup() {
@@ -27,4 +28,32 @@ service_config() {
     printf 'service:\n  state_dir: %s/state-%s\n  idle_advance_ms: 0\n' "$work" "$1"
     printf 'admin: { bind_address: 127.0.0.1, port: 0 }\n'
   } >"$work/$1.yaml"
+}
+
+# The latency measurement the scripts share; they set $bin (the release build) first.
+# latency_stream SECONDS: writes $work/lat.jsonl, SECONDS + 5 s of events at 20,000/s (the
+# reader leaves the first 5 s of output out of its steady figures), over the last two days.
+latency_stream() {
+  "$bin/bench/pqa-gen" --events $((20000 * ($1 + 5))) --accounts 10000 --seed 7 \
+    --start "$(date -u -d '-2 days' +%Y-%m-%dT%H:%M:%SZ)" --days 2 >"$work/lat.jsonl"
+}
+
+# create_input TOPIC: an empty input topic of 4 partitions.
+create_input() {
+  "$bin/services/scorer/pqa-load" --bootstrap "$bootstrap" --topic "$1" --input /dev/null \
+    --create-partitions 4 >/dev/null
+}
+
+# measure_latency INPUT SIGNALS SECONDS OUT: with a service just started on INPUT, gives it
+# 5 s to join and restore, then produces $work/lat.jsonl into INPUT at 20,000 events/s while
+# pqa-bench-e2e reads SIGNALS; its figures (see bench/e2e.cpp) go to OUT.
+measure_latency() {
+  sleep 5
+  "$bin/bench/pqa-bench-e2e" latency --bootstrap "$bootstrap" --topic "$2" \
+    --seconds $(($3 + 10)) --warmup 5 >"$4" &
+  local reader=$!
+  sleep 1
+  "$bin/services/scorer/pqa-load" --bootstrap "$bootstrap" --topic "$1" \
+    --input "$work/lat.jsonl" --rate 20000 >/dev/null
+  wait "$reader" || true
 }
