@@ -4,6 +4,9 @@
 //   floor     simdjson on-demand parse + extraction of the fields the scorer reads, nothing else
 //   decode    the scorer's EventDecoder (validation, taxonomy lookup, owned strings)
 //   score     decode + identity resolution + scoring core + timers, state in memory (no store)
+//   score-copy  the same, each line first copied into the decoder's padded buffer, as the
+//             service does with Kafka payloads (the other stages parse lines in place, as
+//             replay does; not in the default list)
 //   replay    the full replay path: the same plus RocksDB state on disk (write-back cache,
 //             batched writes, written on a second thread by BackgroundWriteStore), as
 //             `pqa-scorer replay` runs it, without writing output files
@@ -11,7 +14,8 @@
 //             BackgroundWriteStore, kept to measure what the second thread buys)
 //
 // Usage: pqa-bench-throughput --config config/scorer.yaml --input FILE [--repeat N]
-//                             [--stages floor,decode,score,replay,replay-sync] [--warmup FILE]
+//                             [--stages floor,decode,score,score-copy,replay,replay-sync]
+//                             [--warmup FILE]
 // Prints one line per stage: events/s, and the ratio to the floor.
 //
 // Timed: the stage's pass over --input, and for replay the final flush that makes the state
@@ -55,6 +59,9 @@ StageRun timed(Fn&& fn) {
   const std::uint64_t result = fn();
   return {result, std::chrono::duration<double>(Clock::now() - start).count()};
 }
+
+/// The input buffer ends in simdjson's padding, so every line may be parsed in place.
+constexpr pqa::rollup::Padding kReplayPadding = pqa::rollup::Padding::kReadable;
 
 struct Input {
   std::string text;  // padded for simdjson
@@ -123,7 +130,7 @@ std::uint64_t decode_pass(const Input& in, const pqa::rollup::Model& model) {
   pqa::rollup::EventDecoder decoder(model);
   pqa::rollup::Event event;  // reused, as the processor does
   std::uint64_t ok = 0;
-  for (auto line : in.lines) ok += !decoder.decode_into(line, event).has_value();
+  for (auto line : in.lines) ok += !decoder.decode_into(line, event, kReplayPadding).has_value();
   return ok;
 }
 
@@ -133,7 +140,11 @@ class CountingSink final : public pqa::scorer::SignalSink {
   std::uint64_t count = 0;
 };
 
-StageRun score_pass(const Input& in, const Input& warmup, const pqa::rollup::Model& model) {
+/// `padding`: kReadable parses lines where they lie in the input buffer, as replay does;
+/// kNone copies each into the decoder's padded buffer first, as the service does with Kafka
+/// payloads (the `score-copy` stage).
+StageRun score_pass(const Input& in, const Input& warmup, const pqa::rollup::Model& model,
+                    pqa::rollup::Padding padding) {
   auto store = pqa::scorer::make_memory_store();
   CountingSink sink;
   pqa::scorer::ProcessorOptions options;
@@ -141,10 +152,10 @@ StageRun score_pass(const Input& in, const Input& warmup, const pqa::rollup::Mod
       100'000'000;  // everything stays in memory: no store traffic until the end
   options.flush_every_events = ~std::size_t{0};
   pqa::scorer::Processor processor(model, *store, sink, options);
-  for (auto line : warmup.lines) (void)processor.process(line);
+  for (auto line : warmup.lines) (void)processor.process(line, {}, padding);
   const std::uint64_t warm_signals = sink.count;
   return timed([&] {
-    for (auto line : in.lines) (void)processor.process(line);
+    for (auto line : in.lines) (void)processor.process(line, {}, padding);
     return sink.count - warm_signals;
   });
 }
@@ -163,11 +174,11 @@ StageRun replay_pass(const Input& in, const Input& warmup, const pqa::rollup::Mo
       store = std::make_unique<pqa::scorer::BackgroundWriteStore>(std::move(store));
     CountingSink sink;
     pqa::scorer::Processor processor(model, *store, sink, config.processor);
-    for (auto line : warmup.lines) (void)processor.process(line);
+    for (auto line : warmup.lines) (void)processor.process(line, {}, kReplayPadding);
     processor.flush();
     const std::uint64_t warm_signals = sink.count;
     run = timed([&] {
-      for (auto line : in.lines) (void)processor.process(line);
+      for (auto line : in.lines) (void)processor.process(line, {}, kReplayPadding);
       processor.flush();
       return sink.count - warm_signals;
     });
@@ -218,7 +229,8 @@ int main(int argc, char** argv) {
   const std::vector<std::pair<std::string, std::function<StageRun()>>> all = {
       {"floor", [&] { return timed([&] { return floor_pass(in); }); }},
       {"decode", [&] { return timed([&] { return decode_pass(in, model); }); }},
-      {"score", [&] { return score_pass(in, warmup, model); }},
+      {"score", [&] { return score_pass(in, warmup, model, kReplayPadding); }},
+      {"score-copy", [&] { return score_pass(in, warmup, model, pqa::rollup::Padding::kNone); }},
       {"replay", [&] { return replay_pass(in, warmup, model, config, true); }},
       {"replay-sync", [&] { return replay_pass(in, warmup, model, config, false); }},
   };

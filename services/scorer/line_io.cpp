@@ -4,6 +4,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "pqa/rollup/event.h"
+
 namespace pqa::scorer {
 
 void FileCloser::operator()(std::FILE* f) const {
@@ -21,7 +23,9 @@ FilePtr open_file(const std::string& path, const char* mode, std::FILE* dash) {
 
 LineReader::LineReader(const std::string& path, std::size_t max_line_bytes)
     : file_(open_file(path, "rb", stdin)),
-      buffer_(std::max<std::size_t>(max_line_bytes + 2, 1 << 20)) {}
+      capacity_(std::max<std::size_t>(max_line_bytes + 2, 1 << 20)) {
+  buffer_.resize(capacity_ + rollup::kInputPadding);
+}
 
 bool LineReader::refill() {
   if (eof_) return false;
@@ -30,7 +34,7 @@ bool LineReader::refill() {
     end_ -= begin_;
     begin_ = 0;
   }
-  const std::size_t n = std::fread(buffer_.data() + end_, 1, buffer_.size() - end_, file_.get());
+  const std::size_t n = std::fread(buffer_.data() + end_, 1, capacity_ - end_, file_.get());
   if (n == 0) {
     if (std::ferror(file_.get())) throw std::runtime_error("read error on input");
     eof_ = true;
@@ -57,7 +61,7 @@ bool LineReader::next(std::string_view& line, bool& overlong) {
       ++line_number_;
       return true;
     }
-    if (end_ - begin_ == buffer_.size()) {  // a line fills the whole buffer: report, skip rest
+    if (end_ - begin_ == capacity_) {  // a line fills the whole buffer: report, skip rest
       line = std::string_view(start, end_ - begin_);
       begin_ = end_;
       overlong = !skipping_;

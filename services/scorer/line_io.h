@@ -16,7 +16,8 @@ using FilePtr = std::unique_ptr<std::FILE, FileCloser>;
 
 /// Reads lines (without '\n', a trailing '\r' removed) from a file or "-" (stdin), in large
 /// blocks. A line longer than the buffer is returned truncated with `overlong` set, so a giant
-/// line can never exhaust memory.
+/// line can never exhaust memory. Every line returned is followed in memory by at least
+/// rollup::kInputPadding readable bytes, so the decoder can parse it in place.
 class LineReader {
  public:
   LineReader(const std::string& path, std::size_t max_line_bytes);
@@ -27,7 +28,8 @@ class LineReader {
  private:
   bool refill();
   FilePtr file_;
-  std::vector<char> buffer_;
+  std::vector<char> buffer_;  ///< capacity_ bytes of lines, then the readable padding
+  std::size_t capacity_ = 0;
   std::size_t begin_ = 0, end_ = 0;
   bool eof_ = false;
   bool skipping_ = false;  // inside the tail of an overlong line

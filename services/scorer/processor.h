@@ -76,8 +76,10 @@ class Processor {
   /// Processes one message. Returns why it was rejected, if it was; a rejected message
   /// changes no state. `fallback_cause` identifies the input for signal ids when the event has
   /// no messageId (e.g. "topic/partition/offset"); empty: a hash of the message bytes.
+  /// `padding`: whether the message may be parsed in place (rollup::EventDecoder).
   std::optional<rollup::DecodeFailure> process(std::string_view message,
-                                               std::string_view fallback_cause = {});
+                                               std::string_view fallback_cause = {},
+                                               rollup::Padding padding = rollup::Padding::kNone);
 
   /// Moves the clock to `t`, firing every timer due at or before it.
   void advance_to(rollup::TimeMs t);
@@ -153,6 +155,8 @@ class Processor {
   void rederive(StoredAccount& stored, bool reevaluate) const;
   /// Names this model in a changed record that names none yet.
   void stamp_model(StoredAccount& stored) const;
+  /// Asks the CPU for the first cache line of each of the account's vectors.
+  static void prefetch_parts(const rollup::AccountState& a);
   /// Flushes when N events have passed or evicted changes exceed their byte bound.
   void flush_if_due();
   void reject(rollup::DecodeError code);

@@ -152,7 +152,7 @@ int replay_with(const ReplayOptions& o, const ServiceConfig& config,
     if (line.find_first_not_of(" \t") == std::string_view::npos) continue;  // blank line
     if (overlong) line = std::string_view(line.data(), config.model.decoder.max_event_bytes + 1);
     Processor& processor = *streams[router.route(line)].processor;
-    if (auto failure = processor.process(line))
+    if (auto failure = processor.process(line, {}, rollup::Padding::kReadable))
       std::fprintf(stderr, "line %llu: %s\n", static_cast<unsigned long long>(reader.line_number()),
                    failure->message().c_str());
   }

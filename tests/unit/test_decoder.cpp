@@ -1,6 +1,9 @@
 // The one event decoder: valid calls, every rejection reason, and hostile inputs.
 #include <catch2/catch.hpp>
+#include <random>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "pqa/rollup/event.h"
 
@@ -186,6 +189,33 @@ TEST_CASE("timestamps parse ISO-8601 with offsets and fractions", "[decoder][tim
     CHECK(parse_timestamp(format_timestamp(t)) == t);
 }
 
+TEST_CASE("the common timestamp form reads as the general parser reads it", "[decoder][time]") {
+  // "...SS.mmmZ" takes a fast path; the same text with "+00:00" for "Z" takes the general one.
+  // Random texts of that form, with out-of-range fields and stray characters among them, must
+  // get the same answer from both.
+  std::mt19937 rng(7);
+  auto two = [&](int lo, int hi) {
+    const int v = std::uniform_int_distribution<int>(lo, hi)(rng);
+    return (v < 10 ? "0" : "") + std::to_string(v);
+  };
+  int accepted = 0;
+  for (int i = 0; i < 20'000; ++i) {
+    std::string text = std::to_string(std::uniform_int_distribution<int>(1995, 2104)(rng)) + "-" +
+                       two(0, 13) + "-" + two(0, 32) + "T" + two(0, 24) + ":" + two(0, 60) + ":" +
+                       two(0, 60) + "." + two(0, 99) + std::to_string(rng() % 10) + "Z";
+    REQUIRE(text.size() == 24);
+    if (rng() % 8 == 0) text[rng() % 23] = "x/:-T. 9"[rng() % 8];  // a stray character
+    std::string general = text;
+    general.replace(23, 1, "+00:00");
+    INFO(text);
+    const auto fast = parse_timestamp(text);
+    CHECK(fast == parse_timestamp(general));
+    accepted += fast.has_value();
+  }
+  CHECK(accepted > 1000);  // both answers occur
+  CHECK(accepted < 19'000);
+}
+
 TEST_CASE_METHOD(Fixture, "a reused event carries nothing over from the previous message",
                  "[decoder]") {
   Event e;
@@ -210,4 +240,57 @@ TEST_CASE_METHOD(Fixture, "a reused event carries nothing over from the previous
       R"({"type":"track","userId":"u3","event":5,"timestamp":"2026-01-05T10:00:00Z"})", e);
   REQUIRE(failure.has_value());
   CHECK(failure->code == DecodeError::kInvalidType);
+}
+
+TEST_CASE_METHOD(Fixture, "a message parsed in place decodes as a copied one, whatever follows it",
+                 "[decoder]") {
+  // Each message lies in one buffer directly followed by bytes that would change its meaning
+  // if the parser took them for part of it; the last one by the padding alone.
+  const std::string valid =
+      R"({"type":"track","userId":"u1","event":"Seat Added","timestamp":"2026-01-05T10:00:00Z","properties":{"seats":2}})";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"type":"track","userId":"u1")", R"(,"event":"x","timestamp":"2026-01-05T10:00:00Z"})"},
+      {valid, R"(}}}]]]"garbage)"},
+      {R"({"type":"group","userId":"u","groupId":"acme","timestamp":"2026-01-05T10:00:00)",
+       R"(Z"})"},
+      {R"({"type":"track","userId":"u1","event":"Seat Added","timestamp":"2026-01-05T10:00:00Z","properties":{"seats":2)",
+       R"(5}})"},
+      {valid, ""},
+  };
+  std::string buffer;
+  std::vector<std::string_view> messages;
+  for (const auto& [message, follower] : cases) {
+    buffer += message;
+    buffer += follower;
+  }
+  buffer.append(kInputPadding, '\0');
+  std::size_t at = 0;
+  for (const auto& [message, follower] : cases) {
+    messages.emplace_back(buffer.data() + at, message.size());
+    at += message.size() + follower.size();
+  }
+  Event copied, in_place;
+  for (const auto message : messages) {
+    INFO(message);
+    const auto copy_failure = decoder.decode_into(message, copied, Padding::kNone);
+    const auto in_place_failure = decoder.decode_into(message, in_place, Padding::kReadable);
+    REQUIRE(copy_failure.has_value() == in_place_failure.has_value());
+    if (copy_failure) {
+      CHECK(copy_failure->code == in_place_failure->code);
+      continue;
+    }
+    CHECK(in_place.type == copied.type);
+    CHECK(in_place.user.str() == copied.user.str());
+    CHECK(in_place.name == copied.name);
+    CHECK(in_place.timestamp == copied.timestamp);
+    CHECK(in_place.quantity == copied.quantity);
+  }
+  // And the outcomes are the ones the messages alone give.
+  CHECK(decoder.decode_into(messages[0], in_place, Padding::kReadable)->code ==
+        DecodeError::kMalformedJson);
+  REQUIRE_FALSE(decoder.decode_into(messages[1], in_place, Padding::kReadable));
+  CHECK(in_place.quantity == 2.0);
+  CHECK(decoder.decode_into(messages[3], in_place, Padding::kReadable)->code ==
+        DecodeError::kMalformedJson);
+  REQUIRE_FALSE(decoder.decode_into(messages[4], in_place, Padding::kReadable));
 }

@@ -233,9 +233,14 @@ void apply_account_traits(const Model& model, AccountState& a, const Event& e, D
 // ---- users ------------------------------------------------------------------------------------
 
 /// Index of a department, adding it (and reporting breadth expansion) on its first activity.
+/// `hint`: the index the user was booked under last time, the answer for almost every event,
+/// checked before the search.
 std::int32_t department_index(const Model& model, AccountState& a, const std::string& name,
-                              bool& is_new) {
+                              std::int32_t hint, bool& is_new) {
   is_new = false;
+  if (hint >= 0 && static_cast<std::size_t>(hint) < a.departments.size() &&
+      a.departments[static_cast<std::size_t>(hint)] == name)
+    return hint;
   for (std::size_t i = 0; i < a.departments.size(); ++i)
     if (a.departments[i] == name) return static_cast<std::int32_t>(i);
   if (a.departments.size() >= static_cast<std::size_t>(model.config().activity.max_departments))
@@ -495,9 +500,14 @@ Score evaluate_impl(const Model& model, const AccountState& a, TimeMs now, bool 
 
   Parts p;
   const Model::Derived& k = model.derived();
-  p.users = std::min(1.0, std::log1p(g.active_users) / k.log1p_user_cap);
+  // At or over a cap the share is exactly 1: the logarithm is skipped (most events).
+  p.users = g.active_users >= c.breadth.user_cap
+                ? 1.0
+                : std::min(1.0, std::log1p(g.active_users) / k.log1p_user_cap);
   p.departments = std::min(1.0, g.departments / c.breadth.department_target);
-  p.assets = std::min(1.0, std::log1p(static_cast<double>(a.shared_assets)) / k.log1p_asset_cap);
+  const auto assets = static_cast<double>(a.shared_assets);
+  p.assets =
+      assets >= c.breadth.asset_cap ? 1.0 : std::min(1.0, std::log1p(assets) / k.log1p_asset_cap);
   s.components.breadth = c.breadth.users_weight * p.users +
                          c.breadth.departments_weight * p.departments +
                          c.breadth.assets_weight * p.assets;
@@ -615,7 +625,7 @@ void rebook(const Model& model, AccountState& a, UserState& u, Day today, TimeMs
     next.weighted_engagement = to_fixed(weight * engagement);
     if (!u.department.empty()) {
       bool is_new = false;
-      next.department = department_index(model, a, u.department, is_new);
+      next.department = department_index(model, a, u.department, u.booking.department, is_new);
       if (is_new) {
         add_fabric(a, FabricCategory::kBreadthExpansion, 1.0, u.last_active,
                    account_half_life_ms(model, a));

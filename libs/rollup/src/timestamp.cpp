@@ -79,9 +79,49 @@ std::optional<int> parse_offset(std::string_view s, std::size_t& pos) {
   return sign * (hh * 60 + mm);
 }
 
+struct Fields {
+  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0, millis = 0;
+  int offset_minutes = 0;
+};
+
+/// The time the fields name, if they are in range.
+std::optional<TimeMs> to_time(const Fields& f) {
+  if (f.year < 2000 || f.year > 2099 || f.month < 1 || f.month > 12 || f.day < 1 ||
+      static_cast<unsigned>(f.day) > days_in_month(f.year, static_cast<unsigned>(f.month)) ||
+      f.hour > 23 || f.minute > 59 || f.second > 59)
+    return std::nullopt;
+  const std::int64_t days =
+      days_from_civil(f.year, static_cast<unsigned>(f.month), static_cast<unsigned>(f.day));
+  const std::int64_t secs = days * 86400 + f.hour * 3600 + f.minute * 60 + f.second -
+                            static_cast<std::int64_t>(f.offset_minutes) * 60;
+  return secs * 1000 + f.millis;
+}
+
+/// The form nearly every pipeline sends, "2026-01-05T10:00:00.250Z", read in one pass without
+/// the general parser's step-by-step checks. False: not this form (the general parser decides).
+bool read_common_form(std::string_view s, Fields& f) {
+  if (s.size() != 24 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
+      s[16] != ':' || s[19] != '.' || s[23] != 'Z')
+    return false;
+  bool digits_only = true;
+  auto number = [&](std::size_t at, std::size_t n) {
+    int v = 0;
+    for (std::size_t i = at; i < at + n; ++i) {
+      const int d = s[i] - '0';
+      digits_only &= d >= 0 && d <= 9;
+      v = v * 10 + d;
+    }
+    return v;
+  };
+  f = Fields{number(0, 4),  number(5, 2),  number(8, 2),  number(11, 2),
+             number(14, 2), number(17, 2), number(20, 3), 0};
+  return digits_only;
+}
+
 }  // namespace
 
 std::optional<TimeMs> parse_timestamp(std::string_view s) {
+  if (Fields f; read_common_form(s, f)) return to_time(f);
   std::size_t pos = 0;
   int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
   if (!digits(s, pos, 4, year) || !expect(s, pos, '-') || !digits(s, pos, 2, month) ||
@@ -91,10 +131,6 @@ std::optional<TimeMs> parse_timestamp(std::string_view s) {
   ++pos;
   if (!digits(s, pos, 2, hour) || !expect(s, pos, ':') || !digits(s, pos, 2, minute) ||
       !expect(s, pos, ':') || !digits(s, pos, 2, second))
-    return std::nullopt;
-  if (year < 2000 || year > 2099 || month < 1 || month > 12 || day < 1 ||
-      static_cast<unsigned>(day) > days_in_month(year, static_cast<unsigned>(month)) || hour > 23 ||
-      minute > 59 || second > 59)
     return std::nullopt;
   int millis = 0;
   if (pos < s.size() && s[pos] == '.') {
@@ -110,10 +146,7 @@ std::optional<TimeMs> parse_timestamp(std::string_view s) {
   }
   const auto offset = parse_offset(s, pos);
   if (!offset || pos != s.size()) return std::nullopt;
-  const std::int64_t days =
-      days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
-  const std::int64_t secs = days * 86400 + hour * 3600 + minute * 60 + second - *offset * 60;
-  return secs * 1000 + millis;
+  return to_time(Fields{year, month, day, hour, minute, second, millis, *offset});
 }
 
 std::string format_timestamp(TimeMs t) {

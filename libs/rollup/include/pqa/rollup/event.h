@@ -83,6 +83,11 @@ class DecodeResult {
   std::variant<Event, DecodeFailure> value_;
 };
 
+/// Whether the bytes of a message are followed in memory by at least kInputPadding readable
+/// bytes (of any content): true of lines in a file buffer, not of a Kafka payload.
+enum class Padding { kNone, kReadable };
+inline constexpr std::size_t kInputPadding = 64;
+
 /// The one event decoder. Holds a reusable simdjson parser, so one instance per thread.
 /// Never throws on input; every rejection is a DecodeFailure.
 class EventDecoder {
@@ -94,8 +99,11 @@ class EventDecoder {
 
   /// Decodes into `out` (reset first; its buffers are reused, so a long-lived Event makes the
   /// hot path allocation-free). Returns why the message was rejected, if it was; after a
-  /// rejection the content of `out` is unspecified.
-  [[nodiscard]] std::optional<DecodeFailure> decode_into(std::string_view json, Event& out);
+  /// rejection the content of `out` is unspecified. With Padding::kReadable the message is
+  /// parsed where it lies (the parser reads past its end, never beyond the padding, and the
+  /// bytes there do not change the result); otherwise it is first copied into a padded buffer.
+  [[nodiscard]] std::optional<DecodeFailure> decode_into(std::string_view json, Event& out,
+                                                         Padding padding = Padding::kNone);
   /// Convenience for tests and tools: the same, returning a fresh Event or the failure.
   [[nodiscard]] DecodeResult decode(std::string_view json);
 
