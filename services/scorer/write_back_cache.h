@@ -265,7 +265,8 @@ class WriteBackCache {
   /// 3.5 % of the score stage's time (bench/RESULTS.md §1). Not seeded; neither is std::hash.
   static std::uint64_t hash_of(std::string_view key) {
     constexpr std::uint64_t kMultiplier = 0xbf58476d1ce4e5b9ULL;
-    std::uint64_t h = 0x9E3779B97F4A7C15ULL ^ key.size();
+    // The length is mixed in before any byte, so no first word can cancel it out.
+    std::uint64_t h = (0x9E3779B97F4A7C15ULL ^ key.size()) * kMultiplier;
     std::size_t i = 0;
     for (; i + 8 <= key.size(); i += 8) {
       std::uint64_t word;
@@ -274,7 +275,7 @@ class WriteBackCache {
       h ^= h >> 31;
     }
     if (i < key.size()) {
-      std::uint64_t tail = 0;  // the length above tells "ab" from "ab\0"
+      std::uint64_t tail = 0;  // zero-filled: the length tells "ab" from "ab\0"
       std::memcpy(&tail, key.data() + i, key.size() - i);
       h = (h ^ tail) * kMultiplier;
     }
