@@ -201,8 +201,8 @@ void Processor::apply(const rollup::Event& e, const AccountId& account, const Ca
   keys::account(account_key_, account.str());
   keys::user(user_key_, account.str(), e.user.str());
   // Once the state outgrows the CPU caches each step of a lookup is a cache miss: the user's
-  // index slot and the account's variable-length parts are asked for first, so that their
-  // misses overlap the account's lookup and the user's, instead of following them.
+  // index slot is asked for before the account's lookup, and the account's vectors before the
+  // user's lookup, so that their misses overlap those lookups instead of following them.
   const auto user_key = users_.prefetch(user_key_);
   const std::string& account_key = account_key_;
   StoredAccount& stored = accounts_.get_or_add(account_key).value;

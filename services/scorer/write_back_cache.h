@@ -69,7 +69,8 @@ class WriteBackCache {
     std::string str() const { return std::string(view()); }
 
    private:
-    // 56 bytes with the pointer; with the entry's hash before it, one cache line.
+    // 56 bytes with the pointer; 64 with the entry's hash before it, a cache line's worth
+    // (entries are not aligned to cache lines, so it may straddle two).
     static constexpr std::size_t kInline = 40;
     std::uint32_t size_ = 0;
     std::uint32_t spill_capacity_ = 0;
@@ -79,7 +80,7 @@ class WriteBackCache {
 
   struct Entry {
     std::uint64_t hash = 0;  ///< hash_of(key), kept for eviction
-    EntryKey key;            ///< next to the hash: a probe's comparison reads one cache line
+    EntryKey key;            ///< next to the hash: a probe's comparison reads the entry's start
     Value value;
     std::size_t dirty_index = kClean;  ///< position in dirty_, kClean when unchanged
     bool referenced = true;
@@ -260,9 +261,9 @@ class WriteBackCache {
     std::size_t size_ = 0;
   };
 
-  /// Eight bytes at a time, each word multiplied in, then splitmix64's finaliser: for keys of
-  /// tens of bytes about half the work of std::hash (MurmurHash2 in libstdc++), which took
-  /// 3.5 % of the score stage's time (bench/RESULTS.md §1). Not seeded; neither is std::hash.
+  /// Eight bytes at a time, each word multiplied in, then splitmix64's finaliser, inlined into
+  /// the lookups; std::hash (MurmurHash2 in libstdc++, an out-of-line call) drew 3.5 % of the
+  /// score stage's samples (bench/RESULTS.md §1). Not seeded; neither is std::hash.
   static std::uint64_t hash_of(std::string_view key) {
     constexpr std::uint64_t kMultiplier = 0xbf58476d1ce4e5b9ULL;
     // The length is mixed in before any byte, so no first word can cancel it out.

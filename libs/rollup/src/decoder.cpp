@@ -441,8 +441,8 @@ std::optional<DecodeFailure> EventDecoder::decode_into(std::string_view json, Ev
   const char* bytes = json.data();
   if (padding == Padding::kNone) {
     // Copy into a buffer with simdjson's required padding. The padding must be readable, not
-    // zero: the buffer was value-initialised once. Parsing in place saves this copy, ~4 % of
-    // the per-event work of replay (bench/RESULTS.md §1).
+    // zero: the buffer was value-initialised once. (The copy drew ~4 % of the score stage's
+    // samples; end to end, parsing in place measured within ±2 % of it: bench/RESULTS.md §1.)
     std::memcpy(impl_->buffer.get(), json.data(), json.size());
     bytes = impl_->buffer.get();
   }

@@ -233,8 +233,8 @@ void apply_account_traits(const Model& model, AccountState& a, const Event& e, D
 // ---- users ------------------------------------------------------------------------------------
 
 /// Index of a department, adding it (and reporting breadth expansion) on its first activity.
-/// `hint`: the index the user was booked under last time, the answer for almost every event,
-/// checked before the search.
+/// `hint`: the index the user was booked under last time (usually the answer), checked before
+/// the search.
 std::int32_t department_index(const Model& model, AccountState& a, const std::string& name,
                               std::int32_t hint, bool& is_new) {
   is_new = false;
@@ -500,7 +500,7 @@ Score evaluate_impl(const Model& model, const AccountState& a, TimeMs now, bool 
 
   Parts p;
   const Model::Derived& k = model.derived();
-  // At or over a cap the share is exactly 1: the logarithm is skipped (most events).
+  // At or over a cap the share is exactly 1: the logarithm is skipped.
   p.users = g.active_users >= c.breadth.user_cap
                 ? 1.0
                 : std::min(1.0, std::log1p(g.active_users) / k.log1p_user_cap);
