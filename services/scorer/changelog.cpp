@@ -42,6 +42,11 @@ kafka::Properties restore_properties(const KafkaConfig& c) {
   p["enable.auto.commit"] = "false";
   p["enable.partition.eof"] = "true";
   p["isolation.level"] = "read_committed";
+  // A restore starts inside the partition's offsets, but records can be deleted under it
+  // (DeleteRecords, or a retention set on the topic by hand): from an offset that no longer
+  // exists it goes on from the earliest one left rather than librdkafka's default, the end,
+  // which would skip every record still there.
+  p["auto.offset.reset"] = "earliest";
   return p;
 }
 
