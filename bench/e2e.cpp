@@ -5,7 +5,9 @@
 //       (no group, no processing) and print "raw <records> <seconds> <records/s>".
 //   pqa-bench-e2e wait --bootstrap B --topic T --group G [--timeout S]
 //       wait until G has committed the end of every partition of T; print
-//       "consumed <records> <seconds since start> <seconds since first progress>".
+//       "consumed <records> <seconds since start> <seconds since first progress>
+//       <records committed at first progress>": a rate is (records - the last) / the third,
+//       so that the events of the first commit, processed before it, count with their time.
 //   pqa-bench-e2e latency --bootstrap B --topic SIGNALS --seconds S [--warmup W] [--dump FILE]
 //       read SIGNALS (read_committed) from its end for S seconds; each record's latency is the
 //       wall time it became readable minus its timestamp, which the service copies from the
@@ -94,6 +96,7 @@ int wait(const std::string& bootstrap, const std::string& topic, const std::stri
   for (auto e : ends) total += e;
   const auto start = Clock::now();
   std::optional<Clock::time_point> first_progress;
+  std::int64_t first_done = 0;
   while (since(start) < timeout) {
     auto list = kafka::make_partition_list(partitions);
     for (int p = 0; p < partitions; ++p)
@@ -101,10 +104,13 @@ int wait(const std::string& bootstrap, const std::string& topic, const std::stri
     if (rd_kafka_committed(c.get(), list.get(), 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
       std::int64_t done = 0;
       for (int p = 0; p < partitions; ++p) done += std::max<std::int64_t>(0, list->elems[p].offset);
-      if (done > 0 && !first_progress) first_progress = Clock::now();
+      if (done > 0 && !first_progress) {
+        first_progress = Clock::now();
+        first_done = done;
+      }
       if (done >= total) {
-        std::printf("consumed %lld %.3f %.3f\n", static_cast<long long>(total), since(start),
-                    since(*first_progress));
+        std::printf("consumed %lld %.3f %.3f %lld\n", static_cast<long long>(total), since(start),
+                    since(*first_progress), static_cast<long long>(first_done));
         return 0;
       }
     }
