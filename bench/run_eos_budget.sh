@@ -1,24 +1,32 @@
 #!/usr/bin/env bash
 # Where the CPU of an exactly-once run goes, against the CPU that the throughput target leaves.
-# Usage: bench/run_eos_budget.sh [EVENTS] [ROUNDS]   (needs scripts/build.sh release)
+# Usage: bench/run_eos_budget.sh [EVENTS] [ROUNDS] [VARIANT...]   (needs scripts/build.sh release)
 #
 # Issue 3 asks for exactly-once throughput >= 0.5 of the rate at which librdkafka alone
 # consumes the same topic. Here the broker and the service share the machine's two cores, so
 # at that rate a run of EVENTS events may use at most 2 cores x EVENTS / (0.5 x raw rate)
 # CPU-seconds in all: the service's and the broker's together. Each round measures, on one
 # broker and alternating the variants, the raw rate, then for each variant the service's
-# events/s (first to last commit), its CPU-seconds and the broker's CPU-seconds over the run
+# events/s (the events after its first commit over the time from it to the last), its CPU-seconds and the broker's CPU-seconds over the run
 # (utime + stime from /proc), and prints them next to that budget.
 #
-# Variants (the service's configuration; everything else as in bench/run_e2e.sh):
-#   default       exactly_once, commit_interval_ms 80, producer compression lz4 (shipped)
-#   uncompressed  the same with the producer's compression.type none (no broker decompression)
-#   interval-1s   commit_interval_ms 1000 (fewer, larger transactions; more latency)
-#   interval-100ms commit_interval_ms 100 (Kafka Streams' default; the default before 2026-12-06)
+# Variants (the service's configuration; everything else as in bench/run_e2e.sh). The whole
+# input is in the topic before the service starts, so the shipped default catches up (it
+# commits every kafka.catch_up.commit_interval_ms while far behind); the others do not:
+#   default       exactly_once, as shipped: commit_interval_ms 80, catch-up on, lz4
+#   catch-up-off  commit_interval_ms 80 throughout
+#   previous      catch-up off and the consumer's queued.min.messages at librdkafka's 100000:
+#                 the shipped configuration before both changes of 2026-12-06 (§5j)
+#   uncompressed  catch-up off, the producer's compression.type none (no broker decompression)
+#   interval-1s   catch-up off, commit_interval_ms 1000 (fewer, larger transactions)
+#   interval-100ms catch-up off, commit_interval_ms 100 (Kafka Streams' default)
+# Without VARIANT arguments: all but previous.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events=${1:-1000000}
 rounds=${2:-2}
+variants=("${@:3}")
+[ ${#variants[@]} -gt 0 ] || variants=(default catch-up-off uncompressed interval-1s interval-100ms)
 bin=build/release
 source bench/with_broker.sh
 broker_pid=$(cat "$broker/pid")
@@ -47,14 +55,16 @@ thread_cpu() {  # thread_cpu PID: "main X librdkafka Y rocksdb Z other W" CPU-se
             cpu["main"] / hz, cpu["librdkafka"] / hz, cpu["rocksdb"] / hz, cpu["other"] / hz }'
 }
 
-config() {  # config NAME INTERVAL_MS COMPRESSION: writes $work/NAME.yaml
+# config NAME INTERVAL_MS COMPRESSION CATCH_UP_LAG [KAFKA_YAML]: writes $work/NAME.yaml
+config() {
   service_config "$1" "$1" exactly_once bench-in \
-    "  commit_interval_ms: $2"$'\n'"  producer_properties: { compression.type: $3 }"$'\n'
+    "  commit_interval_ms: $2"$'\n'"  producer_properties: { compression.type: $3 }"$'\n'"  catch_up: { lag_events: $4 }"$'\n'"${5:-}"
 }
 
-run_variant() {  # run_variant ROUND NAME INTERVAL_MS COMPRESSION RAW_RATE: one table row
+# run_variant ROUND NAME INTERVAL_MS COMPRESSION CATCH_UP_LAG RAW_RATE [KAFKA_YAML]: one row
+run_variant() {
   local name="r$1-$2"
-  config "$name" "$3" "$4"
+  config "$name" "$3" "$4" "$5" "${7:-}"
   local broker_before pid result service_cpu broker_cpu
   broker_before=$(cpu_seconds "$broker_pid")
   "$bin/services/scorer/pqa-scorer" run --config "$work/$name.yaml" >/dev/null 2>>"$work/$name.log" &
@@ -65,12 +75,12 @@ run_variant() {  # run_variant ROUND NAME INTERVAL_MS COMPRESSION RAW_RATE: one 
   broker_cpu=$(awk -v a="$broker_before" -v b="$(cpu_seconds "$broker_pid")" 'BEGIN{printf "%.2f", b - a}')
   kill -TERM "$pid"
   wait "$pid" || true
-  awk -v round="$1" -v v="$2" -v n="$events" -v r="$5" -v res="$result" -v sc="$service_cpu" \
+  awk -v round="$1" -v v="$2" -v n="$events" -v r="$6" -v res="$result" -v sc="$service_cpu" \
     -v bc="$broker_cpu" 'BEGIN {
-      split(res, f, " "); s = f[4]
+      split(res, f, " "); s = f[4]; rate = (n - f[5]) / s
       budget = 2 * n / (0.5 * r)
       printf "| %d | %s | %.0f | %.3f | %.2f | %.2f | %.2f | %.2f |\n",
-        round, v, n / s, n / s / r, sc, bc, sc + bc, budget }'
+        round, v, rate, rate / r, sc, bc, sc + bc, budget }'
   rm -rf "$work/state-$name"
 }
 
@@ -81,13 +91,21 @@ echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 for round in $(seq 1 "$rounds"); do
   raw_rate=$("$bin/bench/pqa-bench-e2e" raw --bootstrap "$bootstrap" --topic bench-in | awk '{print $4}')
   echo "| $round | librdkafka alone (raw) | $raw_rate | 1.000 | | | | |"
-  run_variant "$round" default 80 lz4 "$raw_rate"
-  run_variant "$round" uncompressed 80 none "$raw_rate"
-  run_variant "$round" interval-1s 1000 lz4 "$raw_rate"
-  run_variant "$round" interval-100ms 100 lz4 "$raw_rate"
+  for variant in "${variants[@]}"; do
+    case $variant in
+      default) run_variant "$round" default 80 lz4 50000 "$raw_rate" ;;
+      catch-up-off) run_variant "$round" catch-up-off 80 lz4 0 "$raw_rate" ;;
+      previous) run_variant "$round" previous 80 lz4 0 "$raw_rate" \
+        "  consumer_properties: { queued.min.messages: 100000 }"$'\n' ;;
+      uncompressed) run_variant "$round" uncompressed 80 none 0 "$raw_rate" ;;
+      interval-1s) run_variant "$round" interval-1s 1000 lz4 0 "$raw_rate" ;;
+      interval-100ms) run_variant "$round" interval-100ms 100 lz4 0 "$raw_rate" ;;
+      *) echo "unknown variant: $variant" >&2; exit 2 ;;
+    esac
+  done
 done
 
 echo
 echo "| round | variant | service main thread CPU-s | librdkafka threads | RocksDB threads | other threads |"
 echo "| ---: | --- | ---: | ---: | ---: | ---: |"
-for variant in default uncompressed interval-1s interval-100ms; do printf "%s" "${threads[$variant]}"; done
+for variant in "${variants[@]}"; do printf "%s" "${threads[$variant]}"; done

@@ -413,6 +413,16 @@ void read_kafka(Section s, KafkaConfig& k) {
     throw ConfigException("kafka.processing",
                           "must be exactly_once or at_least_once, got '" + processing + "'");
   s.read("commit_interval_ms", k.commit_interval_ms);
+  {
+    Section c = s.child("catch_up");
+    c.read("lag_events", k.catch_up.lag_events);
+    c.read("commit_interval_ms", k.catch_up.commit_interval_ms);
+    c.finish();
+    if (k.catch_up.lag_events < 0)
+      throw ConfigException(c.key_path("lag_events"), "must be at least 0 (0: off)");
+    if (k.catch_up.commit_interval_ms < 1)
+      throw ConfigException(c.key_path("commit_interval_ms"), "must be at least 1");
+  }
   s.read("max_batch_events", k.max_batch_events);
   s.read("timeout_ms", k.timeout_ms);
   k.properties = read_properties(s, "properties");
@@ -421,6 +431,10 @@ void read_kafka(Section s, KafkaConfig& k) {
   s.finish();
   if (k.commit_interval_ms < 1)
     throw ConfigException("kafka.commit_interval_ms", "must be at least 1");
+  if (k.catch_up.lag_events > 0 && k.catch_up.commit_interval_ms < k.commit_interval_ms)
+    throw ConfigException("kafka.catch_up.commit_interval_ms",
+                          "must not be shorter than kafka.commit_interval_ms (" +
+                              std::to_string(k.commit_interval_ms) + ")");
   if (k.max_batch_events < 1) throw ConfigException("kafka.max_batch_events", "must be at least 1");
   if (k.timeout_ms < 1000) throw ConfigException("kafka.timeout_ms", "must be at least 1000");
   if (k.group_id.empty()) throw ConfigException("kafka.group_id", "must not be empty");

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "admin_server.h"
+#include "commit_cadence.h"
 #include "pqa/rollup/config.h"
 #include "processor.h"
 #include "relay_config.h"
@@ -33,6 +34,7 @@ struct KafkaConfig {
   /// Exactly once: a signal waits up to one interval plus one commit (~30 ms), so 80 ms (not
   /// Kafka Streams' 100) keeps the p99 under 150 ms; measured in bench/RESULTS.md §5h.
   int commit_interval_ms = 80;
+  CatchUpOptions catch_up;  ///< a longer interval while the input is far behind
   std::size_t max_batch_events = 10'000;
   int timeout_ms = 30'000;  ///< metadata, transaction and restore calls
   /// librdkafka properties: for every client, then per client kind (overriding).

@@ -202,6 +202,13 @@ ServiceMetrics::ServiceMetrics(std::string_view model_version, std::string_view 
                               "local store)")
                           .Register(r)
                           .Add({}, exponential(0.001, 2, 14));  // 1 ms .. 8 s
+  commit_interval_ = &BuildGauge()
+                          .Name("pqa_commit_interval_seconds")
+                          .Help(
+                              "Commit interval in use: kafka.commit_interval_ms, or "
+                              "kafka.catch_up.commit_interval_ms while the input is far behind")
+                          .Register(r)
+                          .Add({});
   rebalances_family_ = &BuildCounter()
                             .Name("pqa_rebalances_total")
                             .Help("Consumer-group rebalance callbacks, by kind")

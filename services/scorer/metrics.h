@@ -91,6 +91,7 @@ class ServiceMetrics {
   enum class Rebalance { kAssigned, kRevoked, kLost };
   void count_rebalance(Rebalance kind);
   void set_assigned_partitions(int n) { assigned_partitions_->Set(n); }
+  void set_commit_interval(double seconds) { commit_interval_->Set(seconds); }
   void set_timers_pending(double n) { timers_pending_->Set(n); }
 
   // --- Restore --------------------------------------------------------------------------
@@ -140,6 +141,7 @@ class ServiceMetrics {
   prometheus::Histogram* commit_duration_ = nullptr;
   prometheus::Family<prometheus::Counter>* rebalances_family_;
   prometheus::Gauge* assigned_partitions_ = nullptr;
+  prometheus::Gauge* commit_interval_ = nullptr;
 
   prometheus::Counter* restored_records_ = nullptr;
   prometheus::Gauge* restoring_partitions_ = nullptr;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "changelog.h"
+#include "commit_cadence.h"
 #include "group_owners.h"
 #include "json_output.h"
 #include "kafka.h"
@@ -52,6 +53,13 @@ kafka::Properties consumer_properties(const KafkaConfig& c) {
       {"enable.auto.offset.store", "false"},
       {"auto.offset.reset", "earliest"},
       {"isolation.level", "read_committed"},
+      // librdkafka 2.0 stops fetching once its queue holds queued.min.messages (default
+      // 100,000) and looks again only about a second later, however soon the queue drains:
+      // a service working through a backlog drained it in well under that second and then
+      // waited, which held exactly-once throughput near 0.2 of the raw consume rate
+      // (bench/RESULTS.md §5j; the restore's consumer met the same stall, §5e). The count
+      // then never stops a fetch; queued.max.messages.kbytes (64 MB) bounds the queue.
+      {"queued.min.messages", "10000000"},
   };
   if (!c.group_instance_id.empty()) p["group.instance.id"] = c.group_instance_id;
   // Names the instance in the group's description (account queries' owner, broker logs).
@@ -131,6 +139,8 @@ struct StreamService::Impl {
   void advance_idle_partitions();
   void ensure_transaction();
   bool commit_due() const;
+  /// Reads how far behind the assigned partitions are and picks the commit interval.
+  void observe_lag();
   void commit();
   void commit_or_rewind();
   /// handle(), but a transaction that fails meanwhile is aborted and the input rewound, as
@@ -201,6 +211,7 @@ struct StreamService::Impl {
   /// commit.interval.ms): the time a commit takes is part of the interval, not added to it,
   /// so an event waits at most about one interval plus one commit.
   Clock::time_point last_commit_started = Clock::now();
+  CommitCadence cadence;
   std::size_t events_since_commit = 0;
   Clock::time_point last_idle_check = Clock::now();
   Clock::time_point turn_started = Clock::now();  ///< when the loop's current turn began
@@ -233,12 +244,14 @@ StreamService::Impl::Impl(const ServiceConfig& c, const std::atomic<bool>& s, Se
       model(c.model),
       metrics(m),
       queries(q),
-      exactly_once(c.kafka.processing == Processing::kExactlyOnce) {
+      exactly_once(c.kafka.processing == Processing::kExactlyOnce),
+      cadence(c.kafka.commit_interval_ms, c.kafka.catch_up) {
   if (config.kafka.bootstrap_servers.empty())
     throw ConfigException("kafka.bootstrap_servers", "must be set to run the service");
   // The service writes to the store only after Kafka has the same changes (commit()).
   config.processor.auto_flush = false;
   config.processor.flush_every_events = ~std::size_t{0};
+  metrics.set_commit_interval(std::chrono::duration<double>(cadence.interval()).count());
   if (exactly_once) {
     transactional_id = config.kafka.transactional_id;
     if (transactional_id.empty())
@@ -594,12 +607,34 @@ void StreamService::Impl::advance_idle_partitions() {
 
 bool StreamService::Impl::commit_due() const {
   if (events_since_commit == 0) return false;
-  if (Clock::now() - last_commit_started >=
-      std::chrono::milliseconds(config.kafka.commit_interval_ms))
-    return true;
+  if (Clock::now() - last_commit_started >= cadence.interval()) return true;
   for (const auto& [p, task] : tasks)
     if (task->processor->changes_over_bound()) return true;
   return false;
+}
+
+void StreamService::Impl::observe_lag() {
+  // librdkafka's watermarks as of its last fetch of each partition: no request to a broker.
+  std::int64_t lag = 0;
+  for (const auto& [p, task] : tasks) {
+    std::int64_t low = -1, high = -1;
+    if (rd_kafka_get_watermark_offsets(consumer.get(), config.kafka.input_topic.c_str(), p, &low,
+                                       &high) != RD_KAFKA_RESP_ERR_NO_ERROR)
+      continue;  // not fetched yet
+    // Nothing processed nor committed yet: the group starts at the beginning (earliest).
+    std::int64_t position = task->next_offset >= 0 ? task->next_offset : task->committed_offset;
+    if (position < 0) position = low;
+    if (position >= 0 && high >= 0) lag += std::max<std::int64_t>(0, high - position);
+  }
+  const auto change = cadence.observe_lag(lag);
+  if (change == CommitCadence::Change::kNone) return;
+  metrics.set_commit_interval(std::chrono::duration<double>(cadence.interval()).count());
+  log::info("service",
+            change == CommitCadence::Change::kEntered
+                ? "input far behind: longer transactions until caught up"
+                : "caught up: back to the configured commit interval",
+            {{"lag_events", std::to_string(lag)},
+             {"commit_interval_ms", std::to_string(cadence.interval().count())}});
 }
 
 void StreamService::Impl::commit() {
@@ -900,8 +935,9 @@ void StreamService::Impl::run() {
   update_gauges();
   if (queries != nullptr) queries->set_serving(true);
   const int poll_ms = std::max(1, std::min(100, config.kafka.commit_interval_ms));
-  const auto commit_every = std::chrono::milliseconds(config.kafka.commit_interval_ms);
   while (!stop) {
+    observe_lag();
+    const auto commit_every = cadence.interval();
     // With uncommitted work, wait for input no longer than until the commit is due.
     int wait = poll_ms;
     if (events_since_commit > 0) {

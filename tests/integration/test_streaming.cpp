@@ -551,6 +551,38 @@ TEST_CASE("streaming: at-least-once mode gives the same signals and scores", "[k
   check_equal_to_replay(p, p.observe());
 }
 
+TEST_CASE("streaming: far behind, it commits at the catch-up interval until caught up",
+          "[kafka]") {
+  // The whole input is in the topic before the instance starts: a backlog, as after downtime.
+  Pipeline p;
+  p.extra_kafka_yaml = "  catch_up: { lag_events: 1000, commit_interval_ms: 500 }\n";
+  auto load = p.produce();
+  REQUIRE(load.wait() == 0);
+  auto service = p.start("a");
+  p.wait_started("a");
+  REQUIRE(p.consumed());
+  // Its log says when it began and when it ended (the loop's next turn after the last commit).
+  std::size_t entered = 0, left = 0;
+  for (int attempt = 0; attempt < 100 && left == 0; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(100ms);
+    std::size_t line_number = 0;
+    for (const auto& line : read_lines(p.log_path("a"))) {
+      ++line_number;
+      if (line.find("input far behind") != std::string::npos && entered == 0) entered = line_number;
+      if (line.find("caught up: back to") != std::string::npos) left = line_number;
+    }
+  }
+  INFO(p.log_tail("a", 40));
+  CHECK(entered > 0);
+  CHECK(left > entered);
+  // Caught up, the gauge shows the configured interval again (kafka.commit_interval_ms).
+  const auto metrics = http_get(p.admin_port("a"), "/metrics");
+  REQUIRE(metrics.status == 200);
+  CHECK(metric_sum(metrics.body, "pqa_commit_interval_seconds", "") == Approx(0.08));
+  stop_cleanly(p, "a", service);
+  check_equal_to_replay(p, p.observe());
+}
+
 namespace {
 
 /// The last ~4,000 characters of the instance's own log lines: during an outage librdkafka's

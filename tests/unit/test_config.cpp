@@ -37,6 +37,9 @@ TEST_CASE("the shipped config is the built-in defaults", "[config]") {
   CHECK(shipped.processor.account_cache_entries == empty.processor.account_cache_entries);
   CHECK(shipped.rocksdb.block_cache_bytes == empty.rocksdb.block_cache_bytes);
   CHECK(shipped.model.decoder.max_clock_jump_days == 30);
+  CHECK(shipped.kafka.catch_up.lag_events == empty.kafka.catch_up.lag_events);
+  CHECK(shipped.kafka.catch_up.commit_interval_ms == empty.kafka.catch_up.commit_interval_ms);
+  CHECK(shipped.kafka.commit_interval_ms == empty.kafka.commit_interval_ms);
 }
 
 TEST_CASE("a listed set of fit rules or segments replaces the defaults", "[config]") {
@@ -73,6 +76,12 @@ TEST_CASE("config errors name the key and the problem", "[config]") {
   CHECK(key_of_error("model: {taxonomy: {events: [{name: X, seat_delta: 1e300}]}}") ==
         "model.taxonomy.events[22].seat_delta");
   CHECK(key_of_error("input: {max_clock_jump_days: -1}") == "input.max_clock_jump_days");
+  CHECK(key_of_error("kafka: {catch_up: {lag_events: -1}}") == "kafka.catch_up.lag_events");
+  CHECK(key_of_error("kafka: {catch_up: {commit_interval_ms: 50}}") ==
+        "kafka.catch_up.commit_interval_ms");  // shorter than kafka.commit_interval_ms
+  CHECK(key_of_error("kafka: {catch_up: {commit_interval_ms: 50, lag_events: 0}}") ==
+        "(no error)");  // off: its interval is never used
+  CHECK(key_of_error("kafka: {catch_up: {lag: 5}}") == "kafka.catch_up.lag");
   try {
     parse_config("model: {bands: {hot: abc}}");
   } catch (const ConfigException& e) {
