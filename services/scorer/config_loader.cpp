@@ -379,6 +379,29 @@ std::map<std::string, std::string> read_properties(Section& parent, const std::s
   return out;
 }
 
+/// A transaction open longer than the producer's transaction.timeout.ms is aborted by the
+/// broker, so an interval must leave room within it for the commit (and a slow turn): at most
+/// half of it. librdkafka reports a malformed value itself.
+void check_within_transaction_timeout(const KafkaConfig& k) {
+  if (k.processing != Processing::kExactlyOnce) return;
+  long long timeout_ms = 60'000;  // the service's default (output_producer.cpp)
+  for (const auto* properties : {&k.properties, &k.producer_properties})
+    if (auto it = properties->find("transaction.timeout.ms"); it != properties->end()) try {
+        timeout_ms = std::stoll(it->second);
+      } catch (const std::exception&) {
+        return;
+      }
+  const auto check = [timeout_ms](const std::string& key, int interval_ms) {
+    if (2LL * interval_ms > timeout_ms)
+      throw ConfigException(key, "must be at most half of the producer's transaction.timeout.ms (" +
+                                     std::to_string(timeout_ms) +
+                                     " ms): a transaction open longer is aborted by the broker");
+  };
+  check("kafka.commit_interval_ms", k.commit_interval_ms);
+  if (k.catch_up.lag_events > 0)
+    check("kafka.catch_up.commit_interval_ms", k.catch_up.commit_interval_ms);
+}
+
 void read_kafka(Section s, KafkaConfig& k) {
   auto read_string = [&](const std::string& key, std::string& out) { s.read(key, out); };
   read_string("bootstrap_servers", k.bootstrap_servers);
@@ -435,6 +458,7 @@ void read_kafka(Section s, KafkaConfig& k) {
     throw ConfigException("kafka.catch_up.commit_interval_ms",
                           "must not be shorter than kafka.commit_interval_ms (" +
                               std::to_string(k.commit_interval_ms) + ")");
+  check_within_transaction_timeout(k);
   if (k.max_batch_events < 1) throw ConfigException("kafka.max_batch_events", "must be at least 1");
   if (k.timeout_ms < 1000) throw ConfigException("kafka.timeout_ms", "must be at least 1000");
   if (k.group_id.empty()) throw ConfigException("kafka.group_id", "must not be empty");

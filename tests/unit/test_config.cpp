@@ -82,6 +82,14 @@ TEST_CASE("config errors name the key and the problem", "[config]") {
   CHECK(key_of_error("kafka: {catch_up: {commit_interval_ms: 50, lag_events: 0}}") ==
         "(no error)");  // off: its interval is never used
   CHECK(key_of_error("kafka: {catch_up: {lag: 5}}") == "kafka.catch_up.lag");
+  // A transaction open longer than transaction.timeout.ms is aborted by the broker.
+  CHECK(key_of_error("kafka: {producer_properties: {transaction.timeout.ms: 1500}}") ==
+        "kafka.catch_up.commit_interval_ms");
+  CHECK(key_of_error("kafka: {commit_interval_ms: 40000, catch_up: {lag_events: 0}}") ==
+        "kafka.commit_interval_ms");
+  CHECK(key_of_error("kafka: {commit_interval_ms: 40000, catch_up: {lag_events: 0}, "
+                     "processing: at_least_once}") == "(no error)");
+  CHECK(key_of_error("kafka: {properties: {transaction.timeout.ms: 2000}}") == "(no error)");
   try {
     parse_config("model: {bands: {hot: abc}}");
   } catch (const ConfigException& e) {
