@@ -551,8 +551,7 @@ TEST_CASE("streaming: at-least-once mode gives the same signals and scores", "[k
   check_equal_to_replay(p, p.observe());
 }
 
-TEST_CASE("streaming: far behind, it commits at the catch-up interval until caught up",
-          "[kafka]") {
+TEST_CASE("streaming: far behind, it commits at the catch-up interval until caught up", "[kafka]") {
   // The whole input is in the topic before the instance starts: a backlog, as after downtime.
   Pipeline p;
   p.extra_kafka_yaml = "  catch_up: { lag_events: 1000, commit_interval_ms: 500 }\n";
