@@ -9,8 +9,10 @@ namespace pqa::scorer {
 
 /// The `kafka.catch_up` section.
 struct CatchUpOptions {
-  /// Behind by at least this many events (over the assigned partitions): catching up. 0: off.
+  /// Behind by at least this many events (over the assigned partitions): catching up. 0: off;
+  /// otherwise at least kMinLagEvents (a smaller lag is not a backlog).
   std::int64_t lag_events = 50'000;
+  static constexpr std::int64_t kMinLagEvents = 1'000;
   int commit_interval_ms = 1'000;  ///< the interval while catching up
 };
 
@@ -33,7 +35,7 @@ class CommitCadence {
       catching_up_ = true;
       return Change::kEntered;
     }
-    if (catching_up_ && lag < catch_up_.lag_events / 2) {
+    if (catching_up_ && 2 * lag < catch_up_.lag_events) {
       catching_up_ = false;
       return Change::kLeft;
     }

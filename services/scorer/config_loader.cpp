@@ -384,13 +384,16 @@ std::map<std::string, std::string> read_properties(Section& parent, const std::s
 /// half of it. librdkafka reports a malformed value itself.
 void check_within_transaction_timeout(const KafkaConfig& k) {
   if (k.processing != Processing::kExactlyOnce) return;
-  long long timeout_ms = 60'000;  // the service's default (output_producer.cpp)
+  long long timeout_ms = 60'000;       // the service's default (output_producer.cpp)
+  const std::string* value = nullptr;  // producer_properties override properties
   for (const auto* properties : {&k.properties, &k.producer_properties})
-    if (auto it = properties->find("transaction.timeout.ms"); it != properties->end()) try {
-        timeout_ms = std::stoll(it->second);
-      } catch (const std::exception&) {
-        return;
-      }
+    if (auto it = properties->find("transaction.timeout.ms"); it != properties->end())
+      value = &it->second;
+  if (value != nullptr) try {
+      timeout_ms = std::stoll(*value);
+    } catch (const std::exception&) {
+      return;
+    }
   const auto check = [timeout_ms](const std::string& key, int interval_ms) {
     if (2LL * interval_ms > timeout_ms)
       throw ConfigException(key, "must be at most half of the producer's transaction.timeout.ms (" +
@@ -439,10 +442,17 @@ void read_kafka(Section s, KafkaConfig& k) {
   {
     Section c = s.child("catch_up");
     c.read("lag_events", k.catch_up.lag_events);
-    c.read("commit_interval_ms", k.catch_up.commit_interval_ms);
+    const YAML::Node interval = c.get("commit_interval_ms");
+    if (interval && !interval.IsNull())
+      c.read("commit_interval_ms", k.catch_up.commit_interval_ms);
+    else  // never shorter than the interval it stands in for (configs older than the key)
+      k.catch_up.commit_interval_ms = std::max(k.catch_up.commit_interval_ms, k.commit_interval_ms);
     c.finish();
-    if (k.catch_up.lag_events < 0)
-      throw ConfigException(c.key_path("lag_events"), "must be at least 0 (0: off)");
+    if (k.catch_up.lag_events != 0 && k.catch_up.lag_events < CatchUpOptions::kMinLagEvents)
+      throw ConfigException(c.key_path("lag_events"),
+                            "must be 0 (off) or at least " +
+                                std::to_string(CatchUpOptions::kMinLagEvents) +
+                                ": a smaller lag is no backlog");
     if (k.catch_up.commit_interval_ms < 1)
       throw ConfigException(c.key_path("commit_interval_ms"), "must be at least 1");
   }

@@ -140,7 +140,9 @@ struct StreamService::Impl {
   void advance_idle_partitions();
   void ensure_transaction();
   bool commit_due() const;
-  /// Reads how far behind the assigned partitions are and picks the commit interval.
+  /// Events between the assigned partitions' positions and librdkafka's cached watermarks.
+  std::int64_t input_lag() const;
+  /// Picks the commit interval from input_lag().
   void observe_lag();
   void commit();
   void commit_or_rewind();
@@ -614,19 +616,29 @@ bool StreamService::Impl::commit_due() const {
   return false;
 }
 
-void StreamService::Impl::observe_lag() {
-  // librdkafka's watermarks as of its last fetch of each partition: no request to a broker.
+std::int64_t StreamService::Impl::input_lag() const {
+  // The high watermark as of librdkafka's last fetch of each partition: no broker request. It
+  // is not the last stable offset, so records of an upstream transaction still open count as
+  // lag too; catch_up.lag_events is far above what one such transaction usually holds.
   std::int64_t lag = 0;
   for (const auto& [p, task] : tasks) {
+    // A partition whose position is not known yet (nothing processed since its assignment,
+    // and no committed offset read, as in at-least-once mode) counts nothing: guessing its
+    // start would take a whole retained log for a backlog.
+    const std::int64_t position =
+        task->next_offset >= 0 ? task->next_offset : task->committed_offset;
     std::int64_t low = -1, high = -1;
-    if (rd_kafka_get_watermark_offsets(consumer.get(), config.kafka.input_topic.c_str(), p, &low,
+    if (position < 0 ||
+        rd_kafka_get_watermark_offsets(consumer.get(), config.kafka.input_topic.c_str(), p, &low,
                                        &high) != RD_KAFKA_RESP_ERR_NO_ERROR)
-      continue;  // not fetched yet
-    // Nothing processed nor committed yet: the group starts at the beginning (earliest).
-    std::int64_t position = task->next_offset >= 0 ? task->next_offset : task->committed_offset;
-    if (position < 0) position = low;
-    if (position >= 0 && high >= 0) lag += std::max<std::int64_t>(0, high - position);
+      continue;
+    if (high >= 0) lag += std::max<std::int64_t>(0, high - position);  // not fetched yet: < 0
   }
+  return lag;
+}
+
+void StreamService::Impl::observe_lag() {
+  const std::int64_t lag = input_lag();
   const auto change = cadence.observe_lag(lag);
   if (change == CommitCadence::Change::kNone) return;
   metrics.set_commit_interval(std::chrono::duration<double>(cadence.interval()).count());

@@ -39,6 +39,14 @@ TEST_CASE("a lag hovering at the threshold does not flip the interval at every t
   CHECK(cadence.interval() == milliseconds(80));
 }
 
+TEST_CASE("catching up ends when the lag is below half the threshold, an odd one too",
+          "[commit-cadence]") {
+  CommitCadence cadence(80, CatchUpOptions{1'001, 1'000});
+  REQUIRE(cadence.observe_lag(1'001) == Change::kEntered);
+  CHECK(cadence.observe_lag(501) == Change::kNone);  // 2 x 501 > 1001
+  CHECK(cadence.observe_lag(500) == Change::kLeft);  // 2 x 500 < 1001
+}
+
 TEST_CASE("catch_up.lag_events 0 keeps the configured interval, however far behind",
           "[commit-cadence]") {
   CommitCadence cadence(80, CatchUpOptions{0, 1'000});

@@ -42,6 +42,13 @@ TEST_CASE("the shipped config is the built-in defaults", "[config]") {
   CHECK(shipped.kafka.commit_interval_ms == empty.kafka.commit_interval_ms);
 }
 
+TEST_CASE("an unset catch-up interval is never shorter than the commit interval", "[config]") {
+  // A config written before kafka.catch_up, with a long interval, keeps working.
+  const auto c = parse_config("kafka: {commit_interval_ms: 5000}");
+  CHECK(c.kafka.catch_up.commit_interval_ms == 5000);
+  CHECK(parse_config("kafka: {commit_interval_ms: 200}").kafka.catch_up.commit_interval_ms == 1000);
+}
+
 TEST_CASE("a listed set of fit rules or segments replaces the defaults", "[config]") {
   const auto c = parse_config(R"(
 model:
@@ -77,6 +84,7 @@ TEST_CASE("config errors name the key and the problem", "[config]") {
         "model.taxonomy.events[22].seat_delta");
   CHECK(key_of_error("input: {max_clock_jump_days: -1}") == "input.max_clock_jump_days");
   CHECK(key_of_error("kafka: {catch_up: {lag_events: -1}}") == "kafka.catch_up.lag_events");
+  CHECK(key_of_error("kafka: {catch_up: {lag_events: 999}}") == "kafka.catch_up.lag_events");
   CHECK(key_of_error("kafka: {catch_up: {commit_interval_ms: 50}}") ==
         "kafka.catch_up.commit_interval_ms");  // shorter than kafka.commit_interval_ms
   CHECK(key_of_error("kafka: {catch_up: {commit_interval_ms: 50, lag_events: 0}}") ==
@@ -90,6 +98,11 @@ TEST_CASE("config errors name the key and the problem", "[config]") {
   CHECK(key_of_error("kafka: {commit_interval_ms: 40000, catch_up: {lag_events: 0}, "
                      "processing: at_least_once}") == "(no error)");
   CHECK(key_of_error("kafka: {properties: {transaction.timeout.ms: 2000}}") == "(no error)");
+  CHECK(key_of_error("kafka: {properties: {transaction.timeout.ms: 90000}, "
+                     "producer_properties: {transaction.timeout.ms: 1500}}") ==
+        "kafka.catch_up.commit_interval_ms");  // the producer's own value wins
+  CHECK(key_of_error("kafka: {properties: {transaction.timeout.ms: 1500}, "
+                     "producer_properties: {transaction.timeout.ms: 90000}}") == "(no error)");
   try {
     parse_config("model: {bands: {hot: abc}}");
   } catch (const ConfigException& e) {
