@@ -59,7 +59,7 @@ for mode in exactly_once at_least_once; do
   # The first commit's events were processed before it: they are left out with their time.
   awk -v m="$mode" -v n="$events" -v s="$steady" -v t="$total" -v f="$first" -v r="$raw_rate" 'BEGIN {
     printf "| pqa-scorer run, %s (first to last commit %.2f s; from start-up %.2f s) | %.0f | %.3f |\n",
-      m, s, t, (n - f) / s, (n - f) / s / r }'
+      m, s, t, s > 0 ? (n - f) / s : 0, s > 0 ? (n - f) / s / r : 0 }'
 done
 
 echo

@@ -7,7 +7,8 @@
 # at that rate a run of EVENTS events may use at most 2 cores x EVENTS / (0.5 x raw rate)
 # CPU-seconds in all: the service's and the broker's together. Each round measures, on one
 # broker and alternating the variants, the raw rate, then for each variant the service's
-# events/s (the events after its first commit over the time from it to the last), its CPU-seconds and the broker's CPU-seconds over the run
+# events/s (the events after its first commit over the time from it to the last), its
+# CPU-seconds and the broker's CPU-seconds over the run
 # (utime + stime from /proc), and prints them next to that budget.
 #
 # Variants (the service's configuration; everything else as in bench/run_e2e.sh). The whole
@@ -27,6 +28,12 @@ events=${1:-1000000}
 rounds=${2:-2}
 variants=("${@:3}")
 [ ${#variants[@]} -gt 0 ] || variants=(default catch-up-off uncompressed interval-1s interval-100ms)
+for variant in "${variants[@]}"; do  # before a broker is started for nothing
+  case $variant in
+    default | catch-up-off | previous | uncompressed | interval-1s | interval-100ms) ;;
+    *) echo "unknown variant: $variant" >&2; exit 2 ;;
+  esac
+done
 bin=build/release
 source bench/with_broker.sh
 broker_pid=$(cat "$broker/pid")
@@ -57,8 +64,10 @@ thread_cpu() {  # thread_cpu PID: "main X librdkafka Y rocksdb Z other W" CPU-se
 
 # config NAME INTERVAL_MS COMPRESSION CATCH_UP_LAG [KAFKA_YAML]: writes $work/NAME.yaml
 config() {
-  service_config "$1" "$1" exactly_once bench-in \
-    "  commit_interval_ms: $2"$'\n'"  producer_properties: { compression.type: $3 }"$'\n'"  catch_up: { lag_events: $4 }"$'\n'"${5:-}"
+  local lines="  commit_interval_ms: $2"$'\n'
+  lines+="  producer_properties: { compression.type: $3 }"$'\n'
+  lines+="  catch_up: { lag_events: $4 }"$'\n'
+  service_config "$1" "$1" exactly_once bench-in "$lines${5:-}"
 }
 
 # run_variant ROUND NAME INTERVAL_MS COMPRESSION CATCH_UP_LAG RAW_RATE [KAFKA_YAML]: one row
@@ -77,7 +86,7 @@ run_variant() {
   wait "$pid" || true
   awk -v round="$1" -v v="$2" -v n="$events" -v r="$6" -v res="$result" -v sc="$service_cpu" \
     -v bc="$broker_cpu" 'BEGIN {
-      split(res, f, " "); s = f[4]; rate = (n - f[5]) / s
+      split(res, f, " "); s = f[4]; rate = s > 0 ? (n - f[5]) / s : 0
       budget = 2 * n / (0.5 * r)
       printf "| %d | %s | %.0f | %.3f | %.2f | %.2f | %.2f | %.2f |\n",
         round, v, rate, rate / r, sc, bc, sc + bc, budget }'
