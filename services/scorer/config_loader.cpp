@@ -13,6 +13,7 @@
 #include <sstream>
 #include <string_view>
 
+#include "output_producer.h"
 #include "relay_payload.h"
 #include "webhook_signing.h"
 
@@ -381,19 +382,10 @@ std::map<std::string, std::string> read_properties(Section& parent, const std::s
 
 /// A transaction open longer than the producer's transaction.timeout.ms is aborted by the
 /// broker, so an interval must leave room within it for the commit (and a slow turn): at most
-/// half of it. librdkafka reports a malformed value itself.
+/// half of it.
 void check_within_transaction_timeout(const KafkaConfig& k) {
   if (k.processing != Processing::kExactlyOnce) return;
-  long long timeout_ms = 60'000;       // the service's default (output_producer.cpp)
-  const std::string* value = nullptr;  // producer_properties override properties
-  for (const auto* properties : {&k.properties, &k.producer_properties})
-    if (auto it = properties->find("transaction.timeout.ms"); it != properties->end())
-      value = &it->second;
-  if (value != nullptr) try {
-      timeout_ms = std::stoll(*value);
-    } catch (const std::exception&) {
-      return;
-    }
+  const long long timeout_ms = transaction_timeout_ms(k);
   const auto check = [timeout_ms](const std::string& key, int interval_ms) {
     if (2LL * interval_ms > timeout_ms)
       throw ConfigException(key, "must be at most half of the producer's transaction.timeout.ms (" +

@@ -91,7 +91,9 @@ class ServiceMetrics {
   enum class Rebalance { kAssigned, kRevoked, kLost };
   void count_rebalance(Rebalance kind);
   void set_assigned_partitions(int n) { assigned_partitions_->Set(n); }
-  void set_commit_interval(double seconds) { commit_interval_->Set(seconds); }
+  void set_commit_interval(std::chrono::milliseconds interval) {
+    commit_interval_->Set(std::chrono::duration<double>(interval).count());
+  }
   void set_timers_pending(double n) { timers_pending_->Set(n); }
 
   // --- Restore --------------------------------------------------------------------------

@@ -10,6 +10,7 @@ namespace pqa::scorer {
 namespace {
 
 constexpr auto kRetryPause = std::chrono::milliseconds(500);
+constexpr long long kTransactionTimeoutMs = 60'000;  ///< librdkafka's default, made explicit
 
 kafka::Properties producer_properties(const KafkaConfig& c, const std::string& transactional_id) {
   kafka::Properties p = {
@@ -30,7 +31,7 @@ kafka::Properties producer_properties(const KafkaConfig& c, const std::string& t
   // and its events reprocessed.
   if (!transactional_id.empty()) {
     p["transactional.id"] = transactional_id;
-    p["transaction.timeout.ms"] = "60000";
+    p["transaction.timeout.ms"] = std::to_string(kTransactionTimeoutMs);
     p["message.timeout.ms"] = "60000";
   } else {
     p["message.timeout.ms"] = "300000";
@@ -98,13 +99,20 @@ void retry_while_retriable(Call&& call, const char* what, const std::atomic<bool
 
 }  // namespace
 
+long long transaction_timeout_ms(const KafkaConfig& config) {
+  // Any transactional id: the properties a transactional producer of this config gets.
+  return integer_property(producer_properties(config, "-"), "transaction.timeout.ms",
+                          kTransactionTimeoutMs);
+}
+
 OutputProducer::OutputProducer(const KafkaConfig& config, const std::string& transactional_id,
                                const std::atomic<bool>& stop)
     : properties_(producer_properties(config, transactional_id)),
       changelog_topic_(config.changelog_topic),
       transactional_(!transactional_id.empty()),
       timeout_(config.timeout_ms),
-      transaction_timeout_(integer_property(properties_, "transaction.timeout.ms", 60'000)),
+      transaction_timeout_(
+          integer_property(properties_, "transaction.timeout.ms", kTransactionTimeoutMs)),
       max_record_bytes_(
           static_cast<std::size_t>(integer_property(properties_, "message.max.bytes", 1'000'000))),
       stop_(stop) {

@@ -20,6 +20,10 @@ namespace pqa::scorer {
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
+/// The transaction.timeout.ms an exactly-once producer of `config` runs with: the configured
+/// value (producer_properties over properties) or the service's default.
+long long transaction_timeout_ms(const KafkaConfig& config);
+
 class OutputProducer {
  public:
   /// `transactional`: exactly-once mode (init_transactions is called here, fencing any

@@ -57,7 +57,7 @@ kafka::Properties consumer_properties(const KafkaConfig& c) {
       // 100,000) and looks again only about a second later, however soon the queue drains:
       // a service working through a backlog drained it in well under that second and then
       // waited (with the catch-up interval, removing the stall took the exactly-once rate
-      // from ~0.2 to 0.40-0.57 of the raw consume rate, bench/RESULTS.md §5j; the restore's
+      // from ~0.19 to a median 0.43 of the raw consume rate, bench/RESULTS.md §5j; the restore's
       // consumer met the same stall, §5e). The count then never stops a fetch;
       // queued.max.messages.kbytes (64 MB) bounds the queue.
       {"queued.min.messages", "10000000"},
@@ -254,7 +254,7 @@ StreamService::Impl::Impl(const ServiceConfig& c, const std::atomic<bool>& s, Se
   // The service writes to the store only after Kafka has the same changes (commit()).
   config.processor.auto_flush = false;
   config.processor.flush_every_events = ~std::size_t{0};
-  metrics.set_commit_interval(std::chrono::duration<double>(cadence.interval()).count());
+  metrics.set_commit_interval(cadence.interval());
   if (exactly_once) {
     transactional_id = config.kafka.transactional_id;
     if (transactional_id.empty())
@@ -641,7 +641,7 @@ void StreamService::Impl::observe_lag() {
   const std::int64_t lag = input_lag();
   const auto change = cadence.observe_lag(lag);
   if (change == CommitCadence::Change::kNone) return;
-  metrics.set_commit_interval(std::chrono::duration<double>(cadence.interval()).count());
+  metrics.set_commit_interval(cadence.interval());
   log::info("service",
             change == CommitCadence::Change::kEntered
                 ? "input far behind: longer transactions until caught up"
