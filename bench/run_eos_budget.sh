@@ -21,7 +21,11 @@
 #   uncompressed  catch-up off, the producer's compression.type none (no broker decompression)
 #   interval-1s   catch-up off, commit_interval_ms 1000 (fewer, larger transactions)
 #   interval-100ms catch-up off, commit_interval_ms 100 (Kafka Streams' default)
-# Without VARIANT arguments: all but previous.
+#   no-thp        as default, but glibc's malloc without transparent huge pages (an empty
+#                 GLIBC_TUNABLES; bench/with_broker.sh sets what the container image sets)
+#   base          as default, but the pqa-scorer binary named by $BASE_SCORER (another build,
+#                 e.g. the one before a change, measured against this tree's on one broker)
+# Without VARIANT arguments: default, catch-up-off, uncompressed, interval-1s, interval-100ms.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events=${1:-1000000}
@@ -31,6 +35,8 @@ variants=("${@:3}")
 for variant in "${variants[@]}"; do  # before a broker is started for nothing
   case $variant in
     default | catch-up-off | previous | uncompressed | interval-1s | interval-100ms) ;;
+    no-thp) ;;
+    base) [ -x "${BASE_SCORER:-}" ] || { echo "variant base needs BASE_SCORER=BINARY" >&2; exit 2; } ;;
     *) echo "unknown variant: $variant" >&2; exit 2 ;;
   esac
 done
@@ -76,7 +82,11 @@ run_variant() {
   config "$name" "$3" "$4" "$5" "${7:-}"
   local broker_before pid result service_cpu broker_cpu
   broker_before=$(cpu_seconds "$broker_pid")
-  "$bin/services/scorer/pqa-scorer" run --config "$work/$name.yaml" >/dev/null 2>>"$work/$name.log" &
+  local scorer="$bin/services/scorer/pqa-scorer"
+  [[ $2 == base ]] && scorer=$BASE_SCORER
+  local tunables=$GLIBC_TUNABLES
+  [[ $2 == no-thp ]] && tunables=
+  GLIBC_TUNABLES=$tunables "$scorer" run --config "$work/$name.yaml" >/dev/null 2>>"$work/$name.log" &
   pid=$!
   result=$("$bin/bench/pqa-bench-e2e" wait --bootstrap "$bootstrap" --topic bench-in --group "$name")
   service_cpu=$(cpu_seconds "$pid")
@@ -103,6 +113,8 @@ for round in $(seq 1 "$rounds"); do
   for variant in "${variants[@]}"; do
     case $variant in
       default) run_variant "$round" default 80 lz4 50000 "$raw_rate" ;;
+      base) run_variant "$round" base 80 lz4 50000 "$raw_rate" ;;
+      no-thp) run_variant "$round" no-thp 80 lz4 50000 "$raw_rate" ;;
       catch-up-off) run_variant "$round" catch-up-off 80 lz4 0 "$raw_rate" ;;
       previous) run_variant "$round" previous 80 lz4 0 "$raw_rate" \
         "  consumer_properties: { queued.min.messages: 100000 }"$'\n' ;;

@@ -15,6 +15,8 @@
 #                  call answered CONCURRENT_TRANSACTIONS (the previous one's markers still being
 #                  written) is retried after this back-off
 #   interval-100ms commit_interval_ms 100 (Kafka Streams' default; the default before 2026-12-06)
+#   no-thp         glibc's malloc without transparent huge pages (an empty GLIBC_TUNABLES;
+#                  bench/with_broker.sh sets what the container image sets)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -32,6 +34,7 @@ variant_lines() {  # variant_lines NAME: the variant's lines for the kafka secti
     default) ;;
     backoff-10ms) printf '  producer_properties: { retry.backoff.ms: 10 }\n' ;;
     interval-100ms) printf '  commit_interval_ms: 100\n' ;;
+    no-thp) ;;  # an environment variable, not configuration (run_variant)
     *) echo "unknown variant $1" >&2 && exit 2 ;;
   esac
 }
@@ -65,7 +68,10 @@ run_variant() {  # run_variant ROUND VARIANT: one table row
   local name="r$1-$2" pid port
   create_input "$name-in"
   service_config "$name" "$name" exactly_once "$name-in" "$(variant_lines "$2")"$'\n'
-  "$bin/services/scorer/pqa-scorer" run --config "$work/$name.yaml" 2>"$work/$name.log" &
+  local tunables=$GLIBC_TUNABLES
+  [[ $2 == no-thp ]] && tunables=
+  GLIBC_TUNABLES=$tunables "$bin/services/scorer/pqa-scorer" run --config "$work/$name.yaml" \
+    2>"$work/$name.log" &
   pid=$!
   port=$(admin_port "$work/$name.log")
   measure_latency "$name-in" "$name-signals" "$seconds" "$work/$name.txt"

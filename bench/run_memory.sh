@@ -17,6 +17,7 @@ cleanup() {
 }
 trap cleanup EXIT
 bootstrap=$(scripts/kafka.sh start "$work/kafka")
+export GLIBC_TUNABLES=${GLIBC_TUNABLES-glibc.malloc.hugetlb=1}  # as the image runs the service
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Uniform activity (zipf 0): every account gets state, none dominates.

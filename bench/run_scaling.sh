@@ -11,6 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 events=${1:-2000000}
 bin=build/release/bench
+# As the container image runs the service (docker/Dockerfile); an empty value turns it off.
+export GLIBC_TUNABLES=${GLIBC_TUNABLES-glibc.malloc.hugetlb=1}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

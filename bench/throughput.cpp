@@ -26,6 +26,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -225,6 +226,9 @@ int main(int argc, char** argv) {
               static_cast<double>(in.text.size()) / 1e6);
   if (!warmup_path.empty()) std::printf(" (after %zu warm-up events)", warmup.lines.size());
   std::printf("\n");
+  // The allocator's huge pages change the stateful stages by up to a quarter (RESULTS §1).
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  std::printf("GLIBC_TUNABLES: %s\n", tunables != nullptr ? tunables : "(unset)");
 
   const std::vector<std::pair<std::string, std::function<StageRun()>>> all = {
       {"floor", [&] { return timed([&] { return floor_pass(in); }); }},

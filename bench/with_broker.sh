@@ -12,6 +12,10 @@ cleanup() {
 }
 trap cleanup EXIT
 bootstrap=$(scripts/kafka.sh start "$broker")
+# What the container image sets (docker/Dockerfile): glibc's malloc asks for transparent huge
+# pages. Exported after the broker started, so that its JVM runs as it would anyway; the
+# service, the raw consumer and the tools share it. An empty GLIBC_TUNABLES turns it off.
+export GLIBC_TUNABLES=${GLIBC_TUNABLES-glibc.malloc.hugetlb=1}
 
 # service_config NAME GROUP PROCESSING INPUT [KAFKA_LINES]: writes $work/NAME.yaml, a
 # `pqa-scorer run` against this broker: group and transactional id GROUP, output topics and
