@@ -58,8 +58,9 @@ for mode in exactly_once at_least_once; do
   first=$(awk '{print $5}' <<<"$result")
   # The first commit's events were processed before it: they are left out with their time.
   awk -v m="$mode" -v n="$events" -v s="$steady" -v t="$total" -v f="$first" -v r="$raw_rate" 'BEGIN {
+    rate = s > 0 ? (n - f) / s : 0  # in printf arguments, mawk reads ">" as a redirection
     printf "| pqa-scorer run, %s (first to last commit %.2f s; from start-up %.2f s) | %.0f | %.3f |\n",
-      m, s, t, s > 0 ? (n - f) / s : 0, s > 0 ? (n - f) / s / r : 0 }'
+      m, s, t, rate, rate / r }'
 done
 
 echo
