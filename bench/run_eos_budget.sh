@@ -34,8 +34,7 @@ variants=("${@:3}")
 [ ${#variants[@]} -gt 0 ] || variants=(default catch-up-off uncompressed interval-1s interval-100ms)
 for variant in "${variants[@]}"; do  # before a broker is started for nothing
   case $variant in
-    default | catch-up-off | previous | uncompressed | interval-1s | interval-100ms) ;;
-    no-thp) ;;
+    default | catch-up-off | previous | uncompressed | interval-1s | interval-100ms | no-thp) ;;
     base) [ -x "${BASE_SCORER:-}" ] || { echo "variant base needs BASE_SCORER=BINARY" >&2; exit 2; } ;;
     *) echo "unknown variant: $variant" >&2; exit 2 ;;
   esac
@@ -84,9 +83,7 @@ run_variant() {
   broker_before=$(cpu_seconds "$broker_pid")
   local scorer="$bin/services/scorer/pqa-scorer"
   [[ $2 == base ]] && scorer=$BASE_SCORER
-  local tunables=$GLIBC_TUNABLES
-  [[ $2 == no-thp ]] && tunables=
-  GLIBC_TUNABLES=$tunables "$scorer" run --config "$work/$name.yaml" >/dev/null 2>>"$work/$name.log" &
+  GLIBC_TUNABLES=$(service_tunables "$2") "$scorer" run --config "$work/$name.yaml" >/dev/null 2>>"$work/$name.log" &
   pid=$!
   result=$("$bin/bench/pqa-bench-e2e" wait --bootstrap "$bootstrap" --topic bench-in --group "$name")
   service_cpu=$(cpu_seconds "$pid")

@@ -68,10 +68,8 @@ run_variant() {  # run_variant ROUND VARIANT: one table row
   local name="r$1-$2" pid port
   create_input "$name-in"
   service_config "$name" "$name" exactly_once "$name-in" "$(variant_lines "$2")"$'\n'
-  local tunables=$GLIBC_TUNABLES
-  [[ $2 == no-thp ]] && tunables=
-  GLIBC_TUNABLES=$tunables "$bin/services/scorer/pqa-scorer" run --config "$work/$name.yaml" \
-    2>"$work/$name.log" &
+  GLIBC_TUNABLES=$(service_tunables "$2") "$bin/services/scorer/pqa-scorer" run \
+    --config "$work/$name.yaml" 2>"$work/$name.log" &
   pid=$!
   port=$(admin_port "$work/$name.log")
   measure_latency "$name-in" "$name-signals" "$seconds" "$work/$name.txt"

@@ -17,6 +17,12 @@ bootstrap=$(scripts/kafka.sh start "$broker")
 # service, the raw consumer and the tools share it. An empty GLIBC_TUNABLES turns it off.
 export GLIBC_TUNABLES=${GLIBC_TUNABLES-glibc.malloc.hugetlb=1}
 
+# service_tunables VARIANT: the GLIBC_TUNABLES a service of that variant runs with (the
+# scripts' variant no-thp: none, so glibc's malloc keeps to 4 kB pages).
+service_tunables() {
+  [[ $1 == no-thp ]] || printf '%s' "$GLIBC_TUNABLES"
+}
+
 # service_config NAME GROUP PROCESSING INPUT [KAFKA_LINES]: writes $work/NAME.yaml, a
 # `pqa-scorer run` against this broker: group and transactional id GROUP, output topics and
 # state directory named after NAME, and KAFKA_LINES (indented YAML lines, each ending in a
