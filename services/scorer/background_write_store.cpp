@@ -1,20 +1,10 @@
 #include "background_write_store.h"
 
 #include <algorithm>
-#include <bit>
 #include <cstdio>
 #include <functional>
 
 namespace pqa::scorer {
-namespace {
-
-/// Two filter bit positions from one 64-bit hash (the second from a multiplicative remix).
-std::pair<std::uint64_t, std::uint64_t> filter_positions(std::string_view key, std::uint64_t mask) {
-  const std::uint64_t h = std::hash<std::string_view>{}(key);
-  return {h & mask, ((h * 0x9E3779B97F4A7C15ull) >> 23) & mask};
-}
-
-}  // namespace
 
 BackgroundWriteStore::BackgroundWriteStore(std::unique_ptr<StateStore> inner)
     : inner_(std::move(inner)) {}
@@ -34,12 +24,6 @@ void BackgroundWriteStore::wait() {
   batch->done.get();  // rethrows the helper thread's StoreError
 }
 
-bool BackgroundWriteStore::InFlight::may_contain(std::string_view key) const {
-  const auto [a, b] = filter_positions(key, filter_mask);
-  return ((filter_bits[a >> 6] >> (a & 63)) & 1) != 0 &&
-         ((filter_bits[b >> 6] >> (b & 63)) & 1) != 0;
-}
-
 void BackgroundWriteStore::index(InFlight& batch) {
   auto& puts = batch.writes.puts;
   auto& deletes = batch.writes.deletes;
@@ -49,23 +33,15 @@ void BackgroundWriteStore::index(InFlight& batch) {
   if (!std::is_sorted(puts.begin(), puts.end(), by_key))
     std::stable_sort(puts.begin(), puts.end(), by_key);
   std::sort(deletes.begin(), deletes.end());
-  // ~16 bits per key and two probes: about 1.5 % of absent keys pay for a binary search.
-  const std::uint64_t bits = std::max<std::uint64_t>(
-      64, std::bit_ceil(std::uint64_t{16} * (puts.size() + deletes.size())));
-  batch.filter_mask = bits - 1;
-  batch.filter_bits.assign(bits / 64, 0);
-  const auto add = [&batch](std::string_view key) {
-    const auto [a, b] = filter_positions(key, batch.filter_mask);
-    batch.filter_bits[a >> 6] |= std::uint64_t{1} << (a & 63);
-    batch.filter_bits[b >> 6] |= std::uint64_t{1} << (b & 63);
-  };
-  for (const auto& put : puts) add(put.first);
-  for (const auto& key : deletes) add(key);
+  // 16 bits per key: about 0.1 % of absent keys pay for a binary search.
+  batch.keys.emplace(2 * (puts.size() + deletes.size()));
+  for (const auto& put : puts) batch.keys->add(put.first);
+  for (const auto& key : deletes) batch.keys->add(key);
 }
 
 BackgroundWriteStore::Overlay BackgroundWriteStore::look_up(std::string_view key,
                                                             std::string& value) const {
-  if (!in_flight_ || !in_flight_->may_contain(key)) return Overlay::kAbsent;
+  if (!in_flight_ || !in_flight_->keys->may_contain(key)) return Overlay::kAbsent;
   const WriteSet& writes = in_flight_->writes;
   // A store applies a batch's deletes after its puts: a deleted key is gone.
   if (std::binary_search(writes.deletes.begin(), writes.deletes.end(), key))

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "key_filter.h"
 #include "state_store.h"
 
 namespace pqa::scorer {
@@ -56,13 +57,11 @@ class BackgroundWriteStore final : public StateStore {
 
  private:
   /// A batch being written, indexed for reads: puts sorted by key (the last put of a key
-  /// wins, as in the store), deletes sorted, and a Bloom-style bit filter of all their keys.
+  /// wins, as in the store), deletes sorted, and a Bloom filter of all their keys.
   struct InFlight {
     WriteSet writes;
-    std::vector<std::uint64_t> filter_bits;
-    std::uint64_t filter_mask = 0;
+    std::optional<KeyFilter> keys;
     std::future<void> done;
-    bool may_contain(std::string_view key) const;
   };
   /// What the batch in flight says about `key`: its value, "deleted", or nothing.
   enum class Overlay { kAbsent, kPut, kDeleted };

@@ -312,13 +312,16 @@ void read_state(Section s, ServiceConfig& c) {
     Section r = s.child("rocksdb");
     std::size_t block_cache_mb = c.rocksdb.block_cache_bytes >> 20;
     std::size_t write_buffer_mb = c.rocksdb.write_buffer_bytes >> 20;
+    std::size_t new_key_filter_mb = c.rocksdb.new_key_filter_bytes >> 20;
     r.read("block_cache_mb", block_cache_mb);
     r.read("write_buffer_mb", write_buffer_mb);
+    r.read("new_key_filter_mb", new_key_filter_mb);
     r.read("disable_wal", c.rocksdb.disable_wal);
     r.read("ingest_min_records", c.rocksdb.ingest_min_records);
     r.finish();
     c.rocksdb.block_cache_bytes = block_cache_mb << 20;
     c.rocksdb.write_buffer_bytes = write_buffer_mb << 20;
+    c.rocksdb.new_key_filter_bytes = new_key_filter_mb << 20;
   }
   s.finish();
   if (c.processor.flush_every_events < 1)

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "processor.h"
+#include "state_store.h"
 
 namespace pqa::scorer {
 namespace {
@@ -174,6 +175,14 @@ ServiceMetrics::ServiceMetrics(std::string_view model_version, std::string_view 
                        .Help("Account timers (decay, active-window expiry) that fired")
                        .Register(r)
                        .Add({});
+  auto& state_reads = BuildCounter()
+                          .Name("pqa_state_reads_total")
+                          .Help(
+                              "State records looked up in RocksDB after a cache miss, by who "
+                              "answered: the new-key filter (a key never written) or the store")
+                          .Register(r);
+  reads_from_store_ = &state_reads.Add({{"answered_by", "store"}});
+  reads_filtered_ = &state_reads.Add({{"answered_by", "new_key_filter"}});
   timers_pending_ = &BuildGauge()
                          .Name("pqa_timers_pending")
                          .Help("Accounts with a pending timer on this instance")
@@ -327,6 +336,12 @@ void ServiceMetrics::add_processor_delta(const ProcessorStats& now, const Proces
   for (std::size_t i = 0; i < decode_errors_.size(); ++i)
     add(decode_errors_[i], now.rejected_by_reason[i], prev.rejected_by_reason[i]);
   add(timers_fired_, now.timers_fired, prev.timers_fired);
+}
+
+void ServiceMetrics::add_store_reads_delta(const StoreStats& now, const StoreStats& prev) {
+  const std::uint64_t filtered = now.reads_filtered - prev.reads_filtered;
+  reads_filtered_->Increment(static_cast<double>(filtered));
+  reads_from_store_->Increment(static_cast<double>(now.reads - prev.reads - filtered));
 }
 
 std::uint64_t ServiceMetrics::events_consumed() const {

@@ -29,6 +29,7 @@
 namespace pqa::scorer {
 
 struct ProcessorStats;
+struct StoreStats;
 
 /// The standard process_* series (CPU, memory, file descriptors, start time) from /proc.
 std::shared_ptr<prometheus::Collectable> make_process_collector();
@@ -95,6 +96,8 @@ class ServiceMetrics {
     commit_interval_->Set(std::chrono::duration<double>(interval).count());
   }
   void set_timers_pending(double n) { timers_pending_->Set(n); }
+  /// Adds the state reads a store counted since `previous` (its stats at the last call).
+  void add_store_reads_delta(const StoreStats& now, const StoreStats& previous);
 
   // --- Restore --------------------------------------------------------------------------
   void add_restored_records(std::uint64_t n) { restored_records_->Increment(double(n)); }
@@ -136,6 +139,8 @@ class ServiceMetrics {
   std::array<prometheus::Counter*, 3> signals_{};
   prometheus::Counter* timers_fired_ = nullptr;
   prometheus::Gauge* timers_pending_ = nullptr;
+  prometheus::Counter* reads_from_store_ = nullptr;
+  prometheus::Counter* reads_filtered_ = nullptr;
 
   prometheus::Counter* txn_committed_ = nullptr;
   prometheus::Counter* txn_aborted_ = nullptr;

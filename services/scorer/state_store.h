@@ -22,6 +22,8 @@ struct WriteSet {
 struct StoreStats {
   std::uint64_t size_bytes = 0;  ///< on disk and in memtables
   std::uint64_t estimated_keys = 0;
+  std::uint64_t reads = 0;           ///< get() calls since the store was opened
+  std::uint64_t reads_filtered = 0;  ///< of them, answered "not found" by the new-key filter
 };
 
 /// Ordered byte-string key-value store. "Not found" is std::nullopt, never an empty value.
@@ -71,6 +73,10 @@ struct RocksDbOptions {
   /// key's first byte) landed. Batches come sorted, so that is next to the new key. Off only
   /// in benchmarks that measure what it saves.
   bool memtable_insert_hints = true;
+  /// Size of the filter of keys written (KeyFilter), kept when the store is opened empty: a
+  /// read of a key never written (a new account, user or identity) is answered from it
+  /// instead of probing RocksDB's memtable, every level-0 file and every level. 0: off.
+  std::size_t new_key_filter_bytes = 16u << 20;
   /// When set, the store uses it instead of a cache and write buffers of its own.
   std::shared_ptr<SharedRocksDbMemory> shared_memory;
 };

@@ -122,7 +122,8 @@ struct PartitionTask {
   bool changed = false;  ///< processed or advanced since the last commit
   WriteSet committing;   ///< changes of the transaction being committed
   Clock::time_point last_event = Clock::now();
-  ProcessorStats published;  ///< the processor's stats as last added to the metrics
+  ProcessorStats published;    ///< the processor's stats as last added to the metrics
+  StoreStats store_published;  ///< the store's read counts as last added to the metrics
 };
 
 struct StreamService::Impl {
@@ -339,8 +340,8 @@ void StreamService::Impl::check_topics() {
 
 void StreamService::Impl::share_memory_budget() {
   // The memory settings bound the instance, not each partition: the RocksDB stores share one
-  // cache and write-buffer budget, and each partition's caches get 1/N of the configured
-  // entries (N input partitions), so that owning every partition stays within the budget.
+  // cache and write-buffer budget, and each partition's caches and new-key filter get 1/N of
+  // the configured size (N input partitions), so that owning every partition stays within it.
   config.rocksdb.shared_memory = make_shared_rocksdb_memory(config.rocksdb.block_cache_bytes,
                                                             config.rocksdb.write_buffer_bytes);
   const auto share = [this](std::size_t& entries) {
@@ -350,6 +351,8 @@ void StreamService::Impl::share_memory_budget() {
   share(config.processor.user_cache_entries);
   share(config.processor.identity_cache_entries);
   share(config.processor.max_pending_bytes);
+  if (config.rocksdb.new_key_filter_bytes > 0)
+    share(config.rocksdb.new_key_filter_bytes);  // 0: off
 }
 
 fs::path StreamService::Impl::task_dir(int partition) const {
@@ -849,6 +852,8 @@ void StreamService::Impl::refresh_partition_gauges() {
   for (auto& [p, task] : tasks) {
     PartitionSeries& series = metrics.partition(p);
     const StoreStats stats = task->store->stats();
+    metrics.add_store_reads_delta(stats, task->store_published);
+    task->store_published = stats;
     series.state_size->Set(static_cast<double>(stats.size_bytes));
     series.state_keys->Set(static_cast<double>(stats.estimated_keys));
     if (const auto max_time = task->processor->max_event_time(); max_time != rollup::kNoTime)

@@ -94,6 +94,14 @@ p99=$(query 'histogram_quantile(0.99, sum by (le) (pqa_event_processing_duration
 python3 -c "import sys; v=float('$p99'); sys.exit(0 if 0 < v < 1 else 1)" || fail "p99 processing time $p99"
 committed=$(query 'pqa_transactions_total{job="pqa-scorer",outcome="committed"}')
 [ "$committed" -gt 0 ] || fail "no committed transactions"
+# The state starts empty, so the first read of each new account, user and identity is
+# answered by the new-key filter (counted when the partition gauges refresh, every 5 s).
+filtered() {
+  local n
+  n=$(query 'sum(pqa_state_reads_total{job="pqa-scorer",answered_by="new_key_filter"})')
+  [ -n "$n" ] && [ "$n" -gt 0 ]
+}
+wait_for 30 "state reads answered by the new-key filter" filtered
 # Every alert rule evaluates without error against the real series.
 rules_ok() {
   curl -s "http://127.0.0.1:$prom_port/api/v1/rules" | python3 -c '

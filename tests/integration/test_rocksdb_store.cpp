@@ -89,8 +89,18 @@ TEST_CASE("ingested and batched writes read back alike, before and after reopeni
   options.path = dir.path();
   options.ingest_min_records = GENERATE(0, 50);  // 0: every batch through the memtable
   options.memtable_insert_hints = GENERATE(true, false);
+  // Off, one 64-byte block (every answer "maybe" soon), and the default size.
+  options.new_key_filter_bytes = GENERATE(0, 64, 16u << 20);
   std::map<std::string, std::string> model;
   std::mt19937 rng(7);
+  // Reads of keys that were put, deleted, never written (k0..k519: batches use k0..k399).
+  const auto check_reads = [&model](scorer::StateStore& store) {
+    for (int i = 0; i < 520; i += 13) {
+      const auto it = model.find(key_of(i));
+      REQUIRE(store.get(key_of(i)) ==
+              (it == model.end() ? std::nullopt : std::optional<std::string>(it->second)));
+    }
+  };
   {
     auto store = scorer::open_rocksdb_store(options);
     for (int round = 0; round < 30; ++round) {
@@ -98,14 +108,45 @@ TEST_CASE("ingested and batched writes read back alike, before and after reopeni
       store->commit(w);
       apply(model, w);
       REQUIRE(contents(*store) == model);
-      for (int i = 0; i < 400; i += 37) {
-        const auto it = model.find(key_of(i));
-        CHECK(store->get(key_of(i)) ==
-              (it == model.end() ? std::nullopt : std::optional<std::string>(it->second)));
-      }
+      check_reads(*store);
     }
     CHECK((options.ingest_min_records == 0) == (table_files(dir.path()) == 0));
   }
   auto reopened = scorer::open_rocksdb_store(options);
   CHECK(contents(*reopened) == model);
+  check_reads(*reopened);
+}
+
+TEST_CASE("a store opened empty answers reads of keys never written from its new-key filter",
+          "[store][rocksdb]") {
+  scorer::TempDir dir("pqa-rocksdb-test");
+  scorer::RocksDbOptions options;
+  options.path = dir.path();
+  options.ingest_min_records = 100;
+  {
+    auto store = scorer::open_rocksdb_store(options);
+    WriteSet small, large;
+    small.puts.emplace_back("a1", "memtable");
+    for (int i = 0; i < 150; ++i) large.puts.emplace_back(key_of(1000 + i), "ingested");
+    large.deletes.push_back(key_of(1000));
+    store->commit(small);
+    store->commit(large);  // sorted and unique: ingested as a table file
+    REQUIRE(table_files(dir.path()) >= 1);
+    CHECK(store->get("a1") == "memtable");
+    CHECK(store->get(key_of(1001)) == "ingested");
+    CHECK(store->get(key_of(1000)) == std::nullopt);  // put, then deleted: RocksDB says so
+    CHECK(store->stats().reads_filtered == 0);
+    for (int i = 0; i < 100; ++i) CHECK(store->get("new-" + std::to_string(i)) == std::nullopt);
+    const auto stats = store->stats();
+    CHECK(stats.reads == 103);
+    CHECK(stats.reads_filtered >= 99);  // ~0.1 % of absent keys pass the filter by chance
+  }
+  // Reopened with state in it: keys written before this process are not in any filter, so
+  // every read goes to RocksDB.
+  auto reopened = scorer::open_rocksdb_store(options);
+  CHECK(reopened->get("new-1") == std::nullopt);
+  CHECK(reopened->get("a1") == "memtable");
+  CHECK(reopened->get(key_of(1149)) == "ingested");
+  CHECK(reopened->stats().reads == 3);
+  CHECK(reopened->stats().reads_filtered == 0);
 }

@@ -36,6 +36,9 @@ TEST_CASE("the shipped config is the built-in defaults", "[config]") {
   CHECK(shipped.processor.max_pending_bytes == empty.processor.max_pending_bytes);
   CHECK(shipped.processor.account_cache_entries == empty.processor.account_cache_entries);
   CHECK(shipped.rocksdb.block_cache_bytes == empty.rocksdb.block_cache_bytes);
+  CHECK(shipped.rocksdb.new_key_filter_bytes == empty.rocksdb.new_key_filter_bytes);
+  CHECK(parse_config("state: { rocksdb: { new_key_filter_mb: 0 } }").rocksdb.new_key_filter_bytes ==
+        0);
   CHECK(shipped.model.decoder.max_clock_jump_days == 30);
   CHECK(shipped.kafka.catch_up.lag_events == empty.kafka.catch_up.lag_events);
   CHECK(shipped.kafka.catch_up.commit_interval_ms == empty.kafka.catch_up.commit_interval_ms);
