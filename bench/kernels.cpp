@@ -145,6 +145,7 @@ class TempStore {
     pqa::scorer::RocksDbOptions o;
     o.path = dir_.string();
     o.memtable_insert_hints = insert_hints;
+    o.new_key_filter_bytes = 0;  // the write kernels measure RocksDB's writes, as before it
     store_ = pqa::scorer::open_rocksdb_store(o);
   }
   ~TempStore() {

@@ -24,8 +24,8 @@ namespace pqa::scorer {
 ///
 /// Reads stay exact: get() answers from the batch in flight for the keys it holds, else from
 /// the inner store (which must allow get() concurrently with commit(), as RocksDB does; the
-/// in-memory test store does not). A filter of key hashes answers the common "not in the
-/// batch" in one or two memory probes; a binary search over the sorted puts finds the value.
+/// in-memory test store does not). A Bloom filter of its keys (KeyFilter) answers the common
+/// "not in the batch" from one cache line; a binary search over the sorted puts finds the value.
 /// Every other call (commit, scan, stats, the next commit_in_background) first waits for the
 /// batch in flight, so writes land in the order they were made.
 ///

@@ -47,37 +47,42 @@ class KeyFilter {
  public:
   /// `bytes` is rounded down to whole 64-byte blocks, at least one.
   explicit KeyFilter(std::size_t bytes)
-      : blocks_(bytes < kBlockBytes ? 1 : bytes / kBlockBytes), words_(blocks_ * kWordsPerBlock) {}
+      : blocks_(bytes < sizeof(Block) ? 1 : bytes / sizeof(Block)) {}
 
   void add(std::string_view key) {
     const Probe p = probe(key);
+    Block& block = blocks_[p.block];
     for (std::size_t i = 0; i < kWordsPerBlock; ++i) {
       if (p.masks[i] == 0) continue;
       // One writer: a plain read-modify-write of an atomic word (no locked instruction);
       // the atomic type only keeps concurrent readers well-defined.
-      auto& word = words_[p.block + i];
+      auto& word = block.words[i];
       word.store(word.load(std::memory_order_relaxed) | p.masks[i], std::memory_order_relaxed);
     }
   }
 
   bool may_contain(std::string_view key) const {
     const Probe p = probe(key);
+    const Block& block = blocks_[p.block];
     for (std::size_t i = 0; i < kWordsPerBlock; ++i)
-      if ((words_[p.block + i].load(std::memory_order_relaxed) & p.masks[i]) != p.masks[i])
-        return false;
+      if ((block.words[i].load(std::memory_order_relaxed) & p.masks[i]) != p.masks[i]) return false;
     return true;
   }
 
-  std::size_t bytes() const { return blocks_ * kBlockBytes; }
+  std::size_t bytes() const { return blocks_.size() * sizeof(Block); }
 
  private:
-  static constexpr std::size_t kBlockBytes = 64;
-  static constexpr std::size_t kWordsPerBlock = kBlockBytes / sizeof(std::uint64_t);
+  static constexpr std::size_t kWordsPerBlock = 8;
+  /// A cache line: aligned, so that a probe touches exactly one (operator new honours the
+  /// alignment of over-aligned types; malloc's 16 bytes would split most blocks across two).
+  struct alignas(64) Block {
+    std::atomic<std::uint64_t> words[kWordsPerBlock];
+  };
   /// Six bits per key: the optimum for ~9 bits per key, and near it from 6 to 16.
   static constexpr int kBitsPerKey = 6;
 
   struct Probe {
-    std::size_t block = 0;  ///< index of the block's first word
+    std::size_t block = 0;
     std::uint64_t masks[kWordsPerBlock] = {};
   };
 
@@ -86,7 +91,7 @@ class KeyFilter {
     Probe p;
     // The high half picks the block (multiply-shift, no modulo); a remix gives the bits,
     // 9 bits (a position among 512) each.
-    p.block = static_cast<std::size_t>(((h >> 32) * blocks_) >> 32) * kWordsPerBlock;
+    p.block = static_cast<std::size_t>(((h >> 32) * blocks_.size()) >> 32);
     std::uint64_t bits = rollup::detail::mix64(h ^ 0x2545F4914F6CDD1DULL);
     for (int i = 0; i < kBitsPerKey; ++i, bits >>= 9) {
       const unsigned position = static_cast<unsigned>(bits & 511);
@@ -95,8 +100,7 @@ class KeyFilter {
     return p;
   }
 
-  std::size_t blocks_;
-  std::vector<std::atomic<std::uint64_t>> words_;
+  std::vector<Block> blocks_;  ///< value-initialised: all bits clear
 };
 
 }  // namespace pqa::scorer

@@ -178,8 +178,9 @@ ServiceMetrics::ServiceMetrics(std::string_view model_version, std::string_view 
   auto& state_reads = BuildCounter()
                           .Name("pqa_state_reads_total")
                           .Help(
-                              "State records looked up in RocksDB after a cache miss, by who "
-                              "answered: the new-key filter (a key never written) or the store")
+                              "Reads of the RocksDB state (cache misses, restore and metadata "
+                              "reads, account queries), by who answered: the new-key filter (a "
+                              "key never written) or the store")
                           .Register(r);
   reads_from_store_ = &state_reads.Add({{"answered_by", "store"}});
   reads_filtered_ = &state_reads.Add({{"answered_by", "new_key_filter"}});

@@ -133,6 +133,8 @@ class RocksDbStore final : public StateStore {
   }
 
  private:
+  /// No live key. (A store holding only tombstones, say a crash between a restore's wipe and
+  /// its puts, is stepped through once here; it is empty all the same.)
   bool is_empty() {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
     it->SeekToFirst();
