@@ -344,15 +344,16 @@ void StreamService::Impl::share_memory_budget() {
   // the configured size (N input partitions), so that owning every partition stays within it.
   config.rocksdb.shared_memory = make_shared_rocksdb_memory(config.rocksdb.block_cache_bytes,
                                                             config.rocksdb.write_buffer_bytes);
-  const auto share = [this](std::size_t& entries) {
-    entries = std::max<std::size_t>(1, entries / static_cast<std::size_t>(input_partitions));
+  // A share is never rounded down to 0, and 0 (a setting that is off) stays 0.
+  const auto share = [this](std::size_t& size) {
+    if (size > 0)
+      size = std::max<std::size_t>(1, size / static_cast<std::size_t>(input_partitions));
   };
   share(config.processor.account_cache_entries);
   share(config.processor.user_cache_entries);
   share(config.processor.identity_cache_entries);
   share(config.processor.max_pending_bytes);
-  if (config.rocksdb.new_key_filter_bytes > 0)
-    share(config.rocksdb.new_key_filter_bytes);  // 0: off
+  share(config.rocksdb.new_key_filter_bytes);
 }
 
 fs::path StreamService::Impl::task_dir(int partition) const {

@@ -79,7 +79,7 @@ class WriteBackCache {
   };
 
   struct Entry {
-    std::uint64_t hash = 0;  ///< hash_of(key), kept for eviction
+    std::uint64_t hash = 0;  ///< hash_state_key(key), kept for eviction
     EntryKey key;            ///< next to the hash: a probe's comparison reads the entry's start
     Value value;
     std::size_t dirty_index = kClean;  ///< position in dirty_, kClean when unchanged
@@ -94,7 +94,7 @@ class WriteBackCache {
   /// With CacheAccess::kUpdate the record is marked changed (the caller is about to modify it),
   /// which saves a second lookup. Throws StoreError on an undecodable record.
   Value* get(const std::string& key, CacheAccess access = CacheAccess::kRead) {
-    return lookup(key, hash_of(key), access);
+    return lookup(key, hash_state_key(key), access);
   }
 
   /// A key with its hash, whose index slot has been asked into the CPU cache (prefetch()).
@@ -106,7 +106,7 @@ class WriteBackCache {
   /// caller can do other work (another lookup) while the slot's cache miss is under way. `key`
   /// must outlive the result.
   Prefetched prefetch(const std::string& key) const {
-    const std::uint64_t hash = hash_of(key);
+    const std::uint64_t hash = hash_state_key(key);
     index_.prefetch(hash);
     return {key, hash};
   }
@@ -119,7 +119,9 @@ class WriteBackCache {
   /// none, a default-constructed one added (also marked changed): one hash and one index
   /// probe where get() then insert() would take two of each (a miss still asks pending and
   /// the store).
-  Found get_or_add(const std::string& key) { return get_or_add(Prefetched{key, hash_of(key)}); }
+  Found get_or_add(const std::string& key) {
+    return get_or_add(Prefetched{key, hash_state_key(key)});
+  }
   Found get_or_add(const Prefetched& key) {
     if (Value* value = lookup(key.key, key.hash, CacheAccess::kUpdate)) return {*value, false};
     return {add(key.key, key.hash, Value{}, true), true};
@@ -127,7 +129,7 @@ class WriteBackCache {
 
   /// Adds a new record (marked changed); replaces the cached one if the key is cached.
   Value& insert(const std::string& key, Value value) {
-    const std::uint64_t hash = hash_of(key);
+    const std::uint64_t hash = hash_state_key(key);
     if (Entry* existing = index_.find(key, hash)) {
       existing->value = std::move(value);
       existing->referenced = true;
@@ -139,7 +141,7 @@ class WriteBackCache {
 
   /// Marks the record under `key` (which must be cached) as changed.
   void mark_dirty(const std::string& key) {
-    if (Entry* entry = index_.find(key, hash_of(key))) set_dirty(*entry);
+    if (Entry* entry = index_.find(key, hash_state_key(key))) set_dirty(*entry);
   }
 
   /// Appends every change to `out.puts` in ascending key order (each key at most once) and
@@ -260,8 +262,6 @@ class WriteBackCache {
     int shift_ = 64;
     std::size_t size_ = 0;
   };
-
-  static std::uint64_t hash_of(std::string_view key) { return hash_state_key(key); }
 
   Value* lookup(const std::string& key, std::uint64_t hash, CacheAccess access) {
     if (Entry* entry = index_.find(key, hash)) {

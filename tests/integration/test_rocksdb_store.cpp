@@ -46,6 +46,14 @@ WriteSet random_batch(std::mt19937& rng, int round, bool sorted) {
   return w;
 }
 
+/// A store in `dir` that ingests batches of at least `ingest_min_records` (0: never).
+scorer::RocksDbOptions options_in(const scorer::TempDir& dir, std::size_t ingest_min_records) {
+  scorer::RocksDbOptions options;
+  options.path = dir.path();
+  options.ingest_min_records = ingest_min_records;
+  return options;
+}
+
 void apply(std::map<std::string, std::string>& model, const WriteSet& w) {
   for (const auto& [k, v] : w.puts) model[k] = v;
   for (const auto& k : w.deletes) model.erase(k);
@@ -56,9 +64,7 @@ void apply(std::map<std::string, std::string>& model, const WriteSet& w) {
 TEST_CASE("a large sorted batch is ingested as a table file, a small one is not",
           "[store][rocksdb]") {
   scorer::TempDir dir("pqa-rocksdb-test");
-  scorer::RocksDbOptions options;
-  options.path = dir.path();
-  options.ingest_min_records = 100;
+  const scorer::RocksDbOptions options = options_in(dir, 100);
   auto store = scorer::open_rocksdb_store(options);
   WriteSet small;
   for (int i = 0; i < 99; ++i) small.puts.emplace_back(key_of(1000 + i), "s");
@@ -85,9 +91,8 @@ TEST_CASE("a large sorted batch is ingested as a table file, a small one is not"
 TEST_CASE("ingested and batched writes read back alike, before and after reopening",
           "[store][rocksdb]") {
   scorer::TempDir dir("pqa-rocksdb-test");
-  scorer::RocksDbOptions options;
-  options.path = dir.path();
-  options.ingest_min_records = GENERATE(0, 50);  // 0: every batch through the memtable
+  scorer::RocksDbOptions options =
+      options_in(dir, GENERATE(0, 50));  // 0: every batch through the memtable
   options.memtable_insert_hints = GENERATE(true, false);
   // Off, one 64-byte block (every answer "maybe" soon), and the default size.
   options.new_key_filter_bytes = GENERATE(0, 64, 16u << 20);
@@ -120,9 +125,7 @@ TEST_CASE("ingested and batched writes read back alike, before and after reopeni
 TEST_CASE("a store opened empty answers reads of keys never written from its new-key filter",
           "[store][rocksdb]") {
   scorer::TempDir dir("pqa-rocksdb-test");
-  scorer::RocksDbOptions options;
-  options.path = dir.path();
-  options.ingest_min_records = 100;
+  const scorer::RocksDbOptions options = options_in(dir, 100);
   {
     auto store = scorer::open_rocksdb_store(options);
     WriteSet small, large;
