@@ -489,6 +489,7 @@ void read_admin(Section s, AdminConfig& a) {
   s.read("max_connections", o.max_connections);
   s.read("request_timeout_ms", o.request_timeout_ms);
   s.read("max_header_bytes", o.max_header_bytes);
+  s.read("gauge_refresh_ms", a.gauge_refresh_ms);
   s.finish();
   if (o.bind_address.empty()) throw ConfigException("admin.bind_address", "must not be empty");
   if (o.port < 0 || o.port > 65535)
@@ -498,6 +499,8 @@ void read_admin(Section s, AdminConfig& a) {
     throw ConfigException("admin.request_timeout_ms", "must be at least 100");
   if (o.max_header_bytes < 1024)
     throw ConfigException("admin.max_header_bytes", "must be at least 1024");
+  if (a.gauge_refresh_ms < 100)
+    throw ConfigException("admin.gauge_refresh_ms", "must be at least 100");
 }
 
 std::set<std::string> read_string_set(Section& s, const std::string& key,

@@ -54,6 +54,9 @@ struct ServiceOptions {
 struct AdminConfig {
   bool enabled = true;
   AdminServerOptions server;
+  /// How often the gauges that query each partition's store (state size and keys, event-time
+  /// lag, pending timers) and its read counters are refreshed.
+  int gauge_refresh_ms = 5'000;
 };
 
 struct ServiceConfig {

@@ -79,7 +79,6 @@ kafka::Properties consumer_properties(const KafkaConfig& c) {
 }
 
 /// Seconds between refreshes of the gauges that cost a call each (state size, lag).
-constexpr auto kGaugeInterval = std::chrono::seconds(5);
 
 /// Signals of one partition go to the signals topic, keyed by account id.
 class KafkaSignalSink final : public SignalSink {
@@ -173,12 +172,16 @@ struct StreamService::Impl {
   void revoke(rd_kafka_topic_partition_list_t* partitions, bool lost);
   /// `committed`: the group's committed input offset, for the restore to reach; -1: none.
   std::unique_ptr<PartitionTask> open_task(int partition, std::int64_t committed);
+  /// Closes a partition's task (its store; the directory stays for a later assignment) and
+  /// removes its series, after publishing the store's reads since the last gauge refresh.
+  void drop_task(int partition);
   void reload_processor(PartitionTask& task);
   fs::path task_dir(int partition) const;
   void update_gauges();
   // Monitoring and queries, between batches.
   void after_turn();
   void publish_processor_stats(PartitionTask& task);
+  void publish_store_reads(PartitionTask& task, const StoreStats& now);
   void refresh_partition_gauges();
   HttpResponse answer_account_query(const std::string& account);
   static void on_error(rd_kafka_t* rk, int err, const char* reason, void* opaque);
@@ -197,6 +200,7 @@ struct StreamService::Impl {
   bool subscribed = false;
   bool brokers_down = false;  ///< every broker unreachable (librdkafka's error callback)
   Clock::time_point last_gauges = Clock::now();
+  std::chrono::milliseconds gauge_refresh{config.admin.gauge_refresh_ms};
   simdjson::dom::parser statistics_parser;
   bool exactly_once;
   std::string transactional_id;
@@ -503,7 +507,7 @@ void StreamService::Impl::revoke(rd_kafka_topic_partition_list_t* partitions, bo
   if (lost) {
     // Another member may own them already: nothing uncommitted of theirs may land, so the
     // open transaction is aborted and the partitions kept are rewound to their last commit.
-    for (int i = 0; i < partitions->cnt; ++i) tasks.erase(partitions->elems[i].partition);
+    for (int i = 0; i < partitions->cnt; ++i) drop_task(partitions->elems[i].partition);
     if (events_since_commit > 0 || transaction_open) {
       log::warn("service", "partitions lost; discarding uncommitted work");
       if (transaction_open) {
@@ -517,8 +521,7 @@ void StreamService::Impl::revoke(rd_kafka_topic_partition_list_t* partitions, bo
   }
   for (int i = 0; i < partitions->cnt; ++i) {
     const int p = partitions->elems[i].partition;
-    tasks.erase(p);  // closes its store; the directory stays for a later assignment
-    metrics.remove_partition(p);
+    drop_task(p);
     log::info("service", lost ? "partition lost" : "partition revoked",
               {{"partition", std::to_string(p)}});
   }
@@ -825,8 +828,8 @@ void StreamService::Impl::catch_up_stores_with_changelog(
     } catch (const RestoreInterrupted&) {
       // Shutting down: without a task its events are skipped and nothing of it is
       // committed; its next owner restores it.
-      metrics.remove_partition(p);
-      it = tasks.erase(it);
+      ++it;
+      drop_task(p);
     }
   }
 }
@@ -835,7 +838,7 @@ void StreamService::Impl::after_turn() {
   metrics.loop_turned();
   for (auto& [p, task] : tasks) publish_processor_stats(*task);
   metrics.add_event_durations(event_durations);
-  if (Clock::now() - last_gauges >= kGaugeInterval) refresh_partition_gauges();
+  if (Clock::now() - last_gauges >= gauge_refresh) refresh_partition_gauges();
   if (queries != nullptr)
     queries->serve([this](const std::string& account) { return answer_account_query(account); });
 }
@@ -846,6 +849,21 @@ void StreamService::Impl::publish_processor_stats(PartitionTask& task) {
   task.published = now;
 }
 
+void StreamService::Impl::publish_store_reads(PartitionTask& task, const StoreStats& now) {
+  metrics.add_store_reads_delta(now, task.store_published);
+  task.store_published = now;
+}
+
+void StreamService::Impl::drop_task(int partition) {
+  // The reads are published with the gauges, every admin.gauge_refresh_ms; those since the
+  // last refresh would be lost with the store.
+  if (const auto it = tasks.find(partition); it != tasks.end()) {
+    publish_store_reads(*it->second, it->second->store->stats());
+    tasks.erase(it);
+  }
+  metrics.remove_partition(partition);
+}
+
 void StreamService::Impl::refresh_partition_gauges() {
   last_gauges = Clock::now();
   const double now_s = static_cast<double>(wall_ms()) / 1000.0;
@@ -853,8 +871,7 @@ void StreamService::Impl::refresh_partition_gauges() {
   for (auto& [p, task] : tasks) {
     PartitionSeries& series = metrics.partition(p);
     const StoreStats stats = task->store->stats();
-    metrics.add_store_reads_delta(stats, task->store_published);
-    task->store_published = stats;
+    publish_store_reads(*task, stats);
     series.state_size->Set(static_cast<double>(stats.size_bytes));
     series.state_keys->Set(static_cast<double>(stats.estimated_keys));
     if (const auto max_time = task->processor->max_event_time(); max_time != rollup::kNoTime)
@@ -1002,7 +1019,7 @@ void StreamService::Impl::run() {
   kafka::throw_if(rd_kafka_consumer_close(consumer.get()), "closing the consumer");
   rethrow_callback_error();
   after_turn();
-  tasks.clear();
+  while (!tasks.empty()) drop_task(tasks.begin()->first);
   if (!exactly_once) producer->flush_all();
   log::info("service", "stopped");
 }

@@ -84,6 +84,8 @@ class Pipeline {
   bool create_topics = true;
   /// The next instances' transactional id, when not one of their own.
   std::string transactional_id;
+  /// admin.gauge_refresh_ms of the next instances; 0: the default.
+  int gauge_refresh_ms = 0;
 
   std::string topic(const std::string& what) const { return name_ + "-" + what; }
   std::string group() const { return name_ + "-group"; }
@@ -154,6 +156,7 @@ class Pipeline {
          << "admin:\n"
          << "  bind_address: 127.0.0.1\n"
          << "  port: 0\n";
+    if (gauge_refresh_ms > 0) yaml << "  gauge_refresh_ms: " << gauge_refresh_ms << "\n";
     write_file(config, yaml.str());
     start_lines_[instance] = read_lines(log_path(instance)).size();
     return Child({PQA_SCORER_BIN, "run", "--config", config}, env, "/dev/null", log_path(instance));
@@ -499,6 +502,48 @@ TEST_CASE("streaming: instances join and leave mid-stream, one loses its disk", 
           std::regex_search(line, std::regex("\"committed_input_offset\":\"[0-9]")))
         ++restored_to_committed;
   CHECK(restored_to_committed > 0);
+}
+
+TEST_CASE("streaming: a revoked partition's state reads reach the metrics", "[kafka][metrics]") {
+  Pipeline p("--events 20000 --accounts 150 --seed 11");  // no poison: every account is read
+  // The gauges do not refresh during the test, so reads can only be published when a
+  // partition's task closes.
+  p.gauge_refresh_ms = 3'600'000;
+  auto load = p.produce();
+  auto a = p.start("a");
+  REQUIRE(load.wait() == 0);
+  REQUIRE(p.consumed());
+  const int port = p.admin_port("a");
+  const auto reads = [&] {
+    return metric_sum(http_get(port, "/metrics").body, "pqa_state_reads_total",
+                      "answered_by=\"new_key_filter\"");
+  };
+  CHECK(reads() == 0);
+
+  auto b = p.start("b");
+  bool revoked = false;
+  for (int i = 0; i < 240 && !revoked; ++i) {
+    revoked = metric_sum(http_get(port, "/metrics").body, "pqa_assigned_partitions") < kPartitions;
+    if (!revoked) std::this_thread::sleep_for(250ms);
+  }
+  REQUIRE(revoked);
+  std::set<int> moved;
+  const std::regex revoked_line("\"partition revoked\".*\"partition\":\"([0-9]+)\"");
+  for (const auto& line : read_lines(p.log_path("a")))
+    if (std::smatch m; std::regex_search(line, m, revoked_line)) moved.insert(std::stoi(m[1]));
+  REQUIRE(!moved.empty());
+  // Every account of a moved partition was first looked up in a store that started empty:
+  // a read the new-key filter answered, on a's side, before the partition moved.
+  std::set<std::string> accounts;
+  const std::regex group_id("\"groupId\":\"([^\"]+)\"");
+  for (const auto& line : read_lines(p.events()))
+    if (std::smatch m; std::regex_search(line, m, group_id) &&
+                       moved.count(pqa::scorer::partition_for_key(m[1].str(), kPartitions)) > 0)
+      accounts.insert(m[1]);
+  REQUIRE(accounts.size() > 10);
+  CHECK(reads() >= static_cast<double>(accounts.size()));
+  stop_cleanly(p, "b", b);
+  stop_cleanly(p, "a", a);
 }
 
 TEST_CASE("streaming: a broker restart mid-stream is ridden out", "[kafka][broker-restart]") {

@@ -43,6 +43,7 @@ TEST_CASE("the shipped config is the built-in defaults", "[config]") {
   CHECK(shipped.kafka.catch_up.lag_events == empty.kafka.catch_up.lag_events);
   CHECK(shipped.kafka.catch_up.commit_interval_ms == empty.kafka.catch_up.commit_interval_ms);
   CHECK(shipped.kafka.commit_interval_ms == empty.kafka.commit_interval_ms);
+  CHECK(shipped.admin.gauge_refresh_ms == empty.admin.gauge_refresh_ms);
 }
 
 TEST_CASE("an unset catch-up interval is never shorter than the commit interval", "[config]") {
@@ -86,6 +87,7 @@ TEST_CASE("config errors name the key and the problem", "[config]") {
   CHECK(key_of_error("model: {taxonomy: {events: [{name: X, seat_delta: 1e300}]}}") ==
         "model.taxonomy.events[22].seat_delta");
   CHECK(key_of_error("input: {max_clock_jump_days: -1}") == "input.max_clock_jump_days");
+  CHECK(key_of_error("admin: {gauge_refresh_ms: 50}") == "admin.gauge_refresh_ms");
   CHECK(key_of_error("kafka: {catch_up: {lag_events: -1}}") == "kafka.catch_up.lag_events");
   CHECK(key_of_error("kafka: {catch_up: {lag_events: 999}}") == "kafka.catch_up.lag_events");
   CHECK(key_of_error("kafka: {catch_up: {commit_interval_ms: 50}}") ==
