@@ -69,6 +69,33 @@ TEST_CASE_METHOD(Fixture, "decoder reads group calls with account traits", "[dec
   CHECK(e.account_traits[1] == Trait{"industry", std::string("software")});
 }
 
+TEST_CASE_METHOD(
+    Fixture,
+    "decoder reads numeric account traits sent as strings, as Segment's spec types employees",
+    "[decoder]") {
+  auto e = ok(R"({"type":"group","userId":"u1","groupId":"acme","timestamp":"2026-01-05T10:00:00Z",
+                  "traits":{"employees":" 250 ","seats":"12","seat_limit":"2e1"}})");
+  REQUIRE(e.account_traits.size() == 3);
+  CHECK(e.account_traits[0] == Trait{"employees", 250.0});
+  CHECK(e.account_traits[1] == Trait{"seat_limit", 20.0});
+  CHECK(e.account_traits[2] == Trait{"seats", 12.0});
+  const std::string t = R"("timestamp":"2026-01-05T10:00:00Z")";
+  for (const char* text : {"51-200", "1,000", "", " ", "0x10", "nan", "inf", "+5", "12 seats"}) {
+    INFO(text);
+    const auto r =
+        decoder.decode(R"({"type":"group","userId":"u","groupId":"a","traits":{"employees":")" +
+                       std::string(text) + R"("},)" + t + "}");
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.failure().code == DecodeError::kInvalidType);
+    CHECK(r.failure().message() ==
+          "invalid_type: field 'traits.employees' must be a number or a string holding one");
+  }
+  const auto negative = decoder.decode(
+      R"({"type":"group","userId":"u","groupId":"a","traits":{"seats":"-3"},)" + t + "}");
+  REQUIRE_FALSE(negative.ok());
+  CHECK(negative.failure().code == DecodeError::kInvalidValue);
+}
+
 TEST_CASE_METHOD(Fixture, "decoder accepts and ignores page, screen and alias", "[decoder]") {
   for (const char* t : {"page", "screen", "alias"}) {
     auto e = ok(std::string(R"({"type":")") + t + R"("})");

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 
@@ -101,6 +102,18 @@ std::optional<DecodeFailure> as_object(const Field& e, std::string_view key,
   if (e->get_object().get(o) != simdjson::SUCCESS) return wrong_type(key, "an object");
   out = o;
   return std::nullopt;
+}
+
+/// The number a string holds, surrounding blanks aside ("250", " 1e3", "12.5"); nullopt for
+/// anything else ("51-200", "1,000", "", "0x10", "nan").
+std::optional<double> parse_decimal(std::string_view s) {
+  const auto first = s.find_first_not_of(" \t");
+  if (first == std::string_view::npos) return std::nullopt;
+  s = s.substr(first, s.find_last_not_of(" \t") - first + 1);
+  double d = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), d);
+  if (ec != std::errc() || end != s.data() + s.size() || !std::isfinite(d)) return std::nullopt;
+  return d;
 }
 
 std::string lower_trimmed(std::string_view s) {
@@ -373,6 +386,14 @@ class Reader {
     return std::nullopt;
   }
 
+  std::optional<DecodeFailure> add_number_trait(const std::string& name, bool numeric_trait,
+                                                double d) {
+    if (!std::isfinite(d) || (numeric_trait && (d < 0 || d > 1e9)))
+      return fail(DecodeError::kInvalidValue, "field 'traits." + name + "' is out of range");
+    event_.account_traits.push_back({name, d});
+    return std::nullopt;
+  }
+
   std::optional<DecodeFailure> add_trait(const std::string& name, const element& value) {
     const bool numeric_trait = name == "employees" || name == "seats" || name == "seat_limit";
     const auto key = [&name] { return "traits." + name; };  // built only for an error
@@ -382,15 +403,18 @@ class Reader {
       case element_type::DOUBLE: {
         double d = 0;
         if (value.get_double().get(d) != simdjson::SUCCESS) return wrong_type(key(), "a number");
-        if (!std::isfinite(d) || (numeric_trait && (d < 0 || d > 1e9)))
-          return fail(DecodeError::kInvalidValue, "field '" + key() + "' is out of range");
-        event_.account_traits.push_back({name, d});
-        return std::nullopt;
+        return add_number_trait(name, numeric_trait, d);
       }
       case element_type::STRING: {
-        if (numeric_trait) return wrong_type(key(), "a number");
         std::string_view s;
         if (value.get_string().get(s) != simdjson::SUCCESS) return wrong_type(key(), "a string");
+        if (numeric_trait) {
+          // Segment's spec types `employees` as a string ("250"), and sources send counts
+          // either way: a string that holds a decimal number is that number.
+          const auto d = parse_decimal(s);
+          if (!d) return wrong_type(key(), "a number or a string holding one");
+          return add_number_trait(name, numeric_trait, *d);
+        }
         if (s.size() > model_.config().decoder.max_id_bytes)
           return fail(DecodeError::kIdTooLong, "field '" + key() + "' is too long");
         event_.account_traits.push_back({name, lower_trimmed(s)});
