@@ -26,14 +26,16 @@ rollup::Booking from_record(const v1::BookingRecord& r) {
   return {r.day(), r.active(), r.weight(), r.weighted_engagement(), r.department()};
 }
 
-rollup::Trait from_record(const v1::TraitRecord& r) {
+/// `as_of`: the trait's time when the record has none (records of earlier builds).
+rollup::Trait from_record(const v1::TraitRecord& r, TimeMs as_of) {
+  if (r.has_as_of_ms()) as_of = r.as_of_ms();
   switch (r.value_case()) {
     case v1::TraitRecord::kNumberValue:
-      return {r.name(), r.number_value()};
+      return {r.name(), r.number_value(), as_of};
     case v1::TraitRecord::kBoolValue:
-      return {r.name(), r.bool_value()};
+      return {r.name(), r.bool_value(), as_of};
     default:
-      return {r.name(), r.string_value()};
+      return {r.name(), r.string_value(), as_of};
   }
 }
 
@@ -170,6 +172,7 @@ void write_trait(WireWriter& w, const rollup::Trait& t) {
   if (const auto* s = std::get_if<std::string>(&t.value)) w.always_string(2, *s);
   if (const auto* d = std::get_if<double>(&t.value)) w.always_double(3, *d);
   if (const auto* b = std::get_if<bool>(&t.value)) w.always_uint(4, *b ? 1 : 0);
+  w.time_field(5, t.as_of);
 }
 
 void buckets_from_record(const v1::AccountStateRecord& r, rollup::AccountState& a) {
@@ -206,6 +209,8 @@ bool account_record_ok(const v1::AccountStateRecord& r) {
     if (!day_ok(d.day()) || d.users() == 0) return false;
   for (const auto& d : r.seat_deltas())
     if (!day_ok(d.day()) || !number_ok(d.delta())) return false;
+  for (const auto& t : r.traits())
+    if (t.has_as_of_ms() && !time_ok(t.as_of_ms())) return false;
   for (double f : r.fabric())
     if (!number_ok(f) || f < 0) return false;
   for (auto t : {r.has_fabric_as_of_ms() ? r.fabric_as_of_ms() : 0,
@@ -221,8 +226,11 @@ bool user_record_ok(const v1::UserStateRecord& r) {
   return number_ok(r.usage().value()) &&
          (!r.usage().has_as_of_ms() || time_ok(r.usage().as_of_ms())) &&
          (!r.has_last_active_ms() || time_ok(r.last_active_ms())) &&
-         (!r.has_traits_as_of_ms() || time_ok(r.traits_as_of_ms())) && day_ok(r.booking().day()) &&
-         fixed_ok(r.booking().weight()) && fixed_ok(r.booking().weighted_engagement());
+         (!r.has_traits_as_of_ms() || time_ok(r.traits_as_of_ms())) &&
+         (!r.has_role_as_of_ms() || time_ok(r.role_as_of_ms())) &&
+         (!r.has_department_as_of_ms() || time_ok(r.department_as_of_ms())) &&
+         day_ok(r.booking().day()) && fixed_ok(r.booking().weight()) &&
+         fixed_ok(r.booking().weighted_engagement());
 }
 
 }  // namespace
@@ -253,7 +261,6 @@ std::string encode(const StoredAccount& stored) {
   w.uint_field(10, a.shared_assets);
   w.uint_field(11, a.known_users);
   for (const auto& t : a.traits) w.message(12, [&] { write_trait(w, t); });
-  w.time_field(13, a.traits_as_of);
   w.uint_field(14, static_cast<std::uint32_t>(a.band));
   w.uint_field(15, static_cast<std::uint32_t>(a.pattern));
   w.time_field(16, a.clock);
@@ -297,8 +304,8 @@ std::optional<StoredAccount> decode_account(std::string_view bytes) {
   for (const auto& d : r.seat_deltas()) a.seat_deltas.push_back({d.day(), d.delta()});
   a.shared_assets = r.shared_assets();
   a.known_users = r.known_users();
-  for (const auto& t : r.traits()) a.traits.push_back(from_record(t));
-  a.traits_as_of = PQA_GET_TIME(r, traits_as_of_ms);
+  for (const auto& t : r.traits())
+    a.traits.push_back(from_record(t, PQA_GET_TIME(r, traits_as_of_ms)));
   a.band = static_cast<rollup::Band>(r.band());
   a.pattern = static_cast<rollup::Pattern>(r.pattern());
   a.clock = PQA_GET_TIME(r, clock_ms);
@@ -318,7 +325,8 @@ std::string encode(const rollup::UserState& u) {
   w.message(4, [&] { write_decayed_sum(w, u.usage); });
   w.time_field(5, u.last_active);
   w.message(6, [&] { write_booking(w, u.booking); });
-  w.time_field(7, u.traits_as_of);
+  w.time_field(8, u.role_as_of);
+  w.time_field(9, u.department_as_of);
   return std::move(w).take();
 }
 
@@ -335,7 +343,10 @@ std::optional<rollup::UserState> decode_user(std::string_view bytes) {
   u.usage = from_record(r.usage());
   u.last_active = PQA_GET_TIME(r, last_active_ms);
   u.booking = from_record(r.booking());
-  u.traits_as_of = PQA_GET_TIME(r, traits_as_of_ms);
+  // A record of an earlier build has one time for both traits.
+  const bool legacy = r.has_traits_as_of_ms();
+  u.role_as_of = legacy ? r.traits_as_of_ms() : PQA_GET_TIME(r, role_as_of_ms);
+  u.department_as_of = legacy ? r.traits_as_of_ms() : PQA_GET_TIME(r, department_as_of_ms);
   return u;
 }
 

@@ -300,6 +300,52 @@ TEST_CASE("user traits follow the latest call, not the last processed", "[scorin
   CHECK(user->explicit_role == rollup::Role::kAdmin);
 }
 
+TEST_CASE("each user trait follows its own latest call, whatever the arrival order",
+          "[scoring][late]") {
+  // An identify with role and department, and a later call with the department only: in
+  // either arrival order the user is an admin in engineering.
+  const std::vector<std::string> calls = {
+      identify("u1", kT0 + 1, R"({"role":"admin","department":"sales"})"),
+      identify("u1", kT0 + 2, R"({"department":"engineering"})")};
+  for (const bool reversed : {false, true}) {
+    INFO("reversed: " << reversed);
+    Harness h;
+    h.send(group("u1", "a", kT0));
+    h.send(calls[reversed ? 1 : 0]);
+    h.send(calls[reversed ? 0 : 1]);
+    h.send(track("u1", "Dashboard Viewed", kT0 + 3));
+    h.processor.flush();
+    const auto user = scorer::decode_user(h.store->get(scorer::keys::user("a", "u1")).value());
+    CHECK(user->explicit_role == rollup::Role::kAdmin);
+    CHECK(user->department == "engineering");
+  }
+}
+
+TEST_CASE("each account trait follows its own latest group call, whatever the arrival order",
+          "[scoring][late]") {
+  // Group calls that send some traits each: the older one, late, still sets what no later
+  // call has set, so fit, segment, seats and the seat limit come out the same.
+  const std::vector<std::string> calls = {
+      group("u1", "a", kT0 + 1,
+            R"({"employees":250,"industry":"software","seats":10,"seat_limit":20})"),
+      group("u1", "a", kT0 + 2, R"({"plan":"team","industry":"retail"})")};
+  std::vector<rollup::Score> scores;
+  for (const bool reversed : {false, true}) {
+    Harness h;
+    h.send(calls[reversed ? 1 : 0]);
+    h.send(calls[reversed ? 0 : 1]);
+    use(h, "u1", 3, kT0 + 3);
+    scores.push_back(h.score("a", kT0 + kDay));
+  }
+  for (const auto& s : scores) {
+    CHECK(s.components.fit == Approx((0.4 + 0.3) / 1.0));  // employees, plan; not retail
+    CHECK(s.segment == "mid_market");
+    CHECK(s.seats.provisioned_seats == 10);
+    CHECK(s.seats.seat_limit == 20);
+  }
+  CHECK(scores[0].score == scores[1].score);
+}
+
 TEST_CASE("a booking on an expired day is never taken from a new bucket", "[scoring][timers]") {
   // Expire day 0 under a 28-day window, then widen the window to 60 days: day 0 must stay gone.
   auto config = shipped_model_config();

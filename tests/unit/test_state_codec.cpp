@@ -34,7 +34,6 @@ class RandomRecords {
     a.shared_assets = static_cast<std::uint64_t>(below(3)) * rng_();
     a.known_users = static_cast<std::uint64_t>(below(100000));
     for (int i = 0, n = below(5); i < n; ++i) a.traits.push_back(trait());
-    a.traits_as_of = time();
     a.band = static_cast<rollup::Band>(below(4));
     a.pattern = static_cast<rollup::Pattern>(below(5));
     a.clock = time();
@@ -53,7 +52,8 @@ class RandomRecords {
     u.department = below(3) == 0 ? "" : text();
     u.usage = {maybe_zero(std::uniform_real_distribution<double>(0, 1e6)(rng_)), time()};
     u.last_active = time();
-    u.traits_as_of = time();
+    u.role_as_of = time();
+    u.department_as_of = time();
     u.booking = {day(), below(2) == 1, fixed(), fixed(), below(8) - 1};
     return u;
   }
@@ -80,11 +80,12 @@ class RandomRecords {
   rollup::Trait trait() {
     switch (below(3)) {
       case 0:
-        return {text(1), text()};
+        return {text(1), text(), time()};
       case 1:
-        return {text(1), maybe_zero(std::uniform_real_distribution<double>(-1e6, 1e6)(rng_))};
+        return {text(1), maybe_zero(std::uniform_real_distribution<double>(-1e6, 1e6)(rng_)),
+                time()};
       default:
-        return {text(1), below(2) == 1};
+        return {text(1), below(2) == 1, time()};
     }
   }
   std::mt19937_64 rng_;
@@ -130,4 +131,31 @@ TEST_CASE("an empty record encodes as protobuf's empty message", "[codec]") {
   const rollup::UserState user;
   CHECK(protobuf_reserialised<v1::UserStateRecord>(scorer::encode(user)) == scorer::encode(user));
   CHECK(scorer::decode_user(scorer::encode(user)) == user);
+}
+
+TEST_CASE("records of builds with one traits time give each trait that time", "[codec]") {
+  // Before traits had a time each, an account record had one for all (field 13) and a user
+  // record one for role and department (field 7).
+  v1::AccountStateRecord account;
+  account.set_traits_as_of_ms(1'000);
+  auto* plan = account.add_traits();
+  plan->set_name("plan");
+  plan->set_string_value("team");
+  auto* seats = account.add_traits();
+  seats->set_name("seats");
+  seats->set_number_value(12);
+  seats->set_as_of_ms(2'000);  // a record of this build
+  const auto decoded = scorer::decode_account(account.SerializeAsString());
+  REQUIRE(decoded);
+  REQUIRE(decoded->state.traits.size() == 2);
+  CHECK(decoded->state.traits[0] == rollup::Trait{"plan", std::string("team"), 1'000});
+  CHECK(decoded->state.traits[1] == rollup::Trait{"seats", 12.0, 2'000});
+
+  v1::UserStateRecord user;
+  user.set_traits_as_of_ms(3'000);
+  user.set_department("eng");
+  const auto u = scorer::decode_user(user.SerializeAsString());
+  REQUIRE(u);
+  CHECK(u->role_as_of == 3'000);
+  CHECK(u->department_as_of == 3'000);
 }

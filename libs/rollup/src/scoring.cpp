@@ -205,19 +205,27 @@ void change_seats(const Model& model, AccountState& a, double delta, TimeMs t, D
 
 // ---- traits -----------------------------------------------------------------------------------
 
-void apply_account_traits(const Model& model, AccountState& a, const Event& e, Day today) {
-  if (e.account_traits.empty() || e.timestamp < a.traits_as_of) return;  // latest call wins
-  a.traits_as_of = e.timestamp;
-  for (const Trait& t : e.account_traits) {
-    auto it = std::lower_bound(a.traits.begin(), a.traits.end(), t.name,
-                               [](const Trait& x, const std::string& n) { return x.name < n; });
-    if (it != a.traits.end() && it->name == t.name)
-      it->value = t.value;
-    else
-      a.traits.insert(it, t);
+/// Sets a trait from a call at time `t` unless a later call set it; false if it did.
+bool set_trait(AccountState& a, const Trait& trait, TimeMs t) {
+  auto it = std::lower_bound(a.traits.begin(), a.traits.end(), trait.name,
+                             [](const Trait& x, const std::string& n) { return x.name < n; });
+  if (it == a.traits.end() || it->name != trait.name) {
+    it = a.traits.insert(it, trait);
+  } else {
+    if (t < it->as_of) return false;
+    it->value = trait.value;
   }
-  refresh_trait_derived(model, a);
+  it->as_of = t;
+  return true;
+}
+
+void apply_account_traits(const Model& model, AccountState& a, const Event& e, Day today) {
+  // Group calls send some traits at a time, and each trait follows its own latest call: an
+  // older call that arrives late still sets the traits no later call has set.
+  std::size_t applied = 0;
   for (const Trait& t : e.account_traits) {
+    if (!set_trait(a, t, e.timestamp)) continue;
+    ++applied;
     const double* value = std::get_if<double>(&t.value);
     if (value == nullptr) continue;
     if (t.name == "seat_limit") a.seat_limit = *value;
@@ -228,6 +236,7 @@ void apply_account_traits(const Model& model, AccountState& a, const Event& e, D
     a.seat_snapshot_seen = true;
     record_seat_delta(model, a, a.seats - before, e.timestamp, today);
   }
+  if (applied > 0) refresh_trait_derived(model, a);
 }
 
 // ---- users ------------------------------------------------------------------------------------
@@ -672,10 +681,14 @@ Outcome apply_event(const Model& model, AccountState& account, UserState& user, 
   const Day today = day_of(now);
   expire(model, account, today);
   if (user_is_new) ++account.known_users;
-  if ((event.role || event.department) && event.timestamp >= user.traits_as_of) {
-    user.traits_as_of = event.timestamp;  // the latest call wins, whatever the arrival order
-    if (event.role) user.explicit_role = parse_role(*event.role);
-    if (event.department) user.department = *event.department;
+  // Each trait follows its own latest call, whatever the arrival order.
+  if (event.role && event.timestamp >= user.role_as_of) {
+    user.role_as_of = event.timestamp;
+    user.explicit_role = parse_role(*event.role);
+  }
+  if (event.department && event.timestamp >= user.department_as_of) {
+    user.department_as_of = event.timestamp;
+    user.department = *event.department;
   }
   if (event.type == CallType::kGroup) apply_account_traits(model, account, event, today);
   if (event.type == CallType::kTrack) apply_track(model, account, user, event, today);

@@ -19,6 +19,9 @@ enum class CallType : std::uint8_t { kTrack, kIdentify, kGroup, kIgnored };
 struct Trait {
   std::string name;
   std::variant<std::string, double, bool> value;
+  /// In an account's state: the time of the call the value comes from (each trait follows
+  /// its own latest call). kNoTime in a decoded event, whose timestamp it is.
+  TimeMs as_of = kNoTime;
   auto operator<=>(const Trait&) const = default;
 };
 

@@ -59,7 +59,8 @@ struct UserState {
   std::string department;               ///< from the `department` trait
   DecayedSum usage;                     ///< weighted product usage
   TimeMs last_active = kNoTime;         ///< latest track event time
-  TimeMs traits_as_of = kNoTime;        ///< time of the call `role`/`department` came from
+  TimeMs role_as_of = kNoTime;          ///< time of the call `role` came from
+  TimeMs department_as_of = kNoTime;    ///< time of the call `department` came from
   Booking booking;
   bool operator==(const UserState&) const = default;
 };
@@ -117,8 +118,8 @@ struct AccountState {
   std::uint64_t shared_assets = 0;
   std::uint64_t known_users = 0;
 
-  std::vector<Trait> traits;      ///< account traits the model reads, sorted by name
-  TimeMs traits_as_of = kNoTime;  ///< time of the group call the traits come from (latest wins)
+  /// Account traits the model reads, sorted by name; each with the time of its latest call.
+  std::vector<Trait> traits;
   /// Derived from the traits by refresh_trait_derived() whenever they (or the model) change,
   /// so that scoring an event does not re-run the fit rules and segment rules.
   double fit = 0.0;
