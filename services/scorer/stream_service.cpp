@@ -385,6 +385,8 @@ std::unique_ptr<PartitionTask> StreamService::Impl::open_task(int partition,
 }
 
 void StreamService::Impl::reload_processor(PartitionTask& task) {
+  // What it counted this turn (events consumed, rejected, timers fired) happened all the same.
+  if (task.processor) publish_processor_stats(task);
   task.processor.reset();  // its caches may hold changes that were never committed
   task.processor = std::make_unique<Processor>(model, *task.store, *task.sink, config.processor);
   task.next_offset = -1;
@@ -790,15 +792,18 @@ void StreamService::Impl::replace_producer() {
 void StreamService::Impl::rewind() {
   // State back to the last commit (the store), input back to the committed offsets.
   events_since_commit = 0;
-  auto positions = kafka::make_partition_list(static_cast<int>(tasks.size()));
-  for (auto& [p, task] : tasks)
-    rd_kafka_topic_partition_list_add(positions.get(), config.kafka.input_topic.c_str(), p);
-  if (positions->cnt > 0)
-    kafka::throw_if(rd_kafka_committed(consumer.get(), positions.get(), config.kafka.timeout_ms),
-                    "reading committed offsets");
-  std::map<int, std::int64_t> committed;
-  for (int i = 0; i < positions->cnt; ++i)
-    committed[positions->elems[i].partition] = positions->elems[i].offset;  // negative: none
+  std::vector<int> owned;
+  for (const auto& [p, task] : tasks) owned.push_back(p);
+  // A failed commit often means brokers in trouble: the offsets are waited for as at an
+  // assignment, never guessed (a partition whose offset could not be read, taken as "none",
+  // would be processed again from its start on top of its state).
+  std::map<int, std::int64_t> committed;  // negative: none
+  if (!owned.empty() && !wait_for_stable_offsets(owned, committed)) {
+    // Shutting down: their uncommitted state must be neither used nor committed; their next
+    // owner restores them.
+    for (const int p : owned) drop_task(p);
+    return;
+  }
   if (std::exchange(outcome_unknown, false)) catch_up_stores_with_changelog(committed);
   auto seeks = kafka::make_partition_list(static_cast<int>(tasks.size()));
   for (auto& [p, task] : tasks) {
@@ -855,9 +860,10 @@ void StreamService::Impl::publish_store_reads(PartitionTask& task, const StoreSt
 }
 
 void StreamService::Impl::drop_task(int partition) {
-  // The reads are published with the gauges, every admin.gauge_refresh_ms; those since the
-  // last refresh would be lost with the store.
+  // The reads are published with the gauges, every admin.gauge_refresh_ms, and the processor's
+  // counts after each turn; those since would be lost with the task.
   if (const auto it = tasks.find(partition); it != tasks.end()) {
+    publish_processor_stats(*it->second);
     publish_store_reads(*it->second, it->second->store->stats());
     tasks.erase(it);
   }
@@ -954,11 +960,22 @@ void StreamService::Impl::read_statistics(std::string_view json) {
   if (root["topics"][config.kafka.input_topic]["partitions"].get(partitions) != simdjson::SUCCESS)
     return;
   for (auto [key, partition] : partitions) {
-    std::int64_t lag = -1;
-    if (partition["consumer_lag"].get(lag) != simdjson::SUCCESS || lag < 0) continue;
     int id = -1;
     std::from_chars(key.data(), key.data() + key.size(), id);
-    if (id >= 0 && tasks.count(id)) metrics.set_consumer_lag(id, static_cast<double>(lag));
+    const auto task = tasks.find(id);
+    if (task == tasks.end()) continue;
+    // librdkafka's consumer_lag counts from the offsets this consumer committed itself; in
+    // exactly-once mode the producer commits them (send_offsets_to_transaction), so it would
+    // stay where the assignment left it. The lag is counted from the offset committed last.
+    std::int64_t lag = -1;
+    std::int64_t stable_end = -1;
+    if (const std::int64_t committed = task->second->committed_offset; committed >= 0) {
+      if (partition["ls_offset"].get(stable_end) == simdjson::SUCCESS && stable_end >= 0)
+        lag = std::max<std::int64_t>(0, stable_end - committed);
+    } else if (partition["consumer_lag"].get(lag) != simdjson::SUCCESS) {
+      lag = -1;
+    }
+    if (lag >= 0) metrics.set_consumer_lag(id, static_cast<double>(lag));
   }
 }
 
