@@ -140,7 +140,13 @@ struct StreamService::Impl {
   void advance_idle_partitions();
   void ensure_transaction();
   bool commit_due() const;
-  /// Events between the assigned partitions' positions and librdkafka's cached watermarks.
+  /// The high watermark of librdkafka's last fetch of a partition (no broker request);
+  /// nullopt until one.
+  std::optional<std::int64_t> high_watermark(int partition) const;
+  /// Events between a partition's position and its high_watermark(); nullopt while either is
+  /// unknown.
+  std::optional<std::int64_t> partition_lag(int partition, const PartitionTask& task) const;
+  /// partition_lag() summed over the assigned partitions (unknown ones count nothing).
   std::int64_t input_lag() const;
   /// Picks the commit interval from input_lag().
   void observe_lag();
@@ -471,6 +477,9 @@ void StreamService::Impl::assign(rd_kafka_topic_partition_list_t* partitions) {
     }
     log::info("service", "partition assigned", {{"partition", std::to_string(p)}});
   }
+  // Restored one after another: the idle time of each starts now, when it can be fetched.
+  for (const int p : fresh)
+    if (const auto it = tasks.find(p); it != tasks.end()) it->second->last_event = Clock::now();
 }
 
 bool StreamService::Impl::wait_for_stable_offsets(const std::vector<int>& partitions,
@@ -605,9 +614,14 @@ void StreamService::Impl::advance_idle_partitions() {
   const auto now = Clock::now();
   if (now - last_idle_check < std::chrono::seconds(1)) return;
   last_idle_check = now;
+  // Silence is only what the brokers say it is: not while they are unreachable.
+  if (brokers_down) return;
   const rollup::TimeMs target = wall_ms() - idle_ms;
   for (auto& [p, task] : tasks) {
     if (now - task->last_event < std::chrono::milliseconds(idle_ms)) continue;
+    // A partition not fetched since its assignment, or with input waiting (its restore, or
+    // another's, took longer than the idle time), is not idle: its events come first.
+    if (!high_watermark(p) || partition_lag(p, *task).value_or(0) > 0) continue;
     if (task->processor->watermark() == rollup::kNoTime || task->processor->watermark() >= target)
       continue;
     ensure_transaction();
@@ -625,24 +639,31 @@ bool StreamService::Impl::commit_due() const {
   return false;
 }
 
+std::optional<std::int64_t> StreamService::Impl::partition_lag(int partition,
+                                                               const PartitionTask& task) const {
+  // The high watermark is not the last stable offset, so records of an upstream transaction
+  // still open count as lag too; catch_up.lag_events is far above what one usually holds.
+  const auto high = high_watermark(partition);
+  if (!high) return std::nullopt;
+  // A position not known yet (nothing processed since the assignment, and no committed offset
+  // read, as in at-least-once mode) is not guessed: its start could be a whole retained log.
+  const std::int64_t position = task.next_offset >= 0 ? task.next_offset : task.committed_offset;
+  if (position < 0) return std::nullopt;
+  return std::max<std::int64_t>(0, *high - position);
+}
+
+std::optional<std::int64_t> StreamService::Impl::high_watermark(int partition) const {
+  std::int64_t low = -1, high = -1;
+  if (rd_kafka_get_watermark_offsets(consumer.get(), config.kafka.input_topic.c_str(), partition,
+                                     &low, &high) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+      high < 0)
+    return std::nullopt;
+  return high;
+}
+
 std::int64_t StreamService::Impl::input_lag() const {
-  // The high watermark as of librdkafka's last fetch of each partition: no broker request. It
-  // is not the last stable offset, so records of an upstream transaction still open count as
-  // lag too; catch_up.lag_events is far above what one such transaction usually holds.
   std::int64_t lag = 0;
-  for (const auto& [p, task] : tasks) {
-    // A partition whose position is not known yet (nothing processed since its assignment,
-    // and no committed offset read, as in at-least-once mode) counts nothing: guessing its
-    // start would take a whole retained log for a backlog.
-    const std::int64_t position =
-        task->next_offset >= 0 ? task->next_offset : task->committed_offset;
-    std::int64_t low = -1, high = -1;
-    if (position < 0 ||
-        rd_kafka_get_watermark_offsets(consumer.get(), config.kafka.input_topic.c_str(), p, &low,
-                                       &high) != RD_KAFKA_RESP_ERR_NO_ERROR)
-      continue;
-    if (high >= 0) lag += std::max<std::int64_t>(0, high - position);  // not fetched yet: < 0
-  }
+  for (const auto& [p, task] : tasks) lag += partition_lag(p, *task).value_or(0);
   return lag;
 }
 
@@ -678,7 +699,8 @@ void StreamService::Impl::commit() {
       producer->produce(config.kafka.changelog_topic, p, key, value);
     // Every task with outputs sends its offset, even unchanged (only timers fired since a
     // rewind): the group checks the generation of each offset commit, which is what keeps a
-    // member that lost its partitions from committing outputs for them.
+    // member that lost its partitions from committing outputs for them. A partition with no
+    // offset at all (none consumed, none committed) has none to send (docs/architecture.md).
     const std::int64_t offset = task->next_offset >= 0 ? task->next_offset : task->committed_offset;
     if (offset < 0) continue;
     rd_kafka_topic_partition_list_add(offsets.get(), config.kafka.input_topic.c_str(), p)->offset =
