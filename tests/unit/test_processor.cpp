@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <random>
+#include <tuple>
 
 #include "harness_send.h"
 
@@ -475,6 +476,43 @@ const scorer::OutputSignal* first_crossing_down(const CollectingSink& sink, Time
 }
 
 }  // namespace
+
+TEST_CASE("an account's own event past its pending timer fires the timer first, late or not",
+          "[processor][time]") {
+  // The worked example's account, silent until a day and a half past its decay crossing, then
+  // used again. Without lateness the watermark passes the crossing first: down, then up. With
+  // a day of lateness the watermark is still before the crossing when the event comes; applied
+  // first, the event would reset the decay and hide the crossing from the timer.
+  const auto lines = worked_example_lines();
+  Harness probe;
+  probe.send_all(lines);
+  const TimeMs last_event = probe.processor.max_event_time();
+  probe.processor.advance_to(last_event + 90 * kDay);
+  const auto* crossing = first_crossing_down(probe.sink, last_event);
+  REQUIRE(crossing != nullptr);
+  const TimeMs due = crossing->signal.event_time;
+
+  using Transition = std::tuple<rollup::SignalKind, rollup::Band, rollup::Band, TimeMs>;
+  std::vector<std::vector<Transition>> runs;
+  for (const TimeMs lateness : {TimeMs{0}, kDay}) {
+    scorer::ProcessorOptions options;
+    options.allowed_lateness_ms = lateness;
+    Harness h(shipped_model_config(), options);
+    h.send_all(lines);
+    const std::size_t before = h.sink.signals.size();
+    h.send(track("u1", "Dashboard Viewed", due + kDay / 2, "{}", "acme"));
+    std::vector<Transition> transitions;
+    for (std::size_t i = before; i < h.sink.signals.size(); ++i) {
+      const auto& s = h.sink.signals[i].signal;
+      transitions.emplace_back(s.kind, s.previous_band, s.score.band, s.event_time);
+    }
+    runs.push_back(transitions);
+  }
+  REQUIRE(runs[0].size() >= 1);
+  CHECK(std::get<3>(runs[0][0]) == due);
+  CHECK(std::get<2>(runs[0][0]) < std::get<1>(runs[0][0]));  // down
+  CHECK(runs[1] == runs[0]);
+}
 
 TEST_CASE("allowed lateness delays a decay timer, not what it computes", "[processor][time]") {
   const auto lines = worked_example_lines();
