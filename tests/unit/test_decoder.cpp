@@ -202,6 +202,10 @@ TEST_CASE("timestamps parse ISO-8601 with offsets and fractions", "[decoder][tim
   CHECK(parse_timestamp("2026-01-05T10:00:00Z") == 1767607200000);
   CHECK(parse_timestamp("2026-01-05T12:00:00+02:00") == 1767607200000);
   CHECK(parse_timestamp("2026-01-05T05:30:00-0430") == 1767607200000);
+  CHECK(parse_timestamp("2026-01-05T12:00:00+02") == 1767607200000);
+  CHECK_FALSE(parse_timestamp("2026-01-05T12:00:00+02:").has_value());
+  CHECK_FALSE(parse_timestamp("2026-01-05T12:00:00+2").has_value());
+  CHECK_FALSE(parse_timestamp("2026-01-05T12:00:00+020").has_value());
   CHECK(parse_timestamp("2026-01-05 10:00:00.5Z") == 1767607200500);
   CHECK(parse_timestamp("2026-01-05T10:00:00.123456789Z") == 1767607200123);
   CHECK(parse_timestamp("2028-02-29T00:00:00Z").has_value());

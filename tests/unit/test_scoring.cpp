@@ -250,6 +250,10 @@ TEST_CASE("segments choose the decay half-life", "[scoring][decay]") {
   CHECK(h.score("small", kT0 + 7 * kDay).decay == Approx(0.5));
   CHECK(h.score("small", kT0 + 7 * kDay).segment == "smb");
   CHECK(h.score("big", kT0 + 30 * kDay).decay == Approx(0.5));
+  // A head count in whole people: 99.5 falls in "0-99", not between the rules.
+  h.send(group("w", "fraction", kT0, R"({"employees":99.5})"));
+  use(h, "w", 5, kT0, "fraction");
+  CHECK(h.score("fraction", kT0 + 7 * kDay).segment == "smb");
 }
 
 TEST_CASE("roles are inferred from behaviour when no role trait is given", "[scoring][roles]") {

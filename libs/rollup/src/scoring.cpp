@@ -434,9 +434,11 @@ void refresh_trait_derived(const Model& model, AccountState& a) {
   a.segment = -1;
   const auto employees = numeric_trait(a, "employees");
   if (!employees) return;
+  // A head count in whole people: 99.5 is 99, not a gap between "0-99" and "100-999".
+  const double people = std::floor(*employees);
   const auto& segments = model.config().decay.segments;
   for (std::size_t i = 0; i < segments.size(); ++i) {
-    if (*employees >= segments[i].min_employees && *employees <= segments[i].max_employees) {
+    if (people >= segments[i].min_employees && people <= segments[i].max_employees) {
       a.segment = static_cast<std::int32_t>(i);
       return;
     }

@@ -62,7 +62,7 @@ bool expect(std::string_view s, std::size_t& pos, char c) {
   return true;
 }
 
-/// Parses "Z" or "+HH:MM" / "-HH:MM" / "+HHMM" into an offset in minutes.
+/// Parses "Z" or "+HH:MM" / "-HH:MM" / "+HHMM" / "+HH" into an offset in minutes.
 std::optional<int> parse_offset(std::string_view s, std::size_t& pos) {
   if (pos >= s.size()) return std::nullopt;
   if (s[pos] == 'Z' || s[pos] == 'z') {
@@ -74,8 +74,10 @@ std::optional<int> parse_offset(std::string_view s, std::size_t& pos) {
   ++pos;
   int hh = 0, mm = 0;
   if (!digits(s, pos, 2, hh)) return std::nullopt;
-  if (pos < s.size() && s[pos] == ':') ++pos;
-  if (!digits(s, pos, 2, mm) || hh > 23 || mm > 59) return std::nullopt;
+  const bool colon = pos < s.size() && s[pos] == ':';
+  if (colon) ++pos;
+  const bool hours_only = !colon && pos == s.size();  // ISO 8601's "+02"
+  if ((!hours_only && !digits(s, pos, 2, mm)) || hh > 23 || mm > 59) return std::nullopt;
   return sign * (hh * 60 + mm);
 }
 

@@ -116,8 +116,9 @@ class EventDecoder {
   std::unique_ptr<Impl> impl_;
 };
 
-/// Parses an ISO-8601 / RFC 3339 timestamp ("2026-01-05T10:00:00.123Z", "+02:00" offsets,
-/// fractional seconds to any precision). Accepts years 2000..2099 only.
+/// Parses an ISO-8601 / RFC 3339 timestamp ("2026-01-05T10:00:00.123Z"; offsets "Z", "+02:00",
+/// "+0200", "+02"; fractional seconds to nanoseconds, truncated to milliseconds). Accepts years
+/// 2000..2099 only.
 std::optional<TimeMs> parse_timestamp(std::string_view s);
 /// Formats as "YYYY-MM-DDTHH:MM:SS.mmmZ".
 std::string format_timestamp(TimeMs t);
