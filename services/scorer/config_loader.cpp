@@ -400,6 +400,25 @@ void check_within_transaction_timeout(const KafkaConfig& k) {
     check("kafka.catch_up.commit_interval_ms", k.catch_up.commit_interval_ms);
 }
 
+/// The service follows the brokers' state (readiness, the idle advance) and the partitions'
+/// lag from the consumer's statistics: they must not be turned off.
+void check_consumer_statistics(const KafkaConfig& k) {
+  for (const auto& [key, properties] :
+       {std::pair{"kafka.consumer_properties", &k.consumer_properties},
+        std::pair{"kafka.properties", &k.properties}}) {
+    const auto it = properties->find("statistics.interval.ms");
+    if (it == properties->end()) continue;
+    long long ms = 0;
+    const auto [end, ec] =
+        std::from_chars(it->second.data(), it->second.data() + it->second.size(), ms);
+    if (ec != std::errc() || end != it->second.data() + it->second.size() || ms < 1)
+      throw ConfigException(std::string(key) + ".statistics.interval.ms",
+                            "must be at least 1: readiness, the idle advance and the consumer-lag "
+                            "gauge follow the consumer's statistics");
+    return;  // the consumer's own setting wins over the shared one
+  }
+}
+
 void read_kafka(Section s, KafkaConfig& k) {
   auto read_string = [&](const std::string& key, std::string& out) { s.read(key, out); };
   read_string("bootstrap_servers", k.bootstrap_servers);
@@ -464,6 +483,7 @@ void read_kafka(Section s, KafkaConfig& k) {
                           "must not be shorter than kafka.commit_interval_ms (" +
                               std::to_string(k.commit_interval_ms) + ")");
   check_within_transaction_timeout(k);
+  check_consumer_statistics(k);
   if (k.max_batch_events < 1) throw ConfigException("kafka.max_batch_events", "must be at least 1");
   if (k.timeout_ms < 1000) throw ConfigException("kafka.timeout_ms", "must be at least 1000");
   if (k.group_id.empty()) throw ConfigException("kafka.group_id", "must not be empty");

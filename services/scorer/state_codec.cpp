@@ -167,6 +167,18 @@ void write_booking(WireWriter& w, const rollup::Booking& b) {
   w.int_field(5, b.department);
 }
 
+/// Field 13, the one traits time of builds before per-trait times: the latest of them, so that
+/// such a build reads a record of this one as it would its own. Written only when every trait
+/// has a time: decoding gives a trait without one field 13's, which must then be absent.
+TimeMs legacy_traits_as_of(const std::vector<rollup::Trait>& traits) {
+  TimeMs latest = kNoTime;
+  for (const auto& t : traits) {
+    if (t.as_of == kNoTime) return kNoTime;
+    latest = std::max(latest, t.as_of);
+  }
+  return latest;
+}
+
 void write_trait(WireWriter& w, const rollup::Trait& t) {
   w.string_field(1, t.name);
   if (const auto* s = std::get_if<std::string>(&t.value)) w.always_string(2, *s);
@@ -261,6 +273,7 @@ std::string encode(const StoredAccount& stored) {
   w.uint_field(10, a.shared_assets);
   w.uint_field(11, a.known_users);
   for (const auto& t : a.traits) w.message(12, [&] { write_trait(w, t); });
+  w.time_field(13, legacy_traits_as_of(a.traits));
   w.uint_field(14, static_cast<std::uint32_t>(a.band));
   w.uint_field(15, static_cast<std::uint32_t>(a.pattern));
   w.time_field(16, a.clock);
@@ -325,8 +338,14 @@ std::string encode(const rollup::UserState& u) {
   w.message(4, [&] { write_decayed_sum(w, u.usage); });
   w.time_field(5, u.last_active);
   w.message(6, [&] { write_booking(w, u.booking); });
-  w.time_field(8, u.role_as_of);
-  w.time_field(9, u.department_as_of);
+  // One time for both, as builds before per-trait times wrote it, when they are the same (an
+  // identify with both, the usual case): such a build reads it right, this one exactly.
+  if (u.role_as_of == u.department_as_of) {
+    w.time_field(7, u.role_as_of);
+  } else {
+    w.time_field(8, u.role_as_of);
+    w.time_field(9, u.department_as_of);
+  }
   return std::move(w).take();
 }
 
@@ -343,10 +362,11 @@ std::optional<rollup::UserState> decode_user(std::string_view bytes) {
   u.usage = from_record(r.usage());
   u.last_active = PQA_GET_TIME(r, last_active_ms);
   u.booking = from_record(r.booking());
-  // A record of an earlier build has one time for both traits.
-  const bool legacy = r.has_traits_as_of_ms();
-  u.role_as_of = legacy ? r.traits_as_of_ms() : PQA_GET_TIME(r, role_as_of_ms);
-  u.department_as_of = legacy ? r.traits_as_of_ms() : PQA_GET_TIME(r, department_as_of_ms);
+  // One time for both (field 7) or one each (8, 9): see encode().
+  const bool one_time = !r.has_role_as_of_ms() && !r.has_department_as_of_ms();
+  u.role_as_of = one_time ? PQA_GET_TIME(r, traits_as_of_ms) : PQA_GET_TIME(r, role_as_of_ms);
+  u.department_as_of =
+      one_time ? PQA_GET_TIME(r, traits_as_of_ms) : PQA_GET_TIME(r, department_as_of_ms);
   return u;
 }
 

@@ -619,9 +619,10 @@ void StreamService::Impl::advance_idle_partitions() {
   const rollup::TimeMs target = wall_ms() - idle_ms;
   for (auto& [p, task] : tasks) {
     if (now - task->last_event < std::chrono::milliseconds(idle_ms)) continue;
-    // A partition not fetched since its assignment, or with input waiting (its restore, or
-    // another's, took longer than the idle time), is not idle: its events come first.
-    if (!high_watermark(p) || partition_lag(p, *task).value_or(0) > 0) continue;
+    // A partition never fetched is not known to be idle. (A position below the high watermark
+    // is no sign of waiting input: behind a transactional producer's last commit marker the
+    // position stays one short for good. A partition with waiting input delivers events.)
+    if (!high_watermark(p)) continue;
     if (task->processor->watermark() == rollup::kNoTime || task->processor->watermark() >= target)
       continue;
     ensure_transaction();

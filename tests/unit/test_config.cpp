@@ -88,6 +88,12 @@ TEST_CASE("config errors name the key and the problem", "[config]") {
         "model.taxonomy.events[22].seat_delta");
   CHECK(key_of_error("input: {max_clock_jump_days: -1}") == "input.max_clock_jump_days");
   CHECK(key_of_error("admin: {gauge_refresh_ms: 50}") == "admin.gauge_refresh_ms");
+  CHECK(key_of_error("kafka: {consumer_properties: {statistics.interval.ms: 0}}") ==
+        "kafka.consumer_properties.statistics.interval.ms");
+  CHECK(key_of_error("kafka: {properties: {statistics.interval.ms: off}}") ==
+        "kafka.properties.statistics.interval.ms");
+  CHECK(key_of_error("kafka: {properties: {statistics.interval.ms: 0}, "
+                     "consumer_properties: {statistics.interval.ms: 1000}}") == "(no error)");
   CHECK(key_of_error("kafka: {catch_up: {lag_events: -1}}") == "kafka.catch_up.lag_events");
   CHECK(key_of_error("kafka: {catch_up: {lag_events: 999}}") == "kafka.catch_up.lag_events");
   CHECK(key_of_error("kafka: {catch_up: {commit_interval_ms: 50}}") ==

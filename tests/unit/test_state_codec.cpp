@@ -159,3 +159,28 @@ TEST_CASE("records of builds with one traits time give each trait that time", "[
   CHECK(u->role_as_of == 3'000);
   CHECK(u->department_as_of == 3'000);
 }
+
+TEST_CASE("records keep the one traits time that builds before per-trait times read", "[codec]") {
+  // Such a build, rolled back to or mixed in a rolling update, reads the latest trait time as
+  // the account's, and a user's one time when role and department share it.
+  scorer::StoredAccount stored;
+  stored.state.traits = {{"employees", 250.0, 5'000}, {"plan", std::string("team"), 7'000}};
+  v1::AccountStateRecord account;
+  REQUIRE(account.ParseFromString(scorer::encode(stored)));
+  CHECK(account.traits_as_of_ms() == 7'000);
+  stored.state.traits.push_back({"seats", 3.0, rollup::kNoTime});  // from such a build's record
+  REQUIRE(account.ParseFromString(scorer::encode(stored)));
+  CHECK_FALSE(account.has_traits_as_of_ms());  // its time must decode as none
+  CHECK(scorer::decode_account(scorer::encode(stored)) == stored);
+
+  rollup::UserState user;
+  user.role_as_of = user.department_as_of = 9'000;
+  v1::UserStateRecord record;
+  REQUIRE(record.ParseFromString(scorer::encode(user)));
+  CHECK(record.traits_as_of_ms() == 9'000);
+  CHECK_FALSE(record.has_role_as_of_ms());
+  user.department_as_of = 9'500;
+  REQUIRE(record.ParseFromString(scorer::encode(user)));
+  CHECK_FALSE(record.has_traits_as_of_ms());
+  CHECK(scorer::decode_user(scorer::encode(user)) == user);
+}
