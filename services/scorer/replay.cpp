@@ -109,8 +109,11 @@ void write_scores(const ReplayOptions& o, const rollup::Model& model,
     const rollup::TimeMs end = stream.processor->watermark();
     stream.processor->for_each_account([&](const rollup::AccountId& id,
                                            const rollup::AccountState& state) {
-      const rollup::TimeMs at =
-          o.scores_at == ReplayOptions::ScoresAt::kAccount ? state.clock : end;
+      // An account's own clock can be past the stream's end when events are allowed to be
+      // late (the end trails the newest event); it is evaluated at its clock then, and says so.
+      const rollup::TimeMs at = o.scores_at == ReplayOptions::ScoresAt::kAccount
+                                    ? state.clock
+                                    : std::max(end, state.clock);
       std::string line = score_to_json(id, rollup::evaluate(model, state, at), at, model.version());
       if (streams.size() == 1)
         scores.write_line(line);
@@ -159,17 +162,18 @@ int replay_with(const ReplayOptions& o, const ServiceConfig& config,
   if (as_of) {
     for (auto& stream : streams) {
       Processor& processor = *stream.processor;
-      if (processor.watermark() != rollup::kNoTime && *as_of < processor.watermark())
-        std::fprintf(stderr,
-                     "replay: --as-of %s is before the last event time %s; using the latter\n",
-                     rollup::format_timestamp(*as_of).c_str(),
-                     rollup::format_timestamp(processor.watermark()).c_str());
-      processor.advance_to(*as_of);
+      // Time passes from the newest event on, past the allowed lateness too.
+      const rollup::TimeMs last = processor.max_event_time();
+      if (last != rollup::kNoTime && *as_of < last)
+        std::fprintf(
+            stderr, "replay: --as-of %s is before the last event time %s; using the latter\n",
+            rollup::format_timestamp(*as_of).c_str(), rollup::format_timestamp(last).c_str());
+      processor.advance_to(last == rollup::kNoTime ? *as_of : std::max(*as_of, last));
     }
   }
   std::uint64_t accounts = 0;
+  signals.flush();  // before the scores: with both on stdout, every signal comes first
   write_scores(o, model, streams, accounts);
-  signals.flush();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   print_summary(total_stats(streams), lines, accounts, seconds);

@@ -19,8 +19,10 @@ struct ReplayOptions {
   /// its own clock and store (<state-dir>/partition-P), exactly as `run` processes them:
   /// the oracle for the service's output.
   int partitions = 0;
-  /// Time each --scores line is evaluated at: the end of the input (or --as-of), or, with
-  /// kAccount, the account's own last change, as the service's scores topic publishes it.
+  /// Time each --scores line is evaluated at: the end of the input (or --as-of; with
+  /// --partitions, of the account's partition, as the service's account queries answer; an
+  /// account's own clock if later, with allowed lateness), or, with kAccount, the account's
+  /// own last change, as the service's scores topic publishes it.
   enum class ScoresAt { kEnd, kAccount } scores_at = ScoresAt::kEnd;
 };
 

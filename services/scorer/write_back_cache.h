@@ -30,8 +30,10 @@ enum class CacheAccess { kRead, kUpdate };
 ///
 /// Eviction is CLOCK (second chance), an LRU approximation that costs one flag write per hit
 /// instead of a list splice. Value references returned by get()/insert() stay valid until a
-/// later get()/insert() on the same cache evicts them; the entry just returned is never the
-/// next victim (it was marked referenced). Not thread-safe: owned by one processor.
+/// later get()/insert() on the same cache evicts them, which may be the very next one (when
+/// every entry is marked referenced the hand clears them all and may come back to it): hold
+/// one reference per cache across a lookup of another key (a hit evicts nothing). Not
+/// thread-safe: owned by one processor.
 ///
 /// Lookups go through an open-addressing index (linear probing, each slot the key's full hash
 /// and its entry) rather than std::unordered_map: with hundreds of thousands of accounts every

@@ -154,3 +154,24 @@ TEST_CASE("replay state lives in RocksDB on disk", "[replay][rocksdb]") {
   CHECK(store->get(scorer::keys::meta("watermark")).has_value());
   CHECK_FALSE(store->get("A-no-such-account").has_value());  // not found is not ""
 }
+
+TEST_CASE("replay's scores say when they were evaluated, with allowed lateness too",
+          "[replay][late]") {
+  // The stream's clock trails its newest event by the lateness; the account's own clock is at
+  // its newest event, and that is when its score is evaluated.
+  TempDir dir;
+  write_lines(dir / "in.jsonl", {group("u1", "acme", kT0), track("u1", "Dashboard Viewed", kT0),
+                                 track("u1", "Dashboard Viewed", kT0 + 2 * kDay)});
+  std::ofstream(dir / "late.yaml") << "input: { allowed_lateness_ms: 86400000 }\n";
+  const std::string at_last_event = R"("as_of":")" + ts(kT0 + 2 * kDay) + "\"";
+  auto plain = options_in(dir, dir / "in.jsonl", "plain");
+  plain.config_path = dir / "late.yaml";
+  REQUIRE(scorer::run_replay(plain) == 0);
+  CHECK(read_file(plain.scores_path).find(at_last_event) != std::string::npos);
+  // An --as-of before the newest event (though after the stream's clock) gives way to it.
+  auto early = options_in(dir, dir / "in.jsonl", "early");
+  early.config_path = dir / "late.yaml";
+  early.as_of = ts(kT0 + 2 * kDay - kHour);
+  REQUIRE(scorer::run_replay(early) == 0);
+  CHECK(read_file(early.scores_path).find(at_last_event) != std::string::npos);
+}
