@@ -78,8 +78,6 @@ kafka::Properties consumer_properties(const KafkaConfig& c) {
   return p;
 }
 
-/// Seconds between refreshes of the gauges that cost a call each (state size, lag).
-
 /// Signals of one partition go to the signals topic, keyed by account id.
 class KafkaSignalSink final : public SignalSink {
  public:
@@ -121,6 +119,9 @@ struct PartitionTask {
   bool changed = false;  ///< processed or advanced since the last commit
   WriteSet committing;   ///< changes of the transaction being committed
   Clock::time_point last_event = Clock::now();
+  /// Offset of the next event to process: after the last processed, else the committed
+  /// offset; negative: not known.
+  std::int64_t position() const { return next_offset >= 0 ? next_offset : committed_offset; }
   ProcessorStats published;    ///< the processor's stats as last added to the metrics
   StoreStats store_published;  ///< the store's read counts as last added to the metrics
 };
@@ -179,7 +180,8 @@ struct StreamService::Impl {
   /// `committed`: the group's committed input offset, for the restore to reach; -1: none.
   std::unique_ptr<PartitionTask> open_task(int partition, std::int64_t committed);
   /// Closes a partition's task (its store; the directory stays for a later assignment) and
-  /// removes its series, after publishing the store's reads since the last gauge refresh.
+  /// removes its series, after publishing what its store and processor counted since their
+  /// last publication.
   void drop_task(int partition);
   void reload_processor(PartitionTask& task);
   fs::path task_dir(int partition) const;
@@ -648,7 +650,7 @@ std::optional<std::int64_t> StreamService::Impl::partition_lag(int partition,
   if (!high) return std::nullopt;
   // A position not known yet (nothing processed since the assignment, and no committed offset
   // read, as in at-least-once mode) is not guessed: its start could be a whole retained log.
-  const std::int64_t position = task.next_offset >= 0 ? task.next_offset : task.committed_offset;
+  const std::int64_t position = task.position();
   if (position < 0) return std::nullopt;
   return std::max<std::int64_t>(0, *high - position);
 }
@@ -702,7 +704,7 @@ void StreamService::Impl::commit() {
     // rewind): the group checks the generation of each offset commit, which is what keeps a
     // member that lost its partitions from committing outputs for them. A partition with no
     // offset at all (none consumed, none committed) has none to send (docs/architecture.md).
-    const std::int64_t offset = task->next_offset >= 0 ? task->next_offset : task->committed_offset;
+    const std::int64_t offset = task->position();
     if (offset < 0) continue;
     rd_kafka_topic_partition_list_add(offsets.get(), config.kafka.input_topic.c_str(), p)->offset =
         offset;
@@ -990,15 +992,15 @@ void StreamService::Impl::read_statistics(std::string_view json) {
     // librdkafka's consumer_lag counts from the offsets this consumer committed itself; in
     // exactly-once mode the producer commits them (send_offsets_to_transaction), so it would
     // stay where the assignment left it. The lag is counted from the offset committed last.
-    std::int64_t lag = -1;
-    std::int64_t stable_end = -1;
-    if (const std::int64_t committed = task->second->committed_offset; committed >= 0) {
-      if (partition["ls_offset"].get(stable_end) == simdjson::SUCCESS && stable_end >= 0)
-        lag = std::max<std::int64_t>(0, stable_end - committed);
-    } else if (partition["consumer_lag"].get(lag) != simdjson::SUCCESS) {
-      lag = -1;
-    }
-    if (lag >= 0) metrics.set_consumer_lag(id, static_cast<double>(lag));
+    const std::int64_t committed = task->second->committed_offset;
+    std::int64_t end_or_lag = -1;  // librdkafka writes -1 for what it does not know
+    if (partition[committed >= 0 ? "ls_offset" : "consumer_lag"].get(end_or_lag) !=
+            simdjson::SUCCESS ||
+        end_or_lag < 0)
+      continue;
+    const std::int64_t lag =
+        committed >= 0 ? std::max<std::int64_t>(0, end_or_lag - committed) : end_or_lag;
+    metrics.set_consumer_lag(id, static_cast<double>(lag));
   }
 }
 

@@ -475,6 +475,22 @@ const scorer::OutputSignal* first_crossing_down(const CollectingSink& sink, Time
   return nullptr;
 }
 
+/// The worked example's account left silent, without lateness: its last event time and the
+/// decay crossing down that its timer publishes.
+struct SilentCrossing {
+  TimeMs last_event = 0;
+  scorer::OutputSignal signal;
+};
+SilentCrossing silent_crossing(const std::vector<std::string>& lines) {
+  Harness prompt;
+  prompt.send_all(lines);
+  const TimeMs last_event = prompt.processor.max_event_time();
+  prompt.processor.advance_to(last_event + 90 * kDay);
+  const auto* crossing = first_crossing_down(prompt.sink, last_event);
+  REQUIRE(crossing != nullptr);
+  return {last_event, *crossing};
+}
+
 }  // namespace
 
 TEST_CASE("an account's own event past its pending timer fires the timer first, late or not",
@@ -484,13 +500,7 @@ TEST_CASE("an account's own event past its pending timer fires the timer first, 
   // a day of lateness the watermark is still before the crossing when the event comes; applied
   // first, the event would reset the decay and hide the crossing from the timer.
   const auto lines = worked_example_lines();
-  Harness probe;
-  probe.send_all(lines);
-  const TimeMs last_event = probe.processor.max_event_time();
-  probe.processor.advance_to(last_event + 90 * kDay);
-  const auto* crossing = first_crossing_down(probe.sink, last_event);
-  REQUIRE(crossing != nullptr);
-  const TimeMs due = crossing->signal.event_time;
+  const TimeMs due = silent_crossing(lines).signal.signal.event_time;
 
   using Transition = std::tuple<rollup::SignalKind, rollup::Band, rollup::Band, TimeMs>;
   std::vector<std::vector<Transition>> runs;
@@ -518,13 +528,8 @@ TEST_CASE("allowed lateness delays a decay timer, not what it computes", "[proce
   const auto lines = worked_example_lines();
   REQUIRE(lines.size() == 47);
   // Without lateness: the qualified account of the worked example, left silent, crosses down.
-  Harness prompt;
-  prompt.send_all(lines);
-  const TimeMs last_event = prompt.processor.max_event_time();
-  prompt.processor.advance_to(last_event + 90 * kDay);
-  const auto* expected = first_crossing_down(prompt.sink, last_event);
-  REQUIRE(expected != nullptr);
-  const TimeMs due = expected->signal.event_time;
+  const auto [last_event, expected] = silent_crossing(lines);
+  const TimeMs due = expected.signal.event_time;
   REQUIRE(due > last_event + kDay);
 
   // With a day of lateness the same timer fires only once another partition event is a day
@@ -542,6 +547,6 @@ TEST_CASE("allowed lateness delays a decay timer, not what it computes", "[proce
   const auto* fired = first_crossing_down(late.sink, last_event);
   REQUIRE(fired != nullptr);
   CHECK(fired->signal.event_time == due);
-  CHECK(fired->signal.score.score == expected->signal.score.score);
-  CHECK(fired->signal.score.band == expected->signal.score.band);
+  CHECK(fired->signal.score.score == expected.signal.score.score);
+  CHECK(fired->signal.score.band == expected.signal.score.band);
 }

@@ -222,10 +222,10 @@ bool set_trait(AccountState& a, const Trait& trait, TimeMs t) {
 void apply_account_traits(const Model& model, AccountState& a, const Event& e, Day today) {
   // Group calls send some traits at a time, and each trait follows its own latest call: an
   // older call that arrives late still sets the traits no later call has set.
-  std::size_t applied = 0;
+  bool applied = false;
   for (const Trait& t : e.account_traits) {
     if (!set_trait(a, t, e.timestamp)) continue;
-    ++applied;
+    applied = true;
     const double* value = std::get_if<double>(&t.value);
     if (value == nullptr) continue;
     if (t.name == "seat_limit") a.seat_limit = *value;
@@ -236,7 +236,7 @@ void apply_account_traits(const Model& model, AccountState& a, const Event& e, D
     a.seat_snapshot_seen = true;
     record_seat_delta(model, a, a.seats - before, e.timestamp, today);
   }
-  if (applied > 0) refresh_trait_derived(model, a);
+  if (applied) refresh_trait_derived(model, a);
 }
 
 // ---- users ------------------------------------------------------------------------------------
