@@ -278,14 +278,17 @@ class Relay:
         except OSError:
             return ""
 
-    def metric(self, name, **labels):
-        total = 0.0
+    def metric(self, name, must_exist=False, **labels):
+        """Sum of the metric's samples carrying `labels`. With must_exist, None when no such
+        sample is exposed (or the relay does not answer), so that "== 0" cannot pass then."""
+        total, found = 0.0, False
         for line in self.metrics_text().splitlines():
             if not line.startswith(name) or line[len(name)] not in " {":
                 continue
             if all(f'{k}="{v}"' in line for k, v in labels.items()):
                 total += float(line.rsplit(" ", 1)[1])
-        return total
+                found = True
+        return None if must_exist and not found else total
 
     def kill(self):
         self.proc.send_signal(signal.SIGKILL)
@@ -617,13 +620,13 @@ def scenario_dead_letter():
     used = set(re.findall(r"pqa_relay_[a-z0-9_]+", rules))
     check(used and used <= exposed, f"alerts use series the relay does not expose: {used - exposed}")
     wait_for(10, "the offsets to be committed", lambda: relay.metric(
-        "pqa_relay_pending_signals") == 0)
+        "pqa_relay_pending_signals", must_exist=True) == 0)
     time.sleep(1)  # one more commit interval
     relay.stop()
     # Restarted in the same group: committed offsets are past every dead-lettered signal.
     relay.start()
     time.sleep(3)
-    check(relay.metric("pqa_relay_signals_consumed_total") == 0,
+    check(relay.metric("pqa_relay_signals_consumed_total", must_exist=True) == 0,
           "signals were read again after a clean stop")
     relay.stop()
     check(len(consume_all(dlq)) == 22, "records dead-lettered twice after a restart")

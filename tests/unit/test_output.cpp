@@ -35,11 +35,11 @@ TEST_CASE("signals serialise to the proto JSON form", "[output]") {
     h.send(identify(u, kT0, std::string(R"({"department":")") + u + R"("})"));
     for (int i = 0; i < 30; ++i) h.send(track(u, "Report Created", kT0));
   }
-  CHECK(h.sink.of_kind(rollup::SignalKind::kBreadthExpansion)[0].signal.department ==
-        "eng \"core\"");
   for (auto kind : {rollup::SignalKind::kThresholdCrossed, rollup::SignalKind::kSeatExpansion,
                     rollup::SignalKind::kBreadthExpansion})
     REQUIRE_FALSE(h.sink.of_kind(kind).empty());
+  CHECK(h.sink.of_kind(rollup::SignalKind::kBreadthExpansion)[0].signal.department ==
+        "eng \"core\"");
   for (const auto& s : h.sink.signals) {
     const auto json = scorer::to_json(s, h.model.version());
     const auto msg = parse_strict<v1::Signal>(json);

@@ -1,6 +1,9 @@
 // Each formula of docs/scoring.md, timers, hysteresis, routing and seat patterns.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <string>
+#include <tuple>
+#include <vector>
 
 #include "harness_send.h"
 #include "state_codec.h"
@@ -254,6 +257,56 @@ TEST_CASE("segments choose the decay half-life", "[scoring][decay]") {
   h.send(group("w", "fraction", kT0, R"({"employees":99.5})"));
   use(h, "w", 5, kT0, "fraction");
   CHECK(h.score("fraction", kT0 + 7 * kDay).segment == "smb");
+}
+
+TEST_CASE("the shipped segments: smb 10 days, mid-market 14, enterprise 30, default 14",
+          "[scoring][decay]") {
+  Harness h;
+  const std::vector<std::tuple<std::string, std::string, std::string, int>> accounts = {
+      {"small", R"({"employees":20})", "smb", 10},
+      {"mid", R"({"employees":300})", "mid_market", 14},
+      {"big", R"({"employees":5000})", "enterprise", 30},
+      {"unknown", "{}", "default", 14},
+  };
+  for (const auto& [account, traits, segment, days] : accounts) {
+    h.send(group(account + "-u", account, kT0, traits));
+    use(h, account + "-u", 5, kT0, account);
+    const auto later = h.score(account, kT0 + days * kDay);
+    CHECK(later.segment == segment);
+    CHECK(later.decay == Approx(0.5).epsilon(1e-12));
+    CHECK(h.score(account, kT0 + 2 * days * kDay).decay == Approx(0.25).epsilon(1e-12));
+  }
+}
+
+TEST_CASE("usage decays with a 7-day half-life within a user's engagement", "[scoring][decay]") {
+  Harness h;
+  h.send(group("u", "a", kT0));
+  use(h, "u", 1, kT0);
+  use(h, "u", 1, kT0 + 7 * kDay);
+  h.processor.flush();
+  const auto user = scorer::decode_user(*h.store->get(scorer::keys::user("a", "u")));
+  REQUIRE(user);
+  CHECK(user->usage.value == Approx(1.5).epsilon(1e-12));  // 1 * 2^-1 + 1
+  CHECK(rollup::user_engagement(h.model, *user) == Approx(eng(1.5)).epsilon(1e-12));
+  // Depth sums engagement in fixed point (units of 1e-9).
+  CHECK(h.score_now("a").components.depth == Approx(eng(1.5)).margin(2e-9).epsilon(0));
+}
+
+TEST_CASE("fabric decays with the account's half-life while the account stays active",
+          "[scoring][decay][fabric]") {
+  Harness h;  // mid-market: 14 days
+  h.send(group("u", "a", kT0, R"({"employees":300})"));
+  h.send(identify("u", kT0, R"({"role":"member"})"));
+  h.send(track("u", "Comment Added", kT0));
+  h.send(track("u", "Comment Added", kT0 + 14 * kDay));
+  const auto collaboration = static_cast<int>(rollup::FabricCategory::kCollaboration);
+  const auto state = h.state("a");
+  CHECK(state.fabric_as_of == kT0 + 14 * kDay);
+  CHECK(state.fabric[collaboration] == Approx(1.5).epsilon(1e-12));  // 1 * 2^-1 + 1
+  // The fabric component takes it at the account's last activity: share * (1 - e^(-1.5/3)).
+  const double share = h.model.derived().fabric_share[collaboration];
+  CHECK(h.score_now("a").components.fabric ==
+        Approx(share * (1 - std::exp(-1.5 / 3))).epsilon(1e-12));
 }
 
 TEST_CASE("roles are inferred from behaviour when no role trait is given", "[scoring][roles]") {

@@ -1,6 +1,10 @@
 // Every claim of the seeds that the model relies on, one test each, named after the claim.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <map>
+#include <set>
+#include <utility>
+#include <vector>
 
 #include "harness_send.h"
 #include "state_codec.h"
@@ -72,6 +76,43 @@ TEST_CASE("breadth beats headcount: five users across three departments beat fiv
   member(g, "plus_dept", "d3", R"({"department":"legal"})", 5);
   CHECK(g.score_now("plus_dept").components.breadth - g.score_now("base").components.breadth >
         g.score_now("plus_user").components.breadth - g.score_now("base").components.breadth);
+  // Head count does not buy breadth: three users in three departments are broader than ten in
+  // one (0.548 against 0.425 with the shipped weights; a model weighing head count 0.6 and
+  // departments 0.2 would order them the other way).
+  Harness k;
+  for (int i = 0; i < 3; ++i)
+    member(k, "three", "t" + std::to_string(i), R"({"department":"d)" + std::to_string(i) + "\"}",
+           5);
+  for (int i = 0; i < 10; ++i)
+    member(k, "ten", "x" + std::to_string(i), R"({"department":"eng"})", 5);
+  CHECK(k.score_now("three").components.breadth > k.score_now("ten").components.breadth + 0.1);
+  CHECK(k.score_now("three").score > k.score_now("ten").score);
+}
+
+TEST_CASE(
+    "breadth is weighted above depth: three departments using the product outscore one analyst "
+    "using it intensively",
+    "[seed][claim]") {
+  // Seed 000: "an account where marketing, sales, and operations all use the product" against
+  // "one where a single analyst uses it intensively". Ordinary use (ten views each, engagement
+  // 0.63) across three functions, against a hundred views by one user (engagement ~1).
+  Harness h;
+  for (const char* dept : {"marketing", "sales", "operations"})
+    member(h, "spread", std::string("spread-") + dept,
+           std::string(R"({"role":"member","department":")") + dept + "\"}", 10);
+  member(h, "analyst", "analyst-u", R"({"role":"member","department":"analytics"})", 100);
+  const auto spread = h.score_now("spread");
+  const auto analyst = h.score_now("analyst");
+  REQUIRE(analyst.components.depth > spread.components.depth + 0.3);  // the analyst goes deeper
+  CHECK(spread.score > analyst.score);
+  // It is the weights that decide: with depth weighted above breadth the analyst would win.
+  auto swapped = shipped_model_config();
+  std::swap(swapped.weights.breadth, swapped.weights.depth);
+  const rollup::Model other(swapped);
+  const auto spread_state = h.state("spread");
+  const auto analyst_state = h.state("analyst");
+  CHECK(rollup::evaluate(other, analyst_state, kT0).score >
+        rollup::evaluate(other, spread_state, kT0).score);
 }
 
 TEST_CASE("single-user activation is not qualification", "[seed][claim]") {
@@ -91,6 +132,10 @@ TEST_CASE("single-user activation is not qualification", "[seed][claim]") {
   CHECK(s.single_user_activation);
   CHECK(s.band == Band::kNurture);  // ...but the band is capped
   CHECK(s.routing == rollup::Routing::kEnablement);
+  // Its breadth stays low: one user and one department; only its shared assets count in full.
+  const double single_breadth = s.components.breadth;
+  CHECK(single_breadth <= 0.3 * std::log(2.0) / std::log(11.0) + 0.5 / 4 + 0.2 + 1e-12);
+  REQUIRE_FALSE(h.sink.of_kind(SignalKind::kThresholdCrossed).empty());
   CHECK(h.sink.of_kind(SignalKind::kThresholdCrossed).back().signal.score.band == Band::kNurture);
 
   // Once a second user is active the account qualifies on the same merits.
@@ -100,6 +145,7 @@ TEST_CASE("single-user activation is not qualification", "[seed][claim]") {
   s = h.score_now("solo");
   CHECK_FALSE(s.single_user_activation);
   CHECK(s.band >= Band::kQualified);
+  CHECK(s.components.breadth > single_breadth);
   CHECK(h.sink.of_kind(SignalKind::kThresholdCrossed).back().signal.score.band >= Band::kQualified);
 }
 
@@ -114,7 +160,8 @@ TEST_CASE("silent accounts decay: a qualified account crosses down with no new e
   }
   h.send(track("u0", "Contact Sales Clicked", kT0 + kHour));
   h.send(track("u0", "SSO Configured", kT0 + kHour));
-  REQUIRE(h.score_now("a").band >= Band::kQualified);
+  const auto at_last_activity = h.score_now("a");
+  REQUIRE(at_last_activity.band == Band::kQualified);
   const auto before = h.sink.signals.size();
   h.processor.advance_to(kT0 + 60 * kDay);  // nothing but time passes
   std::vector<scorer::OutputSignal> down;
@@ -125,6 +172,15 @@ TEST_CASE("silent accounts decay: a qualified account crosses down with no new e
   CHECK(down.back().signal.score.band == Band::kCold);
   for (const auto& s : down) CHECK(s.signal.score.band < s.signal.previous_band);
   CHECK(h.score("a", kT0 + 60 * kDay).band == Band::kCold);
+  // The first step down is decay's, not the active window's (which ends after 28 days): at
+  // t_last + h * log2(behaviour / (57 - fit points)), h = 14 days for this mid-market account.
+  const TimeMs t_last = kT0 + kHour;
+  const double fit_points = 15.0 * at_last_activity.components.fit;
+  const double after = 14.0 * static_cast<double>(kDay) *
+                       std::log2((at_last_activity.score - fit_points) / (57.0 - fit_points));
+  CHECK(down.front().signal.previous_band == Band::kQualified);
+  CHECK(down.front().signal.event_time == t_last + static_cast<TimeMs>(std::ceil(after)) + 1);
+  CHECK(down.front().signal.event_time < kT0 + 10 * kDay);
 }
 
 TEST_CASE("decay halves the behavioural score after one half-life of silence (seed 002)",
@@ -177,16 +233,68 @@ TEST_CASE("the first active user in a new department is derived and signalled on
 
 TEST_CASE("hiding the why is avoided: every signal carries components and top drivers",
           "[seed][claim]") {
+  std::vector<std::string> input;
+  auto add_member = [&](const std::string& user, const std::string& traits) {
+    input.push_back(group(user, "a", kT0));
+    input.push_back(identify(user, kT0, traits));
+    for (int i = 0; i < 30; ++i) input.push_back(track(user, "Dashboard Viewed", kT0 + i));
+  };
+  add_member("u1", R"({"role":"admin","department":"eng"})");
+  add_member("u2", R"({"department":"sales"})");
+  add_member("u3", R"({"department":"ops"})");
+  input.push_back(track("u1", "Contact Sales Clicked", kT0 + kHour));
   Harness h;
-  member(h, "a", "u1", R"({"role":"admin","department":"eng"})", 30);
-  member(h, "a", "u2", R"({"department":"sales"})", 30);
-  member(h, "a", "u3", R"({"department":"ops"})", 30);
-  h.send(track("u1", "Contact Sales Clicked", kT0 + kHour));
-  for (const auto& s : h.sink.signals) {
-    CHECK(s.signal.score.drivers.size() <= 3);
-    CHECK_FALSE(s.signal.score.drivers.empty());
-  }
+  h.send_all(input);
+
+  const std::set<std::string> names = {"breadth.active_users",
+                                       "breadth.departments",
+                                       "breadth.shared_assets",
+                                       "depth",
+                                       "fit",
+                                       "fabric.provisioning",
+                                       "fabric.administration",
+                                       "fabric.commercial_intent",
+                                       "fabric.collaboration",
+                                       "fabric.shared_asset",
+                                       "fabric.breadth_expansion"};
   REQUIRE_FALSE(h.sink.of_kind(SignalKind::kThresholdCrossed).empty());
+  for (const auto& s : h.sink.signals) {
+    const auto& score = s.signal.score;
+    REQUIRE(score.drivers.size() == 3);
+    double points = 0;
+    for (std::size_t i = 0; i < 3; ++i) {
+      CHECK(names.count(std::string(score.drivers[i].name)) == 1);
+      if (i > 0) CHECK(score.drivers[i - 1].points >= score.drivers[i].points);
+      points += score.drivers[i].points;
+    }
+    CHECK(points <= score.score + 1e-9);
+    CHECK(score.drivers[0].name != score.drivers[1].name);
+    CHECK(score.drivers[1].name != score.drivers[2].name);
+    CHECK(score.drivers[0].name != score.drivers[2].name);
+  }
+
+  // Each crossing's components and drivers are the account's evaluation when it fired: the
+  // same input, stopped after the event that caused the crossing, evaluated at its time.
+  std::size_t checked = 0;
+  for (std::size_t n = 1; n <= input.size(); ++n) {
+    Harness prefix;
+    prefix.send_all({input.begin(), input.begin() + static_cast<std::ptrdiff_t>(n)});
+    const auto crossings = prefix.sink.of_kind(SignalKind::kThresholdCrossed);
+    if (crossings.size() != checked + 1) continue;
+    const auto& fired = crossings.back().signal;
+    const auto now = prefix.score("a", fired.event_time);
+    CHECK(fired.score.score == now.score);
+    CHECK(fired.score.components.breadth == now.components.breadth);
+    CHECK(fired.score.components.depth == now.components.depth);
+    CHECK(fired.score.components.fabric == now.components.fabric);
+    CHECK(fired.score.components.fit == now.components.fit);
+    for (std::size_t i = 0; i < 3; ++i) {
+      CHECK(fired.score.drivers[i].name == now.drivers[i].name);
+      CHECK(fired.score.drivers[i].points == now.drivers[i].points);
+    }
+    ++checked;
+  }
+  CHECK(checked == h.sink.of_kind(SignalKind::kThresholdCrossed).size());
 }
 
 TEST_CASE("expansion readiness: seat patterns are detected in paying accounts", "[seed][claim]") {
@@ -241,4 +349,60 @@ TEST_CASE("cost per event does not grow with users: account state is bounded", "
   const auto huge = state_bytes(6000);
   CHECK(huge <= large + 8);
   CHECK(static_cast<double>(large) < 1.25 * static_cast<double>(tiny));
+}
+
+TEST_CASE("fabric signal strength follows seed 000's table: very high above high above medium-high",
+          "[seed][claim]") {
+  // One event of each category by a member (role weight 1), each in an account of its own.
+  Harness h;
+  const std::vector<std::pair<std::string, std::string>> events = {
+      {"commercial", "Contact Sales Clicked"},  // very high
+      {"provisioning", "User Invited"},         // high
+      {"administration", "SCIM Connected"},     // high
+      {"collaboration", "Comment Added"},       // high
+      {"shared", "Template Published"},         // medium-high
+  };
+  std::map<std::string, double> fabric;
+  for (const auto& [account, event] : events) {
+    member(h, account, account + "-u", R"({"role":"member","department":"eng"})", 1);
+    h.send(track(account + "-u", event, kT0 + kHour));
+    fabric[account] = h.score_now(account).components.fabric;
+    CHECK(fabric[account] > 0);
+  }
+  CHECK(fabric["commercial"] > fabric["provisioning"]);
+  CHECK(fabric["provisioning"] == fabric["administration"]);
+  CHECK(fabric["administration"] == fabric["collaboration"]);
+  CHECK(fabric["collaboration"] > fabric["shared"]);
+  // Breadth expansion is very high too: a new department's first user weighs as much as a
+  // commercial-intent event of the same strength.
+  const auto& share = h.model.derived().fabric_share;
+  CHECK(share[static_cast<int>(rollup::FabricCategory::kBreadthExpansion)] ==
+        share[static_cast<int>(rollup::FabricCategory::kCommercialIntent)]);
+}
+
+TEST_CASE("a billing page viewed by an admin weighs more than by a member", "[seed][claim]") {
+  Harness h;
+  member(h, "by_admin", "admin-u", R"({"role":"admin","department":"it"})", 1);
+  member(h, "by_member", "member-u", R"({"role":"member","department":"it"})", 1);
+  h.send(track("admin-u", "Billing Page Viewed", kT0 + kHour));
+  h.send(track("member-u", "Billing Page Viewed", kT0 + kHour));
+  const auto commercial = static_cast<int>(rollup::FabricCategory::kCommercialIntent);
+  CHECK(h.state("by_admin").fabric[commercial] == Approx(1.5));
+  CHECK(h.state("by_member").fabric[commercial] == Approx(1.0));
+  CHECK(h.score_now("by_admin").components.fabric > h.score_now("by_member").components.fabric);
+}
+
+TEST_CASE("terms-page visits are commercial intent (seed 004)", "[seed][claim]") {
+  Harness h;
+  member(h, "terms", "terms-u", R"({"role":"member","department":"legal"})", 1);
+  member(h, "plain", "plain-u", R"({"role":"member","department":"legal"})", 1);
+  const auto usage_before = h.score_now("terms").components.depth;
+  h.send(track("terms-u", "Terms Page Viewed", kT0 + kHour));
+  h.send(track("plain-u", "Dashboard Viewed", kT0 + kHour));
+  const auto commercial = static_cast<int>(rollup::FabricCategory::kCommercialIntent);
+  CHECK(h.state("terms").fabric[commercial] == Approx(1.0));
+  CHECK(h.state("plain").fabric[commercial] == 0.0);
+  CHECK(h.score_now("terms").components.fabric > h.score_now("plain").components.fabric);
+  // Not product usage: the user's engagement only decays by the hour that passed.
+  CHECK(h.score_now("terms").components.depth <= usage_before);
 }
