@@ -155,9 +155,15 @@ int replay_with(const ReplayOptions& o, const ServiceConfig& config,
     if (line.find_first_not_of(" \t") == std::string_view::npos) continue;  // blank line
     if (overlong) line = std::string_view(line.data(), config.model.decoder.max_event_bytes + 1);
     Processor& processor = *streams[router.route(line)].processor;
-    if (auto failure = processor.process(line, {}, rollup::Padding::kReadable))
-      std::fprintf(stderr, "line %llu: %s\n", static_cast<unsigned long long>(reader.line_number()),
-                   failure->message().c_str());
+    auto failure = processor.process(line, {}, rollup::Padding::kReadable);
+    if (!failure) continue;
+    // An overlong line was read only up to one byte past the limit: its size is not known.
+    const std::string why = overlong ? "oversized: the line is longer than the limit of " +
+                                           std::to_string(config.model.decoder.max_event_bytes) +
+                                           " bytes"
+                                     : failure->message();
+    std::fprintf(stderr, "line %llu: %s\n", static_cast<unsigned long long>(reader.line_number()),
+                 why.c_str());
   }
   if (as_of) {
     for (auto& stream : streams) {

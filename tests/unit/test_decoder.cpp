@@ -148,6 +148,20 @@ TEST_CASE_METHOD(Fixture, "failure messages name the field", "[decoder]") {
   REQUIRE_FALSE(r.ok());
   CHECK(r.failure().message() == "invalid_type: field 'userId' must be a string");
   CHECK(to_string(DecodeError::kUnresolvedAccount) == "unresolved_account");
+  // Nested fields by their whole path; a range named with the value out of it.
+  const std::string t = R"("timestamp":"2026-01-01T00:00:00Z")";
+  const auto message = [&](const std::string& json) {
+    auto decoded = decoder.decode(json);
+    return decoded.ok() ? std::string("(accepted)") : decoded.failure().message();
+  };
+  CHECK(message(R"({"type":"identify","userId":"u","traits":{"role":5},)" + t + "}") ==
+        "invalid_type: field 'traits.role' must be a string");
+  CHECK(message(
+            R"({"type":"track","userId":"u","event":"x","context":{"traits":{"department":[1]}},)" +
+            t + "}") == "invalid_type: field 'context.traits.department' must be a string");
+  CHECK(message(R"({"type":"group","userId":"u","groupId":"a","traits":{"employees":-5},)" + t +
+                "}") ==
+        "invalid_value: field 'traits.employees' is out of range (0 to 1000000000)");
 }
 
 TEST_CASE("decoder rejects messages over the configured size", "[decoder]") {

@@ -95,6 +95,16 @@ std::optional<DecodeFailure> as_string(const Field& e, std::string_view key,
   return std::nullopt;
 }
 
+/// The same for a field inside an object at `path` (e.g. "traits."): the name is joined to
+/// it only for an error.
+std::optional<DecodeFailure> as_string(const Field& e, std::string_view path, std::string_view name,
+                                       std::string_view& out) {
+  if (!e) return std::nullopt;
+  if (e->get_string().get(out) != simdjson::SUCCESS)
+    return wrong_type(std::string(path) + std::string(name), "a string");
+  return std::nullopt;
+}
+
 std::optional<DecodeFailure> as_object(const Field& e, std::string_view key,
                                        std::optional<object>& out) {
   if (!e) return std::nullopt;
@@ -291,20 +301,22 @@ class Reader {
     }
     std::optional<object> traits;
     if (auto err = as_object(fields[1], "context.traits", traits)) return err;
-    if (traits) return read_user_traits(*traits);
+    if (traits) return read_user_traits(*traits, "context.traits.");
     return std::nullopt;
   }
 
-  std::optional<DecodeFailure> read_user_traits(const object& traits) {
+  /// `path`: where the traits object is ("traits." or "context.traits."), for the errors.
+  std::optional<DecodeFailure> read_user_traits(const object& traits, std::string_view path) {
     const auto fields = pick(traits, std::array<std::string_view, 2>{"role", "department"});
     std::string_view role, department;
-    if (auto err = as_string(fields[0], "role", role)) return err;
-    if (auto err = as_string(fields[1], "department", department)) return err;
+    if (auto err = as_string(fields[0], path, "role", role)) return err;
+    if (auto err = as_string(fields[1], path, "department", department)) return err;
     if (!role.empty()) event_.role = lower_trimmed(role);
     if (!department.empty()) {
       std::string dept = lower_trimmed(department);
       if (dept.size() > model_.config().decoder.max_id_bytes)
-        return fail(DecodeError::kIdTooLong, "field 'department' is too long");
+        return fail(DecodeError::kIdTooLong,
+                    "field '" + std::string(path) + "department' is too long");
       if (!dept.empty()) event_.department = std::move(dept);
     }
     return std::nullopt;
@@ -351,7 +363,7 @@ class Reader {
   std::optional<DecodeFailure> read_identify() {
     std::optional<object> traits;
     if (auto err = as_object(f_[kTraits], "traits", traits)) return err;
-    if (traits) return read_user_traits(*traits);
+    if (traits) return read_user_traits(*traits, "traits.");
     return std::nullopt;
   }
 
@@ -389,7 +401,9 @@ class Reader {
   std::optional<DecodeFailure> add_number_trait(const std::string& name, bool numeric_trait,
                                                 double d) {
     if (!std::isfinite(d) || (numeric_trait && (d < 0 || d > 1e9)))
-      return fail(DecodeError::kInvalidValue, "field 'traits." + name + "' is out of range");
+      return fail(DecodeError::kInvalidValue,
+                  "field 'traits." + name + "' is out of range" +
+                      (numeric_trait ? " (0 to 1000000000)" : " (a finite number)"));
     event_.account_traits.push_back({name, d});
     return std::nullopt;
   }
