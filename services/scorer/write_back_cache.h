@@ -138,6 +138,12 @@ class WriteBackCache {
       set_dirty(*existing);
       return existing->value;
     }
+    // An evicted change of the key still waiting to be written is superseded: a key is never
+    // in pending and cached at once, so a flush writes it once, with this value.
+    if (auto p = pending_.find(key); p != pending_.end()) {
+      pending_bytes_ -= p->first.size() + p->second.size();
+      pending_.erase(p);
+    }
     return add(key, hash, std::move(value), true);
   }
 

@@ -68,9 +68,14 @@ void run_against_map(std::size_t capacity, int key_count, std::uint64_t seed) {
         if (got != nullptr) REQUIRE(*got == want->second);
         break;
       }
+      case 5: {  // insert without looking first: replaces the record wherever it is
+        const std::uint64_t value = rng();
+        cache.insert(key, value);
+        expected[key] = value;
+        break;
+      }
       case 3:
-      case 4:
-      case 5: {  // update in place, or insert when missing
+      case 4: {  // update in place, or insert when missing
         const std::uint64_t value = rng();
         if (std::uint64_t* got = cache.get(key, CacheAccess::kUpdate))
           *got = value;
@@ -121,6 +126,19 @@ TEST_CASE("the write-back cache agrees with a plain map whatever its capacity", 
   const int key_count = GENERATE(5, 200);
   CAPTURE(capacity, key_count);
   for (std::uint64_t seed = 1; seed <= 3; ++seed) run_against_map(capacity, key_count, seed);
+}
+
+TEST_CASE("an insert supersedes the key's evicted change still waiting to be written", "[cache]") {
+  auto store = pqa::scorer::make_memory_store();
+  NumberCache cache(*store, 1);
+  cache.insert("a", 1);
+  cache.insert("b", 5);  // evicts a's change into pending
+  cache.insert("a", 2);  // a blind insert: no get() took it out of pending first
+  WriteSet writes;
+  cache.collect_writes(writes);
+  REQUIRE(writes.puts.size() == 2);
+  CHECK(writes.puts[0] == std::pair<std::string, std::string>{"a", "2"});
+  CHECK(writes.puts[1] == std::pair<std::string, std::string>{"b", "5"});
 }
 
 TEST_CASE("the write-back cache finds every cached key as its index grows and shrinks", "[cache]") {
