@@ -149,6 +149,7 @@ std::pair<std::int64_t, std::int64_t> ChangelogRestorer::wait_while_pending(
     int partition, std::int64_t wanted_end, std::string_view what,
     std::chrono::steady_clock::time_point deadline) {
   constexpr auto kPause = std::chrono::milliseconds(50);
+  auto next_warning = std::chrono::steady_clock::now() + timeout_;
   for (bool logged = false;;) {
     const auto committed = watermarks(partition, consumer_.get());
     if (committed.second >= wanted_end) return committed;
@@ -160,7 +161,8 @@ std::pair<std::int64_t, std::int64_t> ChangelogRestorer::wait_while_pending(
         {"partition", std::to_string(partition)},
         {"waiting_for", std::string(what)},
         {"changelog_committed_end", std::to_string(committed.second)}};
-    if (std::chrono::steady_clock::now() >= deadline) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
       log::warn("restore",
                 "a transaction on the changelog stays open past kafka.timeout_ms; going on",
                 fields);
@@ -168,6 +170,10 @@ std::pair<std::int64_t, std::int64_t> ChangelogRestorer::wait_while_pending(
     }
     if (!std::exchange(logged, true))
       log::info("restore", "waiting for a transaction on the changelog to settle", fields);
+    if (now >= next_warning) {  // an unbounded wait says so every kafka.timeout_ms
+      log::warn("restore", "still waiting for a transaction on the changelog", fields);
+      next_warning = now + timeout_;
+    }
     std::this_thread::sleep_for(kPause);
   }
 }
@@ -175,7 +181,11 @@ std::pair<std::int64_t, std::int64_t> ChangelogRestorer::wait_while_pending(
 std::int64_t ChangelogRestorer::settle(StateStore& store, int partition,
                                        std::int64_t committed_input, std::int64_t last,
                                        RestoreResult& result) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout_;
+  // No deadline: the group's offset is stable, so a transaction open on the changelog below it
+  // is the commit that offset counts, its markers still on their way; giving up would start
+  // processing from that offset without its state changes, lost for good. Every transaction
+  // ends (the broker aborts one older than its timeout), and with it the wait, or a shutdown.
+  constexpr auto deadline = std::chrono::steady_clock::time_point::max();
   std::int64_t next = last + 1;  // the first offset not read yet
   for (;;) {
     const auto reached = stored_offset(store, changelog_meta::kInputOffset);
@@ -191,8 +201,8 @@ std::int64_t ChangelogRestorer::settle(StateStore& store, int partition,
       next = committed_end;
       continue;
     }
-    // Nothing open (or open past the deadline): a changelog of a build before the record,
-    // or offsets moved forward by hand.
+    // Nothing open: a changelog of a build before the record, or offsets moved forward by
+    // hand (an open transaction there, a crashed owner's, is aborted by the broker in time).
     if (reached)
       log::warn("restore", "the changelog does not reach the committed input offset; going on",
                 {{"partition", std::to_string(partition)},

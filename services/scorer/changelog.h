@@ -43,8 +43,12 @@ struct RestoreResult {
 
 /// Reads the committed records of the changelog partition after the store's checkpoint and
 /// writes them into the store, so that it holds every committed change. A store without a
-/// checkpoint, from another changelog, or whose checkpoint the topic no longer has (topic
-/// recreated, records deleted) is cleared and rebuilt from the first record.
+/// checkpoint, from another changelog topic (by name), or whose checkpoint is outside the
+/// partition's offsets (records deleted, or a recreated topic still shorter than the
+/// checkpoint) is cleared and rebuilt from the first record. A checkpoint is an offset and a
+/// topic name: a topic recreated under the same name and grown past the checkpoint, or one on
+/// another cluster, is not recognised, which is why docs/operations.md has local state deleted
+/// whenever the changelog is recreated (as Kafka Streams' reset tool and cleanUp() do).
 class ChangelogRestorer {
  public:
   /// Called as a restore goes on: records applied since the last call, and the changelog
