@@ -3,9 +3,13 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <array>
+#include <boost/asio/ip/address.hpp>
 #include <cctype>
 #include <charconv>
+#include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <optional>
@@ -13,6 +17,7 @@
 #include <sstream>
 #include <string_view>
 
+#include "kafka.h"
 #include "output_producer.h"
 #include "relay_payload.h"
 #include "webhook_signing.h"
@@ -31,6 +36,7 @@ class Section {
   Section(YAML::Node node, std::string path) : node_(std::move(node)), path_(std::move(path)) {
     if (node_ && !node_.IsNull() && !node_.IsMap())
       throw ConfigException(path_.empty() ? "(top level)" : path_, "must be a mapping");
+    reject_repeated_keys();
   }
 
   const std::string& path() const { return path_; }
@@ -66,22 +72,53 @@ class Section {
   template <typename T>
   static T convert(const YAML::Node& n, const std::string& path) {
     if (!n.IsScalar()) throw ConfigException(path, "must be a " + type_name<T>());
-    try {
-      if constexpr (std::is_same_v<T, std::size_t> || std::is_same_v<T, int>) {
-        const auto v = n.as<long long>();
-        if (v < 0 || static_cast<unsigned long long>(v) >
-                         static_cast<unsigned long long>(std::numeric_limits<T>::max()))
-          throw ConfigException(path, "must be a non-negative whole number");
-        return static_cast<T>(v);
-      } else {
-        return n.as<T>();
+    if constexpr (std::is_same_v<T, std::size_t> || std::is_same_v<T, int>) {
+      return whole_number<T>(n.Scalar(), path);
+    } else {
+      T value{};
+      try {
+        value = n.as<T>();
+      } catch (const YAML::Exception&) {
+        throw ConfigException(path, "must be a " + type_name<T>() + ", got '" + n.Scalar() + "'");
       }
-    } catch (const YAML::Exception&) {
-      throw ConfigException(path, "must be a " + type_name<T>() + ", got '" + n.Scalar() + "'");
+      if constexpr (std::is_same_v<T, double>)
+        if (!std::isfinite(value)) throw ConfigException(path, "must be a finite number");
+      return value;
     }
   }
 
  private:
+  /// Whole numbers are decimal, as YAML 1.2 reads them: yaml-cpp alone would take "010" as
+  /// octal 8 and "0x50" as 80.
+  template <typename T>
+  static T whole_number(const std::string& text, const std::string& path) {
+    std::string_view digits(text);
+    const bool negative = !digits.empty() && digits.front() == '-';
+    if (!digits.empty() && (negative || digits.front() == '+')) digits.remove_prefix(1);
+    const bool decimal =
+        !digits.empty() && digits.find_first_not_of("0123456789") == std::string_view::npos;
+    if (!decimal)
+      throw ConfigException(path, "must be a " + type_name<T>() + ", got '" + text + "'");
+    if (negative) throw ConfigException(path, "must be a non-negative whole number");
+    unsigned long long v = 0;
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
+    if (ec != std::errc() || v > static_cast<unsigned long long>(std::numeric_limits<T>::max()))
+      throw ConfigException(path,
+                            "must be at most " + std::to_string(std::numeric_limits<T>::max()));
+    return static_cast<T>(v);
+  }
+
+  /// yaml-cpp keeps a mapping's repeated key, and a lookup finds only its first value: a
+  /// second `kafka:` block would be dropped without a word.
+  void reject_repeated_keys() const {
+    if (!node_ || !node_.IsMap()) return;
+    std::set<std::string> keys;
+    for (const auto& kv : node_) {
+      const auto key = kv.first.as<std::string>();
+      if (!keys.insert(key).second) throw ConfigException(key_path(key), "is given twice");
+    }
+  }
+
   template <typename T>
   static std::string type_name() {
     if constexpr (std::is_same_v<T, bool>) return "boolean (true/false)";
@@ -137,6 +174,12 @@ void read_taxonomy(Section s, rollup::ModelConfig& m) {
     item.read("quantity_property", rule.quantity_property);
     item.read("seat_delta", rule.seat_delta);
     item.finish();
+    // Checked here, where the entry's place in the file is known (the model's own check
+    // counts places in the list merged with the built-in events).
+    if (!(rule.weight >= 0.0))
+      throw ConfigException(item.key_path("weight"), "must be zero or positive");
+    if (!(std::abs(rule.seat_delta) <= 1e6))
+      throw ConfigException(item.key_path("seat_delta"), "must be within +-1000000");
     if (existing != m.events.end())
       *existing = rule;
     else
@@ -192,6 +235,10 @@ void read_fit(Section s, rollup::ModelConfig& m) {
     if (ops != 1)
       throw ConfigException(item.path(),
                             "needs exactly one of equals, in, between, at_least, at_most, exists");
+    if (rule.op == FitOp::kIn && rule.values.empty())
+      throw ConfigException(item.key_path("in"), "must list at least one value");
+    if (rule.op == FitOp::kBetween && !(rule.min <= rule.max))
+      throw ConfigException(item.key_path("between"), "must be [min, max] with min <= max");
     for (auto& v : rule.values)
       std::transform(v.begin(), v.end(), v.begin(),
                      [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
@@ -296,6 +343,18 @@ void read_model(Section s, rollup::ModelConfig& m) {
   s.finish();
 }
 
+/// Reads a size given in MB into `bytes`, which keeps its value when the key is absent. Up to
+/// 1 TiB: far above any memory or disk budget, and far from overflowing the conversion.
+void read_megabytes(Section& s, const std::string& key, std::size_t& bytes) {
+  constexpr std::size_t kMaxMegabytes = 1u << 20;
+  std::size_t mb = bytes >> 20;
+  s.read(key, mb);
+  if (mb > kMaxMegabytes)
+    throw ConfigException(s.key_path(key),
+                          "must be at most " + std::to_string(kMaxMegabytes) + " (1 TiB)");
+  bytes = mb << 20;
+}
+
 void read_state(Section s, ServiceConfig& c) {
   {
     Section cache = s.child("cache");
@@ -305,23 +364,15 @@ void read_state(Section s, ServiceConfig& c) {
     cache.finish();
   }
   s.read("flush_every_events", c.processor.flush_every_events);
-  std::size_t max_pending_mb = c.processor.max_pending_bytes >> 20;
-  s.read("max_pending_mb", max_pending_mb);
-  c.processor.max_pending_bytes = max_pending_mb << 20;
+  read_megabytes(s, "max_pending_mb", c.processor.max_pending_bytes);
   {
     Section r = s.child("rocksdb");
-    std::size_t block_cache_mb = c.rocksdb.block_cache_bytes >> 20;
-    std::size_t write_buffer_mb = c.rocksdb.write_buffer_bytes >> 20;
-    std::size_t new_key_filter_mb = c.rocksdb.new_key_filter_bytes >> 20;
-    r.read("block_cache_mb", block_cache_mb);
-    r.read("write_buffer_mb", write_buffer_mb);
-    r.read("new_key_filter_mb", new_key_filter_mb);
+    read_megabytes(r, "block_cache_mb", c.rocksdb.block_cache_bytes);
+    read_megabytes(r, "write_buffer_mb", c.rocksdb.write_buffer_bytes);
+    read_megabytes(r, "new_key_filter_mb", c.rocksdb.new_key_filter_bytes);
     r.read("disable_wal", c.rocksdb.disable_wal);
     r.read("ingest_min_records", c.rocksdb.ingest_min_records);
     r.finish();
-    c.rocksdb.block_cache_bytes = block_cache_mb << 20;
-    c.rocksdb.write_buffer_bytes = write_buffer_mb << 20;
-    c.rocksdb.new_key_filter_bytes = new_key_filter_mb << 20;
   }
   s.finish();
   if (c.processor.flush_every_events < 1)
@@ -368,6 +419,25 @@ std::string expand_env(const std::string& text, const std::string& key) {
   return out;
 }
 
+/// librdkafka's own check of each property (its name, and a value of the right form), here so
+/// that a typo stops start-up as a configuration error naming the key. A secret's value never
+/// reaches the message: librdkafka's text may quote it.
+void check_properties(const std::map<std::string, std::string>& properties,
+                      const std::string& path) {
+  kafka::Conf scratch(rd_kafka_conf_new());
+  std::array<char, 512> err{};
+  for (const auto& [name, value] : properties) {
+    if (rd_kafka_conf_set(scratch.get(), name.c_str(), value.c_str(), err.data(), err.size()) ==
+        RD_KAFKA_CONF_OK)
+      continue;
+    throw ConfigException(path + "." + name,
+                          kafka::is_secret_property(name)
+                              ? std::string("is not accepted by librdkafka (value not shown)")
+                              : std::string(err.data()));
+  }
+}
+
+/// A mapping of names to scalar values (librdkafka properties, HTTP headers).
 std::map<std::string, std::string> read_properties(Section& parent, const std::string& key) {
   std::map<std::string, std::string> out;
   YAML::Node n = parent.get(key);
@@ -381,6 +451,13 @@ std::map<std::string, std::string> read_properties(Section& parent, const std::s
     out[name] = kv.second.Scalar();
   }
   return out;
+}
+
+/// A map of librdkafka properties: read, then checked by librdkafka.
+std::map<std::string, std::string> read_kafka_properties(Section& parent, const std::string& key) {
+  auto properties = read_properties(parent, key);
+  check_properties(properties, parent.key_path(key));
+  return properties;
 }
 
 /// A transaction open longer than the producer's transaction.timeout.ms is aborted by the
@@ -472,9 +549,9 @@ void read_kafka(Section s, KafkaConfig& k) {
   }
   s.read("max_batch_events", k.max_batch_events);
   s.read("timeout_ms", k.timeout_ms);
-  k.properties = read_properties(s, "properties");
-  k.consumer_properties = read_properties(s, "consumer_properties");
-  k.producer_properties = read_properties(s, "producer_properties");
+  k.properties = read_kafka_properties(s, "properties");
+  k.consumer_properties = read_kafka_properties(s, "consumer_properties");
+  k.producer_properties = read_kafka_properties(s, "producer_properties");
   s.finish();
   if (k.commit_interval_ms < 1)
     throw ConfigException("kafka.commit_interval_ms", "must be at least 1");
@@ -486,6 +563,8 @@ void read_kafka(Section s, KafkaConfig& k) {
   check_consumer_statistics(k);
   if (k.max_batch_events < 1) throw ConfigException("kafka.max_batch_events", "must be at least 1");
   if (k.timeout_ms < 1000) throw ConfigException("kafka.timeout_ms", "must be at least 1000");
+  if (k.timeout_ms > 3'600'000)  // librdkafka takes int milliseconds, with a margin added
+    throw ConfigException("kafka.timeout_ms", "must be at most 3600000 (an hour)");
   if (k.group_id.empty()) throw ConfigException("kafka.group_id", "must not be empty");
 }
 
@@ -512,6 +591,11 @@ void read_admin(Section s, AdminConfig& a) {
   s.read("gauge_refresh_ms", a.gauge_refresh_ms);
   s.finish();
   if (o.bind_address.empty()) throw ConfigException("admin.bind_address", "must not be empty");
+  boost::system::error_code ec;
+  boost::asio::ip::make_address(o.bind_address, ec);
+  if (ec)
+    throw ConfigException("admin.bind_address",
+                          "'" + o.bind_address + "' is not an IP address (e.g. 0.0.0.0, ::)");
   if (o.port < 0 || o.port > 65535)
     throw ConfigException("admin.port", "must be between 0 and 65535 (0: any free port)");
   if (o.max_connections < 1) throw ConfigException("admin.max_connections", "must be at least 1");
@@ -559,6 +643,22 @@ void read_route(Section s, RelayRoute& r) {
   s.finish();
 }
 
+/// Durations of the relay are added to clock readings: a year bounds them far from overflow.
+constexpr std::size_t kMaxDurationMs = 365ull * 24 * 3600 * 1000;
+
+std::int64_t checked_duration_ms(std::size_t ms, const std::string& path) {
+  if (ms > kMaxDurationMs)
+    throw ConfigException(path, "must be at most " + std::to_string(kMaxDurationMs) + " (a year)");
+  return static_cast<std::int64_t>(ms);
+}
+
+/// Reads a duration in milliseconds into `out`, which keeps its value when the key is absent.
+void read_duration_ms(Section& s, const std::string& key, std::int64_t& out) {
+  auto ms = static_cast<std::size_t>(out);
+  s.read(key, ms);
+  out = checked_duration_ms(ms, s.key_path(key));
+}
+
 void read_retry(Section s, RetryPolicy& r) {
   YAML::Node schedule = s.get("schedule_ms");
   if (schedule && !schedule.IsNull()) {
@@ -567,15 +667,13 @@ void read_retry(Section s, RetryPolicy& r) {
     r.schedule_ms.clear();
     for (std::size_t i = 0; i < schedule.size(); ++i) {
       const std::string path = s.key_path("schedule_ms") + "[" + std::to_string(i) + "]";
-      const auto ms = Section::convert<std::size_t>(schedule[i], path);
-      r.schedule_ms.push_back(static_cast<std::int64_t>(ms));
+      r.schedule_ms.push_back(
+          checked_duration_ms(Section::convert<std::size_t>(schedule[i], path), path));
     }
   }
   s.read("jitter", r.jitter);
   s.read("max_attempts", r.max_attempts);
-  std::size_t max_age_ms = static_cast<std::size_t>(r.max_age_ms);
-  s.read("max_age_ms", max_age_ms);
-  r.max_age_ms = static_cast<std::int64_t>(max_age_ms);
+  read_duration_ms(s, "max_age_ms", r.max_age_ms);
   s.finish();
   if (r.jitter < 0 || r.jitter > 1) throw ConfigException(s.key_path("jitter"), "must be 0..1");
   if (r.max_attempts < 1) throw ConfigException(s.key_path("max_attempts"), "must be at least 1");
@@ -691,9 +789,7 @@ void read_endpoint(Section s, EndpointConfig& e, std::set<std::string>& names) {
   {
     Section r = s.child("rate_limit");
     r.read("requests", e.rate_limit.requests);
-    std::size_t per_ms = static_cast<std::size_t>(e.rate_limit.per_ms);
-    r.read("per_ms", per_ms);
-    e.rate_limit.per_ms = static_cast<std::int64_t>(per_ms);
+    read_duration_ms(r, "per_ms", e.rate_limit.per_ms);
     r.finish();
     if (e.rate_limit.requests < 0)
       throw ConfigException(r.key_path("requests"), "must be 0 (unlimited) or more");
@@ -703,9 +799,7 @@ void read_endpoint(Section s, EndpointConfig& e, std::set<std::string>& names) {
   {
     Section b = s.child("breaker");
     b.read("failure_threshold", e.breaker.failure_threshold);
-    std::size_t open_ms = static_cast<std::size_t>(e.breaker.open_ms);
-    b.read("open_ms", open_ms);
-    e.breaker.open_ms = static_cast<std::int64_t>(open_ms);
+    read_duration_ms(b, "open_ms", e.breaker.open_ms);
     b.finish();
     if (e.breaker.failure_threshold < 1)
       throw ConfigException(b.key_path("failure_threshold"), "must be at least 1");
@@ -751,6 +845,26 @@ void read_relay(Section s, RelayConfig& r) {
     throw ConfigException("relay.commit_interval_ms", "must be at least 1");
 }
 
+/// Each topic has one role: a dead-letter topic that is also the input would feed every
+/// rejected event back in for ever, a changelog that is also the scores topic would restore
+/// score JSON as state, and the relay's dead letters must not land among the signals it reads.
+void check_distinct_topics(const ServiceConfig& c) {
+  const KafkaConfig& k = c.kafka;
+  const std::vector<std::pair<std::string, const std::string*>> topics = {
+      {"kafka.topics.input", &k.input_topic},
+      {"kafka.topics.signals", &k.signals_topic},
+      {"kafka.topics.scores", &k.scores_topic},
+      {"kafka.topics.changelog", &k.changelog_topic},
+      {"kafka.topics.dead_letter", &k.dead_letter_topic},
+      {"relay.dead_letter_topic", &c.relay.dead_letter_topic},
+  };
+  for (std::size_t i = 0; i < topics.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      if (*topics[i].second == *topics[j].second)
+        throw ConfigException(topics[i].first, "names topic '" + *topics[i].second + "', as " +
+                                                   topics[j].first + " does: each needs its own");
+}
+
 ServiceConfig parse_config_node(const YAML::Node& root) {
   ServiceConfig c;
   Section top(root, "");
@@ -773,6 +887,7 @@ ServiceConfig parse_config_node(const YAML::Node& root) {
   read_admin(top.child("admin"), c.admin);
   read_relay(top.child("relay"), c.relay);
   top.finish();
+  check_distinct_topics(c);
   const auto errors = rollup::validate(c.model);
   if (!errors.empty()) {
     // validate() names keys relative to the model; map them back to where the YAML has them.
@@ -810,7 +925,8 @@ ParsedUrl parse_url(const std::string& url) {
   } else if (url.rfind("http://", 0) == 0) {
     rest = url.substr(7);
   } else {
-    throw std::invalid_argument("must start with https:// or http://, got '" + url + "'");
+    // The URL itself is not quoted: its path or query may carry a token.
+    throw std::invalid_argument("must start with https:// or http://");
   }
   const std::size_t slash = rest.find_first_of("/?#");
   std::string authority = rest.substr(0, slash);
@@ -855,9 +971,12 @@ ServiceConfig parse_config(const std::string& yaml_text) {
 
 ServiceConfig load_config(const std::string& path) {
   std::ifstream in(path);
-  if (!in) throw ConfigException(path, "cannot be read");
+  // A directory opens on Linux and reads as nothing: every default, without a word.
+  if (!in || std::filesystem::is_directory(path))
+    throw ConfigException(path, "cannot be read as a file");
   std::stringstream text;
   text << in.rdbuf();
+  if (in.bad()) throw ConfigException(path, "cannot be read as a file");
   try {
     return parse_config(text.str());
   } catch (const ConfigException& e) {

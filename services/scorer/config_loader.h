@@ -29,6 +29,10 @@ struct KafkaConfig {
   std::string changelog_topic = "pqa-scorer-changelog";
   std::string dead_letter_topic = "pqa-dead-letter";
   bool create_topics = false;
+  /// Whether start-up checks that existing compacted outputs are compacted (DescribeConfigs).
+  /// Not a YAML key: only the demo turns it off, as librdkafka's in-process mock cluster does
+  /// not answer DescribeConfigs (nor compacts).
+  bool check_topic_configs = true;
   int replication_factor = 3;  ///< of topics the service creates
   Processing processing = Processing::kExactlyOnce;
   /// Exactly once: a signal waits up to one interval plus one commit (~30 ms), so 80 ms (not

@@ -203,6 +203,7 @@ ServiceConfig demo_config(const DemoOptions& o, const std::string& bootstrap,
   // demo runs at-least-once; the exactly-once path is tested against a real broker.
   config.kafka.processing = Processing::kAtLeastOnce;
   config.kafka.create_topics = false;
+  config.kafka.check_topic_configs = false;  // the mock cluster has no configs to describe
   config.kafka.properties["log_level"] = "3";
   config.service.state_dir = state_dir;
   config.service.idle_advance_ms = 0;  // generated events are in the past

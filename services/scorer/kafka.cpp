@@ -170,6 +170,45 @@ void create_topics(rd_kafka_t* rk, const std::vector<TopicSpec>& topics,
   }
 }
 
+TopicConfigValue describe_topic_config(rd_kafka_t* rk, const std::string& topic,
+                                       const std::string& entry,
+                                       std::chrono::milliseconds timeout) {
+  std::unique_ptr<rd_kafka_ConfigResource_t, decltype(&rd_kafka_ConfigResource_destroy)> resource(
+      rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str()),
+      &rd_kafka_ConfigResource_destroy);
+  Queue queue(rd_kafka_queue_new(rk));
+  std::unique_ptr<rd_kafka_AdminOptions_t, decltype(&rd_kafka_AdminOptions_destroy)> options(
+      rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS),
+      &rd_kafka_AdminOptions_destroy);
+  std::array<char, 512> err{};
+  if (rd_kafka_AdminOptions_set_request_timeout(options.get(), static_cast<int>(timeout.count()),
+                                                err.data(),
+                                                err.size()) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return {std::nullopt, err.data()};
+  rd_kafka_ConfigResource_t* resources[] = {resource.get()};
+  rd_kafka_DescribeConfigs(rk, resources, 1, options.get(), queue.get());
+  std::unique_ptr<rd_kafka_event_t, decltype(&rd_kafka_event_destroy)> event(
+      rd_kafka_queue_poll(queue.get(), static_cast<int>(timeout.count()) + 5000),
+      &rd_kafka_event_destroy);
+  if (!event) return {std::nullopt, "no answer from the cluster in time"};
+  if (const auto code = rd_kafka_event_error(event.get()))
+    return {std::nullopt, rd_kafka_err2str(code)};
+  std::size_t count = 0;
+  const rd_kafka_ConfigResource_t** described = rd_kafka_DescribeConfigs_result_resources(
+      rd_kafka_event_DescribeConfigs_result(event.get()), &count);
+  if (count != 1) return {std::nullopt, "no description of the topic in the answer"};
+  if (const auto code = rd_kafka_ConfigResource_error(described[0]))
+    return {std::nullopt, rd_kafka_err2str(code)};
+  std::size_t entries = 0;
+  const rd_kafka_ConfigEntry_t** configs = rd_kafka_ConfigResource_configs(described[0], &entries);
+  for (std::size_t i = 0; i < entries; ++i)
+    if (entry == rd_kafka_ConfigEntry_name(configs[i])) {
+      const char* value = rd_kafka_ConfigEntry_value(configs[i]);
+      return {std::string(value ? value : ""), {}};
+    }
+  return {std::nullopt, "the topic's configuration has no " + entry};
+}
+
 void log_client_error(const char* component, int err, const char* reason) {
   log::warn(
       component, "kafka client error",

@@ -105,6 +105,15 @@ struct TopicSpec {
 void create_topics(rd_kafka_t* rk, const std::vector<TopicSpec>& topics,
                    std::chrono::milliseconds timeout);
 
+/// The value of one configuration entry of `topic` (DescribeConfigs), or why it could not be
+/// read (not authorised, not supported, no answer in time).
+struct TopicConfigValue {
+  std::optional<std::string> value;
+  std::string error;  ///< empty when `value` was read
+};
+TopicConfigValue describe_topic_config(rd_kafka_t* rk, const std::string& topic,
+                                       const std::string& entry, std::chrono::milliseconds timeout);
+
 /// Whether librdkafka's statistics JSON (statistics.interval.ms) shows a broker (not the
 /// bootstrap placeholder) in state UP. Together with RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN
 /// (the immediate "down", for which there is no "up" event) it is a client's view of its

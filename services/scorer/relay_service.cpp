@@ -746,7 +746,7 @@ int run_relay(const RelayOptions& options) {
           "admin", "listening",
           {{"address", config.admin.server.bind_address}, {"port", std::to_string(admin->port())}});
     }
-  } catch (const std::runtime_error& e) {
+  } catch (const std::runtime_error& e) {  // the address is checked with the config: the port
     log::error("config", e.what(), {{"key", "admin.port"}});
     return 2;
   }

@@ -62,7 +62,7 @@ int run_service(const RunOptions& options) {
           "admin", "listening",
           {{"address", config.admin.server.bind_address}, {"port", std::to_string(admin->port())}});
     }
-  } catch (const std::runtime_error& e) {
+  } catch (const std::runtime_error& e) {  // the address is checked with the config: the port
     log::error("config", e.what(), {{"key", "admin.port"}});
     return 2;
   }
@@ -79,6 +79,11 @@ int run_service(const RunOptions& options) {
   } catch (const StoreError& e) {
     log::error("service", "stopping on a storage error", {{"error", e.what()}});
     return 3;
+  } catch (const std::exception& e) {
+    // Anything else (out of memory, say) still ends with a log line and an exit code, not
+    // std::terminate's abort.
+    log::error("service", "stopping on an unexpected error", {{"error", e.what()}});
+    return 4;
   }
 }
 

@@ -135,6 +135,8 @@ struct StreamService::Impl {
   void run();
   // Topics and clients.
   void check_topics();
+  /// Stops start-up if an existing `topic` (the changelog, the scores) is not compacted.
+  void check_compacted(const std::string& key, const std::string& topic);
   void share_memory_budget();
   // The loop.
   void handle(kafka::Message m);
@@ -275,7 +277,9 @@ StreamService::Impl::Impl(const ServiceConfig& c, const std::atomic<bool>& s, Se
           config.kafka.group_id + "-" +
           (config.kafka.group_instance_id.empty() ? host_name() : config.kafka.group_instance_id);
   }
-  fs::create_directories(config.service.state_dir);
+  if (std::error_code ec; !fs::create_directories(config.service.state_dir, ec) && ec)
+    throw ConfigException("service.state_dir",
+                          "cannot create '" + config.service.state_dir + "': " + ec.message());
   producer = std::make_unique<OutputProducer>(config.kafka, transactional_id, stop);
   check_topics();
   share_memory_budget();
@@ -341,6 +345,7 @@ void StreamService::Impl::check_topics() {
       throw ConfigException(key, "topic '" + name + "' has " + std::to_string(*count) +
                                      " partitions; it needs as many as the input topic (" +
                                      std::to_string(input_partitions) + ")");
+    if (!topic_config.empty() && k.check_topic_configs) check_compacted(key, name);
   }
   if (!missing.empty()) {
     kafka::create_topics(rk, missing, timeout);
@@ -348,6 +353,22 @@ void StreamService::Impl::check_topics() {
       log::info("service", "created topic",
                 {{"topic", t.name}, {"partitions", std::to_string(t.partitions)}});
   }
+}
+
+void StreamService::Impl::check_compacted(const std::string& key, const std::string& topic) {
+  // A changelog that retention deletes from loses the state of quiet accounts at the next
+  // rebuild; a scores topic, the latest score of quiet accounts.
+  const auto policy =
+      kafka::describe_topic_config(producer->handle(), topic, "cleanup.policy",
+                                   std::chrono::milliseconds(config.kafka.timeout_ms));
+  if (!policy.value) {  // e.g. no DescribeConfigs permission: not a reason to stop
+    log::warn("service", "cannot check the topic's cleanup.policy",
+              {{"topic", topic}, {"error", policy.error}});
+    return;
+  }
+  if (policy.value->find("compact") == std::string::npos)
+    throw ConfigException(key, "topic '" + topic + "' has cleanup.policy=" + *policy.value +
+                                   "; it must be compacted (cleanup.policy=compact)");
 }
 
 void StreamService::Impl::share_memory_budget() {

@@ -48,6 +48,18 @@ printf 'model:\n  bands: {hot: abc}\n' >"$dir/bad.yaml"
 check "config error exits 2" test $? -eq 2
 check "config error names the key" grep -q "config error: model.bands.hot: must be a number, got 'abc'" "$dir/err"
 
+"$bin" replay --config "$(dirname "$config")" --input "$dir/in.jsonl" --signals "$dir/s" \
+  --scores "$dir/c" 2>"$dir/err"
+check "a directory as --config exits 2" test $? -eq 2
+
+# The state directory is made before any broker is asked: a place it cannot be is a config error.
+# (any free admin port; a broker address that is never reached)
+printf 'admin: {bind_address: 127.0.0.1, port: 0}\nkafka: {bootstrap_servers: "127.0.0.1:1"}\n' \
+  >"$dir/run.yaml"
+"$bin" run --config "$dir/run.yaml" --state-dir /proc/pqa-state 2>"$dir/err"
+check "an impossible state dir exits 2" test $? -eq 2
+check "an impossible state dir names the key" grep -q '"key":"service.state_dir"' "$dir/err"
+
 "$bin" replay --config "$config" --input "$dir/in.jsonl" --signals "$dir/s" --scores "$dir/c" \
   --as-of yesterday 2>"$dir/err"
 check "bad --as-of exits 2" test $? -eq 2

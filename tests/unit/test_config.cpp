@@ -84,8 +84,48 @@ TEST_CASE("config errors name the key and the problem", "[config]") {
   CHECK(key_of_error("model: {[a, b]: 1}") == "(yaml)");  // a list as a key
   CHECK(key_of_error("model: {taxonomy: {events: [{name: X}, {name: X}]}}") ==
         "model.taxonomy.events[1].name");
+  // The entry's place in the file, not in the list merged with the built-in events.
   CHECK(key_of_error("model: {taxonomy: {events: [{name: X, seat_delta: 1e300}]}}") ==
-        "model.taxonomy.events[22].seat_delta");
+        "model.taxonomy.events[0].seat_delta");
+  CHECK(key_of_error("model: {taxonomy: {events: [{name: Query Run, weight: -1}]}}") ==
+        "model.taxonomy.events[0].weight");
+  CHECK(key_of_error("model: {fit: {rules: [{trait: x, in: [], weight: 1}]}}") ==
+        "model.fit.rules[0].in");
+  CHECK(key_of_error("model: {fit: {rules: [{trait: x, between: [5, 1], weight: 1}]}}") ==
+        "model.fit.rules[0].between");
+  CHECK(key_of_error("model: {fit: {rules: [{trait: employees, at_least: .nan, weight: 1}]}}") ==
+        "model.fit.rules[0].at_least");
+  // A repeated key: yaml-cpp would keep the first value and drop the second silently.
+  CHECK(key_of_error("kafka: {commit_interval_ms: 80, commit_interval_ms: 1000}") ==
+        "kafka.commit_interval_ms");
+  CHECK(key_of_error("kafka: {group_id: a}\nkafka: {group_id: b}") == "kafka");
+  // Whole numbers are decimal (YAML 1.2): not octal, not hex.
+  CHECK(parse_config("kafka: {commit_interval_ms: 010}").kafka.commit_interval_ms == 10);
+  CHECK(key_of_error("kafka: {commit_interval_ms: 0x50}") == "kafka.commit_interval_ms");
+  CHECK(key_of_error("kafka: {commit_interval_ms: 1e3}") == "kafka.commit_interval_ms");
+  CHECK(key_of_error("kafka: {max_batch_events: 99999999999999999999999}") ==
+        "kafka.max_batch_events");
+  CHECK(key_of_error("state: {max_pending_mb: 17592186044416}") == "state.max_pending_mb");
+  CHECK(key_of_error("state: {rocksdb: {write_buffer_mb: 17592186044417}}") ==
+        "state.rocksdb.write_buffer_mb");
+  // librdkafka's own check of each property, as a configuration error naming it.
+  CHECK(key_of_error("kafka: {properties: {sasl.pasword: x}}") == "kafka.properties.sasl.pasword");
+  CHECK(key_of_error("kafka: {producer_properties: {compression.type: zip}}") ==
+        "kafka.producer_properties.compression.type");
+  CHECK(key_of_error("admin: {bind_address: localhost}") == "admin.bind_address");
+  CHECK(key_of_error("kafka: {timeout_ms: 2147483647}") == "kafka.timeout_ms");
+  // Each topic has one role.
+  CHECK(key_of_error("kafka: {topics: {dead_letter: product-events}}") ==
+        "kafka.topics.dead_letter");
+  CHECK(key_of_error("kafka: {topics: {changelog: pqa-scores}}") == "kafka.topics.changelog");
+  CHECK(key_of_error("relay: {dead_letter_topic: pqa-signals}") == "relay.dead_letter_topic");
+  try {  // a secret's value is never quoted, whatever librdkafka's message says
+    parse_config("kafka: {properties: {sasl.passwd: hunter2}}");
+    FAIL("an unknown property was accepted");
+  } catch (const ConfigException& e) {
+    CHECK(e.key() == "kafka.properties.sasl.passwd");
+    CHECK(std::string(e.what()).find("hunter2") == std::string::npos);
+  }
   CHECK(key_of_error("input: {max_clock_jump_days: -1}") == "input.max_clock_jump_days");
   CHECK(key_of_error("admin: {gauge_refresh_ms: 50}") == "admin.gauge_refresh_ms");
   CHECK(key_of_error("kafka: {consumer_properties: {statistics.interval.ms: 0}}") ==

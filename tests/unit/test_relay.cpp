@@ -652,6 +652,16 @@ TEST_CASE("relay config errors name the key", "[relay][config]") {
   CHECK(key_of(ep + ", headers: {X-Token: 'Bearer a.b-c'}}]}") == "(no error)");
   CHECK(key_of(ep + ", retry: {schedule_ms: []}}]}") == "relay.endpoints[0].retry.schedule_ms");
   CHECK(key_of(ep + ", retry: {jitter: 2}}]}") == "relay.endpoints[0].retry.jitter");
+  // NaN passes a range check written as "< 0 || > 1"; durations are added to clock readings.
+  CHECK(key_of(ep + ", retry: {jitter: .nan}}]}") == "relay.endpoints[0].retry.jitter");
+  CHECK(key_of(ep + ", rate_limit: {requests: .nan}}]}") ==
+        "relay.endpoints[0].rate_limit.requests");
+  CHECK(key_of(ep + ", retry: {schedule_ms: [9223372036854775807]}}]}") ==
+        "relay.endpoints[0].retry.schedule_ms[0]");
+  CHECK(key_of(ep + ", retry: {max_age_ms: 9223372036854775000}}]}") ==
+        "relay.endpoints[0].retry.max_age_ms");
+  CHECK(key_of(ep + ", breaker: {open_ms: 40000000000}}]}") ==
+        "relay.endpoints[0].breaker.open_ms");
   CHECK(key_of(ep + ", tls: {ca_file: /nonexistent.pem}}]}") == "relay.endpoints[0].tls.ca_file");
   CHECK(key_of(ep + ", method: GET}]}") == "relay.endpoints[0].method");
   CHECK(key_of(ep + ", max_in_flight: 0}]}") == "relay.endpoints[0].max_in_flight");
