@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "log.h"
+#include "output_producer.h"
 #include "state_codec.h"
 
 namespace pqa::scorer {
@@ -95,6 +96,7 @@ void clear_store(StateStore& store) {
 ChangelogRestorer::ChangelogRestorer(const KafkaConfig& config, const std::atomic<bool>& stop)
     : topic_(config.changelog_topic),
       timeout_(config.timeout_ms),
+      settle_limit_(transaction_timeout_ms(config) + config.timeout_ms),
       stop_(stop),
       consumer_(
           kafka::make_client(RD_KAFKA_CONSUMER, kafka::make_conf(restore_properties(config)))),
@@ -163,8 +165,7 @@ std::pair<std::int64_t, std::int64_t> ChangelogRestorer::wait_while_pending(
         {"changelog_committed_end", std::to_string(committed.second)}};
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) {
-      log::warn("restore",
-                "a transaction on the changelog stays open past kafka.timeout_ms; going on",
+      log::warn("restore", "a transaction on the changelog stays open past the wait's limit",
                 fields);
       return committed;
     }
@@ -181,11 +182,13 @@ std::pair<std::int64_t, std::int64_t> ChangelogRestorer::wait_while_pending(
 std::int64_t ChangelogRestorer::settle(StateStore& store, int partition,
                                        std::int64_t committed_input, std::int64_t last,
                                        RestoreResult& result) {
-  // No deadline: the group's offset is stable, so a transaction open on the changelog below it
-  // is the commit that offset counts, its markers still on their way; giving up would start
-  // processing from that offset without its state changes, lost for good. Every transaction
-  // ends (the broker aborts one older than its timeout), and with it the wait, or a shutdown.
-  constexpr auto deadline = std::chrono::steady_clock::time_point::max();
+  // The group's offset is stable, so a transaction open on the changelog below it is the
+  // commit that offset counts, its markers still on their way: going on without its state
+  // changes would lose them for good, so it is waited for well past kafka.timeout_ms. The
+  // broker aborts a transaction older than its timeout; one open longer is a hanging
+  // transaction, which needs an operator: stopping says so, where going on would lose state.
+  const auto started = std::chrono::steady_clock::now();
+  const auto deadline = started + settle_limit_;
   std::int64_t next = last + 1;  // the first offset not read yet
   for (;;) {
     const auto reached = stored_offset(store, changelog_meta::kInputOffset);
@@ -201,6 +204,15 @@ std::int64_t ChangelogRestorer::settle(StateStore& store, int partition,
       next = committed_end;
       continue;
     }
+    if (std::chrono::steady_clock::now() >= deadline && transaction_open(partition, next))
+      throw kafka::KafkaError(
+          "changelog partition " + std::to_string(partition) + " of " + topic_ +
+              " holds a transaction open past the transaction timeout, below the group's "
+              "committed input offset " +
+              std::to_string(committed_input) +
+              ": a hanging transaction (find it with kafka-transactions.sh find-hanging, end "
+              "it with kafka-transactions.sh abort); restoring past it would lose state",
+          /*fatal=*/true);
     // Nothing open: a changelog of a build before the record, or offsets moved forward by
     // hand (an open transaction there, a crashed owner's, is aborted by the broker in time).
     if (reached)
@@ -210,6 +222,10 @@ std::int64_t ChangelogRestorer::settle(StateStore& store, int partition,
                  {"committed_input_offset", std::to_string(committed_input)}});
     return last;
   }
+}
+
+bool ChangelogRestorer::transaction_open(int partition, std::int64_t committed_end) {
+  return watermarks(partition, uncommitted_.get()).second > committed_end;
 }
 
 std::pair<std::int64_t, std::int64_t> ChangelogRestorer::watermarks(int partition,

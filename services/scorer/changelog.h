@@ -61,8 +61,11 @@ class ChangelogRestorer {
   /// or -1. The changelog's kInputOffset record names the offset each commit counted; one
   /// below it (or none) while a transaction is still open on the changelog partition means
   /// the commit is not settled there yet (markers are written partition by partition): the
-  /// restore waits for that transaction, at most kafka.timeout_ms, and reads on. With nothing
-  /// open it goes on at once (a changelog of an older build, offsets moved forward by hand).
+  /// restore waits for that transaction to end, up to the producer's transaction.timeout.ms
+  /// plus kafka.timeout_ms (by then the broker has aborted any transaction it still counts as
+  /// open), and reads on; a transaction open past that is a hanging one, which throws a fatal
+  /// KafkaError naming the way to abort it. With nothing open it goes on at once (a changelog
+  /// of an older build, offsets moved forward by hand).
   RestoreResult restore(StateStore& store, int partition, std::int64_t committed_input = -1);
   void on_progress(Progress progress) { progress_ = std::move(progress); }
 
@@ -83,6 +86,10 @@ class ChangelogRestorer {
       int partition, std::int64_t wanted_end, std::string_view what,
       std::chrono::steady_clock::time_point deadline);
 
+  /// Whether a transaction is still open on the partition past `committed_end` (the
+  /// read_committed end): a read_uncommitted client sees records beyond it.
+  bool transaction_open(int partition, std::int64_t committed_end);
+
   /// Low and high offsets of the changelog partition as `client` sees them (read_committed:
   /// the high one is the last stable offset), retrying while the cluster settles.
   std::pair<std::int64_t, std::int64_t> watermarks(int partition, rd_kafka_t* client);
@@ -94,6 +101,9 @@ class ChangelogRestorer {
   std::string topic_;
   Progress progress_;
   std::chrono::milliseconds timeout_;
+  /// How long a transaction may stay open below the group's offset: the producer's
+  /// transaction.timeout.ms (the broker aborts one older) plus kafka.timeout_ms.
+  std::chrono::milliseconds settle_limit_;
   const std::atomic<bool>& stop_;
   kafka::Handle consumer_;
   kafka::Handle uncommitted_;  ///< read_uncommitted: sees transactions still open

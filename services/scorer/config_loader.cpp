@@ -16,6 +16,7 @@
 #include <set>
 #include <sstream>
 #include <string_view>
+#include <tuple>
 
 #include "kafka.h"
 #include "output_producer.h"
@@ -72,7 +73,7 @@ class Section {
   template <typename T>
   static T convert(const YAML::Node& n, const std::string& path) {
     if (!n.IsScalar()) throw ConfigException(path, "must be a " + type_name<T>());
-    if constexpr (std::is_same_v<T, std::size_t> || std::is_same_v<T, int>) {
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
       return whole_number<T>(n.Scalar(), path);
     } else {
       T value{};
@@ -448,16 +449,25 @@ std::map<std::string, std::string> read_properties(Section& parent, const std::s
     const auto name = kv.first.as<std::string>();
     const std::string item = path + "." + name;
     if (!kv.second.IsScalar()) throw ConfigException(item, "must be a scalar value");
-    out[name] = kv.second.Scalar();
+    if (!out.emplace(name, kv.second.Scalar()).second)
+      throw ConfigException(item, "is given twice");
   }
   return out;
 }
 
 /// A map of librdkafka properties: read, then checked by librdkafka.
-std::map<std::string, std::string> read_kafka_properties(Section& parent, const std::string& key) {
-  auto properties = read_properties(parent, key);
-  check_properties(properties, parent.key_path(key));
-  return properties;
+/// The three maps of librdkafka properties, each checked by librdkafka. Not with a plugin:
+/// setting its path loads it (a file that may exist only where the service runs, not where
+/// `replay` reads the same file), and it adds properties of its own, set in any of the maps.
+void read_kafka_properties(Section& s, KafkaConfig& k) {
+  k.properties = read_properties(s, "properties");
+  k.consumer_properties = read_properties(s, "consumer_properties");
+  k.producer_properties = read_properties(s, "producer_properties");
+  for (const auto* map : {&k.properties, &k.consumer_properties, &k.producer_properties})
+    if (map->count("plugin.library.paths") > 0) return;
+  check_properties(k.properties, s.key_path("properties"));
+  check_properties(k.consumer_properties, s.key_path("consumer_properties"));
+  check_properties(k.producer_properties, s.key_path("producer_properties"));
 }
 
 /// A transaction open longer than the producer's transaction.timeout.ms is aborted by the
@@ -549,9 +559,7 @@ void read_kafka(Section s, KafkaConfig& k) {
   }
   s.read("max_batch_events", k.max_batch_events);
   s.read("timeout_ms", k.timeout_ms);
-  k.properties = read_kafka_properties(s, "properties");
-  k.consumer_properties = read_kafka_properties(s, "consumer_properties");
-  k.producer_properties = read_kafka_properties(s, "producer_properties");
+  read_kafka_properties(s, k);
   s.finish();
   if (k.commit_interval_ms < 1)
     throw ConfigException("kafka.commit_interval_ms", "must be at least 1");
@@ -845,24 +853,30 @@ void read_relay(Section s, RelayConfig& r) {
     throw ConfigException("relay.commit_interval_ms", "must be at least 1");
 }
 
-/// Each topic has one role: a dead-letter topic that is also the input would feed every
-/// rejected event back in for ever, a changelog that is also the scores topic would restore
-/// score JSON as state, and the relay's dead letters must not land among the signals it reads.
+/// Topics that must differ: a dead-letter topic that is also the input would feed every
+/// rejected event back in for ever; a changelog that is also another output or the input would
+/// restore foreign records as state; scores among the signals would reach the relay as
+/// signals; the relay's dead letters must not land among the signals it reads.
 void check_distinct_topics(const ServiceConfig& c) {
   const KafkaConfig& k = c.kafka;
-  const std::vector<std::pair<std::string, const std::string*>> topics = {
-      {"kafka.topics.input", &k.input_topic},
-      {"kafka.topics.signals", &k.signals_topic},
-      {"kafka.topics.scores", &k.scores_topic},
-      {"kafka.topics.changelog", &k.changelog_topic},
-      {"kafka.topics.dead_letter", &k.dead_letter_topic},
-      {"relay.dead_letter_topic", &c.relay.dead_letter_topic},
-  };
-  for (std::size_t i = 0; i < topics.size(); ++i)
-    for (std::size_t j = 0; j < i; ++j)
-      if (*topics[i].second == *topics[j].second)
-        throw ConfigException(topics[i].first, "names topic '" + *topics[i].second + "', as " +
-                                                   topics[j].first + " does: each needs its own");
+  const std::vector<std::tuple<const char*, const std::string*, const char*, const std::string*>>
+      pairs = {
+          {"kafka.topics.dead_letter", &k.dead_letter_topic, "kafka.topics.input", &k.input_topic},
+          {"kafka.topics.changelog", &k.changelog_topic, "kafka.topics.input", &k.input_topic},
+          {"kafka.topics.changelog", &k.changelog_topic, "kafka.topics.signals", &k.signals_topic},
+          {"kafka.topics.changelog", &k.changelog_topic, "kafka.topics.scores", &k.scores_topic},
+          {"kafka.topics.changelog", &k.changelog_topic, "kafka.topics.dead_letter",
+           &k.dead_letter_topic},
+          {"kafka.topics.signals", &k.signals_topic, "kafka.topics.input", &k.input_topic},
+          {"kafka.topics.scores", &k.scores_topic, "kafka.topics.signals", &k.signals_topic},
+          {"kafka.topics.scores", &k.scores_topic, "kafka.topics.input", &k.input_topic},
+          {"relay.dead_letter_topic", &c.relay.dead_letter_topic, "kafka.topics.signals",
+           &k.signals_topic},
+      };
+  for (const auto& [key, topic, other_key, other] : pairs)
+    if (*topic == *other)
+      throw ConfigException(
+          key, "names topic '" + *topic + "', as " + other_key + " does: each needs its own");
 }
 
 ServiceConfig parse_config_node(const YAML::Node& root) {

@@ -366,9 +366,10 @@ void StreamService::Impl::check_compacted(const std::string& key, const std::str
               {{"topic", topic}, {"error", policy.error}});
     return;
   }
-  if (policy.value->find("compact") == std::string::npos)
+  // Exactly "compact": with "compact,delete" retention still deletes a quiet account's record.
+  if (*policy.value != "compact")
     throw ConfigException(key, "topic '" + topic + "' has cleanup.policy=" + *policy.value +
-                                   "; it must be compacted (cleanup.policy=compact)");
+                                   "; it must be compact alone (cleanup.policy=compact)");
 }
 
 void StreamService::Impl::share_memory_budget() {

@@ -1258,8 +1258,34 @@ TEST_CASE(
   auto fresh = pqa::scorer::make_memory_store();
   const auto started = std::chrono::steady_clock::now();
   CHECK(restorer.restore(*fresh, 0, 10).records == 2);
-  CHECK(std::chrono::steady_clock::now() - started < 2s);
+  CHECK(std::chrono::steady_clock::now() - started < 10s);  // a wait would last 60 s
   CHECK(fresh->get("U1") == "v1");
+  writer.abort();
+}
+
+TEST_CASE(
+    "restore: a transaction open below the group's offset past the transaction timeout "
+    "stops the restore naming the remedy",
+    "[kafka][restore]") {
+  // A hanging transaction: open longer than the broker lets a transaction be (here the
+  // writer's own timeout is 60 s, the service's is set to 3 s, so to the restore it hangs).
+  ChangelogWriter writer;
+  writer.begin({{"U1", "v1"}}, 10);
+  writer.commit();
+  writer.begin({{"U1", "v2"}}, 20);
+  auto config = restore_config(writer.topic(), 2000);
+  config.producer_properties["transaction.timeout.ms"] = "3000";
+  std::atomic<bool> stop{false};
+  pqa::scorer::ChangelogRestorer restorer(config, stop);
+  const auto started = std::chrono::steady_clock::now();
+  try {
+    restorer.restore(*pqa::scorer::make_memory_store(), 0, 20);
+    FAIL("the restore went on past a hanging transaction");
+  } catch (const pqa::scorer::kafka::KafkaError& e) {
+    CHECK(e.fatal());
+    CHECK(std::string(e.what()).find("kafka-transactions.sh") != std::string::npos);
+  }
+  CHECK(std::chrono::steady_clock::now() - started >= 5s);  // 3 s + kafka.timeout_ms
   writer.abort();
 }
 

@@ -119,6 +119,15 @@ TEST_CASE("config errors name the key and the problem", "[config]") {
         "kafka.topics.dead_letter");
   CHECK(key_of_error("kafka: {topics: {changelog: pqa-scores}}") == "kafka.topics.changelog");
   CHECK(key_of_error("relay: {dead_letter_topic: pqa-signals}") == "relay.dead_letter_topic");
+  CHECK(key_of_error("relay: {dead_letter_topic: pqa-dead-letter}") == "(no error)");  // harmless
+  CHECK(key_of_error("kafka: {properties: {sasl.username: a, sasl.username: b}}") ==
+        "kafka.properties.sasl.username");
+  CHECK(key_of_error("kafka: {properties: {plugin.library.paths: /nonexistent/plugin.so, "
+                     "some.plugin.setting: x}}") == "(no error)");  // the service loads plugins
+  // 64-bit counts are decimal too.
+  CHECK(parse_config("kafka: {catch_up: {lag_events: 0100000}}").kafka.catch_up.lag_events ==
+        100000);
+  CHECK(key_of_error("kafka: {catch_up: {lag_events: 0x10000}}") == "kafka.catch_up.lag_events");
   try {  // a secret's value is never quoted, whatever librdkafka's message says
     parse_config("kafka: {properties: {sasl.passwd: hunter2}}");
     FAIL("an unknown property was accepted");

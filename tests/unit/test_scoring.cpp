@@ -113,6 +113,15 @@ TEST_CASE("the composite is the weighted sum of components", "[scoring][composit
   REQUIRE(s.drivers.size() == 3);
   CHECK(s.drivers[0].points >= s.drivers[1].points);
   CHECK(s.drivers[1].points >= s.drivers[2].points);
+  // The named terms (docs/scoring.md section 7): depth 25 * 0.503 = 12.6, fit 15 * 0.7 = 10.5,
+  // breadth.departments 35 * 0.5 * 1/4 = 4.4 lead breadth.active_users 35 * 0.3 * ln2/ln11 =
+  // 3.0 and fabric.commercial_intent 25 * 4/19 * (1 - e^-0.5) = 2.1.
+  CHECK(s.drivers[0].name == "depth");
+  CHECK(s.drivers[0].points == Approx(100 * 0.25 * c.depth).epsilon(1e-12));
+  CHECK(s.drivers[1].name == "fit");
+  CHECK(s.drivers[1].points == Approx(100 * 0.15 * 0.7).epsilon(1e-12));
+  CHECK(s.drivers[2].name == "breadth.departments");
+  CHECK(s.drivers[2].points == Approx(100 * 0.35 * 0.5 / 4).epsilon(1e-12));
 }
 
 TEST_CASE("bands move up at thresholds and down only past the hysteresis", "[scoring][bands]") {
