@@ -58,20 +58,24 @@ std::optional<TimeMs> parse_retry_after(std::string_view value, TimeMs now_unix_
   while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
   while (!value.empty() && value.back() == ' ') value.remove_suffix(1);
   if (value.empty()) return std::nullopt;
+  constexpr std::int64_t kMaxSeconds = 365LL * 86400;  // a longer pause is a broken header
   if (std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    std::int64_t seconds = 0;
+    std::uint64_t seconds = 0;
     auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), seconds);
+    if (ec == std::errc::result_out_of_range) return kMaxSeconds * 1000;  // all digits: huge
     if (ec != std::errc() || ptr != value.data() + value.size()) return std::nullopt;
-    return std::min<std::int64_t>(seconds, 365LL * 86400) * 1000;
+    return static_cast<std::int64_t>(std::min<std::uint64_t>(seconds, kMaxSeconds)) * 1000;
   }
-  // IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT".
+  // IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT". Field widths keep sscanf's conversions
+  // within an int (an overlong number no longer matches).
   char weekday[4] = {}, month[4] = {}, zone[4] = {};
   int day = 0, year = 0, hour = 0, minute = 0, second = 0;
   const std::string text(value);
-  if (std::sscanf(text.c_str(), "%3s, %d %3s %d %d:%d:%d %3s", weekday, &day, month, &year, &hour,
-                  &minute, &second, zone) != 8 ||
+  if (std::sscanf(text.c_str(), "%3s, %2d %3s %4d %2d:%2d:%2d %3s", weekday, &day, month, &year,
+                  &hour, &minute, &second, zone) != 8 ||
       std::strcmp(zone, "GMT") != 0)
     return std::nullopt;
+  if (year < 1970 || hour < 0 || minute < 0 || second < 0) return std::nullopt;
   static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                             "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
   unsigned m = 0;
@@ -81,7 +85,7 @@ std::optional<TimeMs> parse_retry_after(std::string_view value, TimeMs now_unix_
   const std::int64_t at_ms =
       ((days_from_civil(year, m, static_cast<unsigned>(day)) * 24 + hour) * 60 + minute) * 60'000 +
       second * 1000LL;
-  return std::max<TimeMs>(0, at_ms - now_unix_ms);
+  return std::clamp<TimeMs>(at_ms - now_unix_ms, 0, kMaxSeconds * 1000);
 }
 
 // --- EndpointQueue ------------------------------------------------------------------------
@@ -105,9 +109,12 @@ std::vector<Finished> EndpointQueue::enqueue(SignalPtr signal, TimeMs now) {
     return {};
   }
   Item item;
-  item.signals.push_back(std::move(signal));
-  item.enqueued_at = now;
+  // Its age counts from when the scorer emitted it, not from this read: a relay restarted
+  // (or a partition moved) within the retry schedule would otherwise restart the clock of
+  // max_age for good, and a signal never deliverable would hold its partition's offset.
+  item.enqueued_at = now - std::max<TimeMs>(0, signal->age_when_read_ms);
   item.not_before = now;
+  item.signals.push_back(std::move(signal));
   account.items.push_back(std::move(item));
   schedule(id, account, now);
   return {};

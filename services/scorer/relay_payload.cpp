@@ -44,6 +44,10 @@ std::variant<RelaySignal, std::string> decode_signal(std::string_view json) {
   s.account_id = string_member(obj, "account_id");
   s.band = string_member(obj, "band");
   if (s.signal_id.empty()) return std::string("signal_id is missing or not a string");
+  // It becomes the webhook-id header: printable ASCII only, so it cannot split the request.
+  if (s.signal_id.size() > 256 || !std::all_of(s.signal_id.begin(), s.signal_id.end(),
+                                               [](char c) { return c > ' ' && c < 127; }))
+    return std::string("signal_id must be 1 to 256 printable ASCII characters");
   if (s.account_id.empty()) return std::string("account_id is missing or not a string");
   if (!is_one_of(s.kind, {"threshold_crossed", "seat_expansion", "breadth_expansion"}))
     return "kind '" + s.kind + "' is not a signal kind";

@@ -26,8 +26,9 @@ struct RelaySignal {
 
   int partition = -1;
   std::int64_t offset = -1;
-  std::int64_t timestamp_ms = 0;  ///< the record's timestamp: when the scorer emitted it
-  std::uint64_t generation = 0;   ///< the partition assignment it was read under
+  std::int64_t timestamp_ms = 0;      ///< the record's timestamp: when the scorer emitted it
+  std::int64_t age_when_read_ms = 0;  ///< how old the record was when the relay read it
+  std::uint64_t generation = 0;       ///< the partition assignment it was read under
 };
 using SignalPtr = std::shared_ptr<const RelaySignal>;
 

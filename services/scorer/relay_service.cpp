@@ -407,7 +407,9 @@ void Relay::handle_message(const rd_kafka_message_t& msg) {
   auto stamp = [&](RelaySignal& s) {
     s.partition = msg.partition;
     s.offset = msg.offset;
-    s.timestamp_ms = timestamp > 0 ? timestamp : wall_now();
+    const TimeMs read_at = wall_now();
+    s.timestamp_ms = timestamp > 0 ? timestamp : read_at;
+    s.age_when_read_ms = std::max<TimeMs>(0, read_at - s.timestamp_ms);
     s.generation = gen->second;
   };
   if (auto* error = std::get_if<std::string>(&decoded)) {

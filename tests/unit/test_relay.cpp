@@ -115,6 +115,13 @@ TEST_CASE("relay names what makes a record not a signal", "[relay]") {
               R"("score":1})") == "band 'warm' is not a band");
   CHECK(error(R"({"signal_id":"s","account_id":"a","kind":"seat_expansion","band":"hot",)"
               R"("score":"high"})") == "score is missing or not a number");
+  // signal_id becomes a request header: a line break in it would smuggle another one in.
+  CHECK(error(R"({"signal_id":"a\r\nX-Evil: 1","account_id":"a","kind":"seat_expansion",)"
+              R"("band":"hot","score":1})") ==
+        "signal_id must be 1 to 256 printable ASCII characters");
+  CHECK(error(R"({"signal_id":")" + std::string(257, 'a') +
+              R"(","account_id":"a","kind":"seat_expansion","band":"hot","score":1})") ==
+        "signal_id must be 1 to 256 printable ASCII characters");
 }
 
 TEST_CASE("relay routes match by kind, band, direction and routing", "[relay]") {
@@ -315,6 +322,25 @@ TEST_CASE("relay dead-letters after max_age however few the attempts", "[relay]"
   b = q.take_batch(90'000);
   auto f = q.complete(b->id, kServerError, 90'000);
   CHECK(count(f, Finish::kDeadLettered) == 1);
+}
+
+TEST_CASE("relay counts a signal's age from when the scorer emitted it, not from the read",
+          "[relay]") {
+  // Read again after a restart (or by a partition's next owner) 29 hours after it was
+  // emitted: past max_age (28 h) already, so one failure dead-letters it. Counted from the
+  // read, restarts within the schedule would keep it, and its partition's offset, for ever.
+  auto policy = quick_policy();
+  policy.retry.max_age_ms = 28 * 3'600'000LL;
+  EndpointQueue q(policy, 1);
+  RelaySignal old = *signal("a");
+  old.age_when_read_ms = 29 * 3'600'000LL;
+  q.enqueue(std::make_shared<const RelaySignal>(old), 0);
+  auto f = q.complete(q.take_batch(0)->id, kServerError, 0);
+  CHECK(count(f, Finish::kDeadLettered) == 1);
+  // A fresh one of the same failure is retried.
+  EndpointQueue r(policy, 1);
+  r.enqueue(signal("a"), 0);
+  CHECK(r.complete(r.take_batch(0)->id, kServerError, 0).empty());
 }
 
 TEST_CASE("relay does not repeat a request the endpoint refused (4xx)", "[relay]") {
@@ -562,6 +588,11 @@ TEST_CASE("relay parses Retry-After as seconds or an HTTP date", "[relay]") {
   CHECK_FALSE(parse_retry_after("soon", 0));
   CHECK_FALSE(parse_retry_after("-5", 0));
   CHECK_FALSE(parse_retry_after("Sun, 06 Nov 1994 08:49:37 PST", 0));
+  // Bounded to a year, without overflowing on the way.
+  CHECK(parse_retry_after("99999999999999999999999", 0) == 365LL * 86400 * 1000);
+  CHECK(parse_retry_after("Sun, 06 Nov 9999 08:49:37 GMT", 0) == 365LL * 86400 * 1000);
+  CHECK_FALSE(parse_retry_after("Sun, 06 Nov 999999999 08:49:37 GMT", 0));
+  CHECK_FALSE(parse_retry_after("Sun, 06 Nov 1994 -8:49:37 GMT", 0));
 }
 
 TEST_CASE("relay classifies responses", "[relay]") {
