@@ -11,7 +11,8 @@ namespace pqa::scorer::relay {
 
 AttemptClass classify(const AttemptResult& r) {
   if (r.status == 0) return AttemptClass::kTransportError;
-  if (r.status >= 200 && r.status < 300) return AttemptClass::kSuccess;
+  if (r.status >= 200 && r.status < 300)
+    return r.partial_failure ? AttemptClass::kRetryable : AttemptClass::kSuccess;
   if (r.status == 410) return AttemptClass::kGone;
   if (r.status == 429 || r.status == 502 || r.status == 504) return AttemptClass::kSlowDown;
   // Authentication (a token being rotated), timeouts, conflicts and "too early" may pass

@@ -43,6 +43,9 @@ struct AttemptResult {
   int status = 0;
   std::string error;                     ///< a transport error, or "HTTP 500: <start of the body>"
   std::optional<TimeMs> retry_after_ms;  ///< from a Retry-After header
+  /// A 2xx whose body says some records failed (crm_partial_failure): retried, the whole batch
+  /// (a field update applied twice is the same update), and dead-lettered once exhausted.
+  bool partial_failure = false;
 };
 
 enum class Finish { kDelivered, kDeadLettered, kSuperseded };

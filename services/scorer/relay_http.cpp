@@ -73,6 +73,8 @@ asio::awaitable<HttpReply> exchange(Stream& stream, Connection& c, const Request
   if (reply.status < 200 || reply.status >= 300) {
     std::string excerpt = response.body().substr(0, kErrorExcerpt);
     reply.error = "HTTP " + std::to_string(reply.status) + (excerpt.empty() ? "" : ": " + excerpt);
+  } else if (!ec) {
+    reply.body = response.body();  // a CRM's per-record results (crm_partial_failure)
   }
   keep_alive = !ec && response.keep_alive();
   co_return reply;

@@ -26,6 +26,7 @@ struct HttpReply {
   int status = 0;           ///< 0: no response (error says why)
   std::string error;        ///< transport error, or "HTTP <status>: <start of the body>" if not 2xx
   std::string retry_after;  ///< the Retry-After header, if any
+  std::string body;         ///< a 2xx answer's body when read whole (at most 64 KiB), else empty
 };
 
 class HttpEndpointClient {

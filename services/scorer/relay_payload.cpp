@@ -338,4 +338,29 @@ const PayloadPreset* find_payload_preset(std::string_view name) {
   return nullptr;
 }
 
+std::optional<std::string> crm_partial_failure(std::string_view preset, int status,
+                                               std::string_view body) {
+  constexpr std::size_t kExcerpt = 200;
+  const auto excerpt = [&] { return std::string(body.substr(0, kExcerpt)); };
+  if (preset == "hubspot") {
+    if (status != 207) return std::nullopt;
+    return "HTTP 207: some records failed: " + excerpt();
+  }
+  if (preset != "salesforce" || body.empty()) return std::nullopt;
+  thread_local simdjson::dom::parser parser;  // the relay's loop thread, or a test's
+  simdjson::dom::element doc;
+  simdjson::dom::array results;
+  if (parser.parse(body.data(), body.size()).get(doc) || doc.get_array().get(results))
+    return std::nullopt;
+  std::size_t failed = 0, total = 0;
+  for (simdjson::dom::element result : results) {
+    ++total;
+    bool success = true;
+    if (result["success"].get_bool().get(success) == simdjson::SUCCESS && !success) ++failed;
+  }
+  if (failed == 0) return std::nullopt;
+  return "HTTP " + std::to_string(status) + ": " + std::to_string(failed) + " of " +
+         std::to_string(total) + " records failed: " + excerpt();
+}
+
 }  // namespace pqa::scorer

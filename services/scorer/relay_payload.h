@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -72,5 +73,12 @@ struct PayloadPreset {
 };
 /// nullptr for an unknown name.
 const PayloadPreset* find_payload_preset(std::string_view name);
+
+/// Why a 2xx answer of a CRM preset still failed some of its records, if it did: HubSpot's
+/// batch update answers 207 Multi-Status with an `errors` list; Salesforce's sObject
+/// Collections (allOrNone false) answer 200 with `"success": false` per failed record.
+/// nullopt for other presets, whole successes, and bodies that are not such results.
+std::optional<std::string> crm_partial_failure(std::string_view preset, int status,
+                                               std::string_view body);
 
 }  // namespace pqa::scorer

@@ -587,6 +587,10 @@ void Relay::on_reply(Endpoint& e, std::uint64_t batch_id, const std::vector<Sign
   relay::AttemptResult result{reply.status, reply.error, std::nullopt};
   if (!reply.retry_after.empty())
     result.retry_after_ms = relay::parse_retry_after(reply.retry_after, wall_now());
+  if (auto why = crm_partial_failure(e.config.payload.preset, reply.status, reply.body)) {
+    result.error = std::move(*why);
+    result.partial_failure = true;
+  }
   const auto cls = relay::classify(result);
   e.metrics.attempts[static_cast<std::size_t>(cls)]->Increment();
   e.metrics.request_duration->Observe(double(now - started) / 1000.0);

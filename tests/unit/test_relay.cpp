@@ -343,6 +343,39 @@ TEST_CASE("relay counts a signal's age from when the scorer emitted it, not from
   CHECK(r.complete(r.take_batch(0)->id, kServerError, 0).empty());
 }
 
+TEST_CASE("relay retries a CRM batch whose 2xx answer reports failed records", "[relay]") {
+  using pqa::scorer::crm_partial_failure;
+  // HubSpot's batch update: 207 Multi-Status when some inputs failed.
+  CHECK(crm_partial_failure("hubspot", 200, R"({"status":"COMPLETE","results":[]})") ==
+        std::nullopt);
+  const auto hubspot = crm_partial_failure(
+      "hubspot", 207, R"({"status":"COMPLETE","errors":[{"category":"OBJECT_NOT_FOUND"}]})");
+  REQUIRE(hubspot);
+  CHECK(hubspot->rfind("HTTP 207: some records failed: {", 0) == 0);
+  // Salesforce's sObject Collections with allOrNone false: 200 and a result per record.
+  CHECK(crm_partial_failure("salesforce", 200, R"([{"id":"1","success":true}])") == std::nullopt);
+  const auto salesforce = crm_partial_failure(
+      "salesforce", 200,
+      R"([{"id":"1","success":true},{"success":false,"errors":[{"statusCode":"UNABLE_TO_LOCK_ROW"}]}])");
+  REQUIRE(salesforce);
+  CHECK(salesforce->rfind("HTTP 200: 1 of 2 records failed: [", 0) == 0);
+  CHECK(crm_partial_failure("salesforce", 200, "{}") == std::nullopt);  // not a result list
+  CHECK(crm_partial_failure("standard_webhooks", 207, "") == std::nullopt);
+
+  // Such an answer is not a delivery: the batch is retried, then dead-lettered.
+  auto policy = quick_policy();
+  policy.retry.max_attempts = 2;
+  EndpointQueue q(policy, 1);
+  q.enqueue(signal("a"), 0);
+  AttemptResult partial{207, *hubspot, std::nullopt, true};
+  CHECK(relay::classify(partial) == relay::AttemptClass::kRetryable);
+  CHECK(q.complete(q.take_batch(0)->id, partial, 0).empty());
+  CHECK(q.queued_signals() == 1);
+  const auto f = q.complete(q.take_batch(1000)->id, partial, 1000);
+  REQUIRE(count(f, Finish::kDeadLettered) == 1);
+  CHECK(f.back().error.rfind("HTTP 207: some records failed", 0) == 0);
+}
+
 TEST_CASE("relay does not repeat a request the endpoint refused (4xx)", "[relay]") {
   EndpointQueue q(quick_policy(), 1);
   q.enqueue(signal("a"), 0);
