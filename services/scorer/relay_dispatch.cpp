@@ -139,16 +139,19 @@ void EndpointQueue::promote_due(TimeMs now) {
 }
 
 double EndpointQueue::effective_rate() const {
-  return std::max(1.0, policy_.rate_limit.requests * slow_factor_);
+  return policy_.rate_limit.requests * slow_factor_;
 }
 
 void EndpointQueue::refill_tokens(TimeMs now) {
   if (policy_.rate_limit.requests <= 0) return;
-  const double capacity = effective_rate();
+  // Tokens flow in at the rate, fractions included (0.5 a second: one request every 2 s); the
+  // bucket holds at least one, so that a request can ever go.
+  const double rate = effective_rate();
+  const double capacity = std::max(1.0, rate);
   if (tokens_at_ < 0) {
     tokens_ = capacity;
   } else if (now > tokens_at_) {
-    tokens_ += double(now - tokens_at_) * capacity / double(policy_.rate_limit.per_ms);
+    tokens_ += double(now - tokens_at_) * rate / double(policy_.rate_limit.per_ms);
   }
   tokens_ = std::min(tokens_, capacity);
   tokens_at_ = std::max(tokens_at_, now);

@@ -445,6 +445,15 @@ TEST_CASE("relay's rate limit spaces requests", "[relay]") {
   CHECK_FALSE(q.take_batch(499));
   CHECK(q.take_batch(500));
   CHECK_FALSE(q.take_batch(500));
+
+  // Below one request per window: half a request a second is one every two seconds.
+  policy.rate_limit = {0.5, 1000};
+  EndpointQueue slow(policy, 1);
+  for (int i = 0; i < 3; ++i) slow.enqueue(signal("acct" + std::to_string(i)), 0);
+  CHECK(slow.take_batch(0));
+  CHECK(slow.next_wakeup(0) == 2000);
+  CHECK_FALSE(slow.take_batch(1999));
+  CHECK(slow.take_batch(2000));
 }
 
 TEST_CASE("relay coalesces queued field updates into the newest", "[relay]") {
