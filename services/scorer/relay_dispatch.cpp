@@ -459,6 +459,12 @@ std::vector<std::pair<int, std::int64_t>> OffsetTracker::take_commits() {
   return out;
 }
 
+void OffsetTracker::commit_failed(int partition, std::int64_t offset) {
+  auto it = partitions_.find(partition);
+  // Only the latest handed out: a later commit, of a position past it, covers it anyway.
+  if (it != partitions_.end() && it->second.committed == offset) it->second.committed = -1;
+}
+
 std::size_t OffsetTracker::unfinished() const {
   std::size_t n = 0;
   for (const auto& [partition, p] : partitions_) n += p.unfinished.size();

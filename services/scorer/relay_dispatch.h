@@ -199,6 +199,8 @@ class OffsetTracker {
   void finish(int partition, std::uint64_t generation, std::int64_t offset);
   /// Partitions whose committable position moved since the last call, with that position.
   std::vector<std::pair<int, std::int64_t>> take_commits();
+  /// A commit of `offset` for `partition` failed: the next take_commits hands it out again.
+  void commit_failed(int partition, std::int64_t offset);
   std::optional<std::int64_t> position(int partition) const;
   std::size_t unfinished() const;
   std::vector<int> partitions() const;

@@ -152,6 +152,9 @@ class Relay {
 
  private:
   // Kafka.
+  static void on_offset_commit(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                               rd_kafka_topic_partition_list_t* offsets, void* opaque);
+  void commit_failed(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t* offsets);
   static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                            rd_kafka_topic_partition_list_t* partitions, void* opaque);
   static void on_delivery(rd_kafka_t* rk, const rd_kafka_message_t* msg, void* opaque);
@@ -247,6 +250,7 @@ Relay::Relay(const ServiceConfig& config, RelayMetrics& metrics)
 
   auto consumer_conf = kafka::make_conf(consumer_properties(config));
   rd_kafka_conf_set_rebalance_cb(consumer_conf.get(), &Relay::on_rebalance);
+  rd_kafka_conf_set_offset_commit_cb(consumer_conf.get(), &Relay::on_offset_commit);
   rd_kafka_conf_set_error_cb(consumer_conf.get(), &Relay::on_error);
   rd_kafka_conf_set_stats_cb(consumer_conf.get(), &Relay::on_statistics);
   rd_kafka_conf_set_opaque(consumer_conf.get(), this);
@@ -469,9 +473,27 @@ void Relay::commit(bool sync) {
     rd_kafka_topic_partition_list_add(list.get(), config_.kafka.signals_topic.c_str(), partition)
         ->offset = offset;
   const auto err = rd_kafka_commit(consumer_.get(), list.get(), sync ? 0 : 1);
-  if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-    log::warn("relay", "offset commit failed (retried at the next one)",
-              {{"error", rd_kafka_err2str(err)}});
+  if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) commit_failed(err, list.get());
+}
+
+void Relay::on_offset_commit(rd_kafka_t*, rd_kafka_resp_err_t err,
+                             rd_kafka_topic_partition_list_t* offsets, void* opaque) {
+  // An asynchronous commit's result, on the loop's thread (from the consumer's poll).
+  auto& self = *static_cast<Relay*>(opaque);
+  if (offsets == nullptr || err == RD_KAFKA_RESP_ERR__NO_OFFSET) return;
+  if (err || std::any_of(offsets->elems, offsets->elems + offsets->cnt,
+                         [](const auto& e) { return e.err != RD_KAFKA_RESP_ERR_NO_ERROR; }))
+    self.commit_failed(err, offsets);
+}
+
+void Relay::commit_failed(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t* offsets) {
+  // Handed out again at the next commit: a position that never reached the group would
+  // otherwise wait for the partition to move on (or be read again by its next owner).
+  for (int i = 0; i < offsets->cnt; ++i)
+    if (err || offsets->elems[i].err)
+      offsets_.commit_failed(offsets->elems[i].partition, offsets->elems[i].offset);
+  log::warn("relay", "offset commit failed (retried at the next one)",
+            {{"error", rd_kafka_err2str(err ? err : offsets->elems[0].err)}});
 }
 
 void Relay::produce_dead_letter(const SignalPtr& signal, std::string endpoint, std::string error,

@@ -614,6 +614,12 @@ TEST_CASE("relay commits only past finished signals", "[relay]") {
   CHECK(t.position(3) == 13);
   t.finish(3, gen, 13);
   CHECK(t.take_commits() == std::vector<std::pair<int, std::int64_t>>{{3, 15}});
+  // A commit that failed is handed out again, not taken for done.
+  t.commit_failed(3, 15);
+  CHECK(t.take_commits() == std::vector<std::pair<int, std::int64_t>>{{3, 15}});
+  CHECK(t.take_commits().empty());
+  t.commit_failed(3, 12);  // an older commit's failure: a later one covers it
+  CHECK(t.take_commits().empty());
   t.revoke(3);
   CHECK_FALSE(t.position(3));
   const auto again = t.assign(3);
