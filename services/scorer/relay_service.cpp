@@ -10,6 +10,8 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <limits>
@@ -139,6 +141,7 @@ struct DeadLetter {
   SignalPtr signal;
   std::string endpoint, error;
   int attempts = 0;
+  std::size_t max_value_bytes = SIZE_MAX;  ///< the record's value cut to this (too large once)
 };
 
 class Relay {
@@ -168,8 +171,14 @@ class Relay {
   void handle_message(const rd_kafka_message_t& msg);
   void commit(bool sync);
   void set_paused(bool paused, std::string_view why);
+  /// `max_value_bytes`: the record's value is cut to it, with its size in a header (after a
+  /// refusal as too large, which retrying whole would repeat for ever).
   void produce_dead_letter(const SignalPtr& signal, std::string endpoint, std::string error,
-                           int attempts);
+                           int attempts, std::size_t max_value_bytes = SIZE_MAX);
+  /// The value bound to try after `current` was refused as too large: what the producer's
+  /// message.max.bytes leaves beside the key and headers, then half of it each time (a broker
+  /// or topic limit may be lower).
+  std::size_t smaller_value_bound(std::size_t current, const RelaySignal& signal) const;
 
   // Deliveries.
   void pump();
@@ -496,10 +505,24 @@ void Relay::commit_failed(rd_kafka_resp_err_t err, const rd_kafka_topic_partitio
             {{"error", rd_kafka_err2str(err ? err : offsets->elems[0].err)}});
 }
 
+std::size_t Relay::smaller_value_bound(std::size_t current, const RelaySignal& signal) const {
+  if (current != SIZE_MAX) return current / 2;
+  constexpr std::size_t kHeadroom = 4096;  // headers and the record's framing
+  std::array<char, 32> text{};
+  std::size_t size = text.size();
+  long long max_bytes = 1'000'000;
+  if (rd_kafka_conf_get(rd_kafka_conf(producer_.get()), "message.max.bytes", text.data(), &size) ==
+      RD_KAFKA_CONF_OK)
+    max_bytes = std::atoll(text.data());
+  const auto room = static_cast<std::size_t>(std::max(0LL, max_bytes));
+  const std::size_t used = signal.account_id.size() + kHeadroom;
+  return room > used ? room - used : 0;
+}
+
 void Relay::produce_dead_letter(const SignalPtr& signal, std::string endpoint, std::string error,
-                                int attempts) {
+                                int attempts, std::size_t max_value_bytes) {
   const std::uint64_t token = next_dead_letter_++;
-  rd_kafka_headers_t* headers = rd_kafka_headers_new(6);
+  rd_kafka_headers_t* headers = rd_kafka_headers_new(7);
   auto header = [&](const char* name, const std::string& value) {
     rd_kafka_header_add(headers, name, -1, value.data(), static_cast<ssize_t>(value.size()));
   };
@@ -509,21 +532,34 @@ void Relay::produce_dead_letter(const SignalPtr& signal, std::string endpoint, s
   header("pqa-relay-signal-id", signal->signal_id);
   header("pqa-relay-source", config_.kafka.signals_topic + "/" + std::to_string(signal->partition) +
                                  "/" + std::to_string(signal->offset));
-  const auto err = kafka::produce(producer_.get(), relay_.dead_letter_topic, -1, signal->account_id,
-                                  signal->json, headers, 0,
-                                  reinterpret_cast<void*>(static_cast<std::uintptr_t>(token)));
+  std::string_view value = signal->json;
+  if (value.size() > max_value_bytes) {
+    header("pqa-relay-truncated-from-bytes", std::to_string(value.size()));
+    value = value.substr(0, max_value_bytes);
+  }
+  const auto err =
+      kafka::produce(producer_.get(), relay_.dead_letter_topic, -1, signal->account_id, value,
+                     headers, 0, reinterpret_cast<void*>(static_cast<std::uintptr_t>(token)));
+  if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && max_value_bytes > 0) {
+    rd_kafka_headers_destroy(headers);
+    produce_dead_letter(signal, std::move(endpoint), std::move(error), attempts,
+                        smaller_value_bound(max_value_bytes, *signal));
+    return;
+  }
   if (err) {
     rd_kafka_headers_destroy(headers);
     // The local queue is full or the topic unknown: keep the signal and try again shortly.
     log::warn("relay", "dead-letter produce refused; retrying", {{"error", rd_kafka_err2str(err)}});
     auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::seconds(1));
     timer->async_wait([this, timer, signal, endpoint = std::move(endpoint),
-                       error = std::move(error), attempts](const boost::system::error_code& ec) {
-      if (!ec) produce_dead_letter(signal, endpoint, error, attempts);
+                       error = std::move(error), attempts,
+                       max_value_bytes](const boost::system::error_code& ec) {
+      if (!ec) produce_dead_letter(signal, endpoint, error, attempts, max_value_bytes);
     });
     return;
   }
-  dead_letters_.emplace(token, DeadLetter{signal, std::move(endpoint), std::move(error), attempts});
+  dead_letters_.emplace(
+      token, DeadLetter{signal, std::move(endpoint), std::move(error), attempts, max_value_bytes});
 }
 
 void Relay::on_error(rd_kafka_t*, int err, const char* reason, void* opaque) {
@@ -555,8 +591,12 @@ void Relay::on_delivery(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque
   if (msg->err) {
     log::warn("relay", "dead-letter delivery failed; producing again",
               {{"error", rd_kafka_err2str(msg->err)}});
-    self.produce_dead_letter(letter.signal, std::move(letter.endpoint), std::move(letter.error),
-                             letter.attempts);
+    const bool too_large =
+        msg->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && letter.max_value_bytes > 0;
+    self.produce_dead_letter(
+        letter.signal, std::move(letter.endpoint), std::move(letter.error), letter.attempts,
+        too_large ? self.smaller_value_bound(letter.max_value_bytes, *letter.signal)
+                  : letter.max_value_bytes);
     return;
   }
   self.metrics_.dead_letters().Increment();

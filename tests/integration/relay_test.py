@@ -562,7 +562,10 @@ def scenario_dead_letter():
       retry: {{ schedule_ms: [100], max_attempts: 3 }}
       breaker: {{ failure_threshold: 1000 }}
 """
-    relay = Relay(kafka_section(NAME) + "  endpoints:\n" +
+    # A small producer limit, so that a dead letter too large to produce shows its cut.
+    kafka = kafka_section(NAME).replace(
+        "  topics:", "  producer_properties: { message.max.bytes: 100000 }\n  topics:")
+    relay = Relay(kafka + "  endpoints:\n" +
                   endpoint("always500", receiver.url("/always500"), "cold") +
                   endpoint("gone", receiver.url("/gone"), "nurture") +
                   endpoint("bad", receiver.url("/bad"), "qualified") +
@@ -573,12 +576,13 @@ def scenario_dead_letter():
         for i in range(5):
             account = f"{band}-{i}"
             records.append((account, signal_json(f"sig-{band}-{i}", account, band=band)))
-    records += [("broken-1", "{not json"), ("broken-2", '{"kind":"threshold_crossed"}')]
+    records += [("broken-1", "{not json"), ("broken-2", '{"kind":"threshold_crossed"}'),
+                ("broken-3", "x" * 300000)]
     produce(f"{NAME}-signals", records)
     dlq = f"{NAME}-dlq"
-    wait_for(90, "every record in the dead-letter topic", lambda: len(consume_all(dlq)) >= 22)
+    wait_for(90, "every record in the dead-letter topic", lambda: len(consume_all(dlq)) >= 23)
     letters = consume_all(dlq)
-    check(len(letters) == 22, f"{len(letters)} dead letters, expected 22")
+    check(len(letters) == 23, f"{len(letters)} dead letters, expected 23")
     by_key = {r["key"]: r for r in letters}
     expect = {"cold": ("always500", "HTTP 500: {\"error\":\"injected\"} (after 3 attempts)"),
               "nurture": ("gone", "endpoint disabled: HTTP 410"),
@@ -598,11 +602,17 @@ def scenario_dead_letter():
     check(by_key["broken-2"]["headers"]["pqa-relay-error"] ==
           "invalid signal: signal_id is missing or not a string", "broken-2 reason")
     check(by_key["broken-1"]["payload"] == "{not json", "the invalid record is kept whole")
+    # Over the producer's limit: cut to fit (not refused for ever), its size in a header.
+    big = by_key["broken-3"]
+    check(big["headers"].get("pqa-relay-truncated-from-bytes") == "300000",
+          f"broken-3: {big['headers']}")
+    check(0 < len(big["payload"]) <= 100000 and big["payload"] == "x" * len(big["payload"]),
+          f"broken-3: a payload of {len(big['payload'])} bytes")
     check(relay.metric("pqa_relay_endpoint_disabled", endpoint="gone") == 1, "gone not disabled")
     with urllib.request.urlopen(f"http://127.0.0.1:{relay.admin_port}/readyz", timeout=2) as r:
         check(r.status == 200, f"/readyz answered {r.status}")
-    check(relay.metric("pqa_relay_signals_invalid_total") == 2, "invalid signals not counted")
-    check(relay.metric("pqa_relay_dead_letters_total") == 22, "dead letters not counted")
+    check(relay.metric("pqa_relay_signals_invalid_total") == 3, "invalid signals not counted")
+    check(relay.metric("pqa_relay_dead_letters_total") == 23, "dead letters not counted")
     check(not receiver.delivered and not untrusted.delivered, "a failing endpoint got a 2xx")
     exposition = os.path.join(WORK, "metrics.txt")
     with open(exposition, "w") as f:
@@ -629,9 +639,10 @@ def scenario_dead_letter():
     check(relay.metric("pqa_relay_signals_consumed_total", must_exist=True) == 0,
           "signals were read again after a clean stop")
     relay.stop()
-    check(len(consume_all(dlq)) == 22, "records dead-lettered twice after a restart")
+    check(len(consume_all(dlq)) == 23, "records dead-lettered twice after a restart")
     print("dead_letter: 20 signals dead-lettered with their reasons (500 after 3 attempts, 410 "
-          "disabling the endpoint, 400 at once, untrusted certificate) and 2 invalid records; "
+          "disabling the endpoint, 400 at once, untrusted certificate) and 3 invalid records (one "
+          "cut to the producer's limit); "
           "nothing read again after a restart")
 
 
