@@ -238,7 +238,9 @@ func checkScorer(o *objects) []string {
 	for _, t := range ss.Spec.VolumeClaimTemplates {
 		claims[t.Name] = true
 	}
-	_, more := checkWorkload("StatefulSet", ss.Spec.Selector, ss.Spec.Template, claims, 45, o)
+	// The scorer's shutdown: offsets sent to the transaction and the commit, each up to
+	// kafka.timeout_ms (30 s), then the consumer's close.
+	_, more := checkWorkload("StatefulSet", ss.Spec.Selector, ss.Spec.Template, claims, 75, o)
 	p = append(p, more...)
 	headless := false
 	for _, s := range o.services {
@@ -253,6 +255,16 @@ func checkScorer(o *objects) []string {
 		ref := s.Spec.ScaleTargetRef
 		if ref == nil || ref.Kind != "StatefulSet" || ref.Name != ss.Name {
 			p = append(p, "ScaledObject "+s.Name+" does not target the StatefulSet")
+		}
+		if ss.Spec.Replicas != nil {
+			p = append(p, "the StatefulSet sets spec.replicas beside ScaledObject "+s.Name+
+				": every apply would reset the autoscaler's count")
+		}
+		for _, t := range s.Spec.Triggers {
+			if t.Type == "kafka" && t.Metadata["bootstrapServers"] != "" {
+				p = append(p, "ScaledObject "+s.Name+" names brokers of its own (bootstrapServers): "+
+					"use bootstrapServersFromEnv, so that it follows the service's setting")
+			}
 		}
 	}
 	return p

@@ -1,5 +1,7 @@
 #include "admin_routes.h"
 
+#include <simdjson.h>
+
 #include <utility>
 #include <vector>
 
@@ -43,14 +45,18 @@ std::optional<std::string> percent_decode(std::string_view segment) {
 }
 
 void AccountQueries::submit(std::string account, Respond respond) {
+  bool crowded = false;
   {
     std::lock_guard lock(mutex_);
-    if (serving_) {
-      pending_.push_back({std::move(account), std::move(respond)});
+    crowded = pending_.size() >= kMaxPending;
+    if (serving_ && !crowded) {
+      pending_.push_back(
+          {std::move(account), std::move(respond), std::chrono::steady_clock::now() + wait_});
       return;
     }
   }
-  respond(json_error(503, "unavailable", "the service is starting or stopping"));
+  respond(crowded ? json_error(503, "unavailable", "too many account queries are waiting")
+                  : json_error(503, "unavailable", "the service is starting or stopping"));
 }
 
 void AccountQueries::set_serving(bool serving) {
@@ -71,7 +77,15 @@ void AccountQueries::serve(const std::function<HttpResponse(const std::string&)>
     if (pending_.empty()) return;
     batch.swap(pending_);
   }
-  for (auto& p : batch) p.respond(answer(p.account));
+  const auto now = std::chrono::steady_clock::now();
+  for (auto& p : batch) {
+    // Past its deadline the server has answered 503 already: not computed (a store read on
+    // the loop's thread for nobody), counted as what the client got.
+    if (now >= p.deadline)
+      p.respond(json_error(503, "unavailable", "timed out waiting for the processing loop"));
+    else
+      p.respond(answer(p.account));
+  }
 }
 
 HttpHandler make_admin_handler(ServiceMetrics& metrics, AccountQueries& queries) {
@@ -96,11 +110,25 @@ HttpHandler make_admin_handler(ServiceMetrics& metrics, AccountQueries& queries)
       return answer("metrics", std::move(r));
     }
     if (path.substr(0, kAccountsPrefix.size()) == kAccountsPrefix) {
+      // Not ready (restoring, say): the loop is busy elsewhere, and a query parked for it
+      // would hold one of the connections the probes and the scrapes need.
+      if (!metrics.ready()) {
+        HttpResponse busy = json_error(503, "unavailable",
+                                       "not ready: restoring partitions or not connected to Kafka");
+        busy.headers.emplace_back("Retry-After", "5");
+        return answer("accounts", std::move(busy));
+      }
       const auto segment = path.substr(kAccountsPrefix.size());
       auto account = percent_decode(segment);
-      if (!account || account->empty() || segment.find('/') != std::string_view::npos)
-        return answer("accounts", json_error(400, "bad_account_id",
-                                             "expected /v1/accounts/{id} with a URL-encoded id"));
+      // The id is echoed in JSON answers: UTF-8 text only, and of an id's length.
+      constexpr std::size_t kMaxIdBytes = 1024;
+      if (!account || account->empty() || account->size() > kMaxIdBytes ||
+          segment.find('/') != std::string_view::npos ||
+          !simdjson::validate_utf8(account->data(), account->size()))
+        return answer("accounts",
+                      json_error(400, "bad_account_id",
+                                 "expected /v1/accounts/{id} with a URL-encoded UTF-8 id of at "
+                                 "most 1024 bytes"));
       // Answered later, by the processing loop; counted then.
       return queries.submit(std::move(*account),
                             [&metrics, respond = std::move(respond)](HttpResponse r) {

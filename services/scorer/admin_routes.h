@@ -6,6 +6,8 @@
 // while no service runs (start-up, shutdown) gets a 503 instead of a dangling reference.
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <deque>
 #include <functional>
 #include <mutex>
@@ -20,7 +22,16 @@ namespace pqa::scorer {
 
 class AccountQueries {
  public:
-  /// Queues a query for the loop; answered 503 at once when no loop is serving.
+  /// At most this many queries wait for the loop; more are answered 503 at once.
+  static constexpr std::size_t kMaxPending = 1024;
+
+  /// `wait`: how long a query waits for the loop before the server's request deadline
+  /// answers it (admin.request_timeout_ms); the loop skips a query older than that.
+  explicit AccountQueries(std::chrono::milliseconds wait = std::chrono::milliseconds(5000))
+      : wait_(wait) {}
+
+  /// Queues a query for the loop; answered 503 at once when no loop is serving or too many
+  /// wait already.
   void submit(std::string account, Respond respond);
   /// The loop is serving (true) or stops serving (false: pending queries are answered 503).
   void set_serving(bool serving);
@@ -31,7 +42,9 @@ class AccountQueries {
   struct Pending {
     std::string account;
     Respond respond;
+    std::chrono::steady_clock::time_point deadline;
   };
+  const std::chrono::milliseconds wait_;
   std::mutex mutex_;
   std::deque<Pending> pending_;
   bool serving_ = false;

@@ -41,6 +41,9 @@ class Session : public std::enable_shared_from_this<Session> {
           std::atomic<std::size_t>& open)
       : stream_(std::move(socket)),
         deadline_(stream_.get_executor()),
+        // The buffer's cap is the request's: a smaller one would refuse headers within
+        // admin.max_header_bytes as a buffer overflow (400), not 431 past the setting.
+        buffer_(options.max_header_bytes + options.max_body_bytes),
         options_(options),
         handler_(handler),
         open_(open) {}
@@ -133,7 +136,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   beast::tcp_stream stream_;
   asio::steady_timer deadline_;
-  beast::flat_buffer buffer_{8 * 1024};
+  beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   const AdminServerOptions& options_;
   const HttpHandler& handler_;

@@ -364,8 +364,6 @@ PartitionSeries& ServiceMetrics::partition(int partition) {
   auto [it, inserted] = partitions_.try_emplace(partition);
   if (inserted) {
     const prometheus::Labels labels = {{"partition", std::to_string(partition)}};
-    it->second.consumer_lag = &consumer_lag_family_->Add(labels);
-    it->second.event_time_lag = &event_time_lag_family_->Add(labels);
     it->second.state_size = &state_size_family_->Add(labels);
     it->second.state_keys = &state_keys_family_->Add(labels);
     it->second.restore_remaining = &restore_remaining_family_->Add(labels);
@@ -376,8 +374,9 @@ PartitionSeries& ServiceMetrics::partition(int partition) {
 void ServiceMetrics::remove_partition(int partition) {
   auto it = partitions_.find(partition);
   if (it == partitions_.end()) return;
-  consumer_lag_family_->Remove(it->second.consumer_lag);
-  event_time_lag_family_->Remove(it->second.event_time_lag);
+  if (it->second.consumer_lag != nullptr) consumer_lag_family_->Remove(it->second.consumer_lag);
+  if (it->second.event_time_lag != nullptr)
+    event_time_lag_family_->Remove(it->second.event_time_lag);
   state_size_family_->Remove(it->second.state_size);
   state_keys_family_->Remove(it->second.state_keys);
   restore_remaining_family_->Remove(it->second.restore_remaining);
@@ -385,8 +384,20 @@ void ServiceMetrics::remove_partition(int partition) {
 }
 
 void ServiceMetrics::set_consumer_lag(int partition, double lag) {
-  if (auto it = partitions_.find(partition); it != partitions_.end())
-    it->second.consumer_lag->Set(lag);
+  auto it = partitions_.find(partition);
+  if (it == partitions_.end()) return;
+  if (it->second.consumer_lag == nullptr)
+    it->second.consumer_lag =
+        &consumer_lag_family_->Add({{"partition", std::to_string(partition)}});
+  it->second.consumer_lag->Set(lag);
+}
+
+void ServiceMetrics::set_event_time_lag(int partition, double seconds) {
+  PartitionSeries& series = this->partition(partition);
+  if (series.event_time_lag == nullptr)
+    series.event_time_lag =
+        &event_time_lag_family_->Add({{"partition", std::to_string(partition)}});
+  series.event_time_lag->Set(seconds);
 }
 
 void ServiceMetrics::count_http_request(std::string_view route, int status) {

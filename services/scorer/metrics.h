@@ -51,6 +51,8 @@ class HistogramBatch {
 };
 
 /// Series that exist once per assigned input partition.
+/// The two lag series appear with their first value (set_consumer_lag, set_event_time_lag):
+/// a partition still restoring has no lag figure yet, and a 0 would read as "caught up".
 struct PartitionSeries {
   prometheus::Gauge* consumer_lag = nullptr;       ///< from librdkafka's statistics
   prometheus::Gauge* event_time_lag = nullptr;     ///< wall clock - partition's max event time
@@ -108,6 +110,7 @@ class ServiceMetrics {
   void remove_partition(int partition);
   /// The consumer lag of a partition this instance may no longer own is ignored.
   void set_consumer_lag(int partition, double lag);
+  void set_event_time_lag(int partition, double seconds);
 
   // --- Readiness --------------------------------------------------------------------------
   /// What the service knows: partitions restored, subscribed, brokers reachable.

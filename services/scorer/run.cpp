@@ -1,6 +1,7 @@
 #include "run.h"
 
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <memory>
 #include <stdexcept>
@@ -51,7 +52,7 @@ int run_service(const RunOptions& options) {
   const bool exactly_once = config.kafka.processing == Processing::kExactlyOnce;
   ServiceMetrics metrics(rollup::Model(config.model).version(),
                          exactly_once ? "exactly_once" : "at_least_once");
-  AccountQueries queries;
+  AccountQueries queries(std::chrono::milliseconds(config.admin.server.request_timeout_ms));
   std::unique_ptr<AdminServer> admin;
   try {
     // First, so that probes and metrics answer while the service connects and restores.

@@ -928,7 +928,7 @@ void StreamService::Impl::refresh_partition_gauges() {
     series.state_size->Set(static_cast<double>(stats.size_bytes));
     series.state_keys->Set(static_cast<double>(stats.estimated_keys));
     if (const auto max_time = task->processor->max_event_time(); max_time != rollup::kNoTime)
-      series.event_time_lag->Set(now_s - static_cast<double>(max_time) / 1000.0);
+      metrics.set_event_time_lag(p, now_s - static_cast<double>(max_time) / 1000.0);
     timers += task->processor->pending_timers();
   }
   metrics.set_timers_pending(static_cast<double>(timers));

@@ -57,6 +57,8 @@ expect_refused base/servicemonitor.yaml 's/- port: http/- port: web/' 'unknown S
 expect_refused base/prometheusrule.yaml '0,/expr:/s//expression:/' 'expression'
 expect_refused components/keda/scaledobject.yaml 's/minReplicaCount/minReplicas/' 'minReplicas' components/keda
 expect_refused components/keda/scaledobject.yaml 's/name: pqa-scorer$/name: other/' 'does not target the StatefulSet' components/keda
+expect_refused components/keda/kustomization.yaml '/^patches:/,$d' 'sets spec.replicas' components/keda
+expect_refused components/keda/scaledobject.yaml 's/bootstrapServersFromEnv: KAFKA_BOOTSTRAP_SERVERS/bootstrapServers: kafka:9092/' 'bootstrapServersFromEnv' components/keda
 expect_refused relay/deployment.yaml 's/livenessProbe:/livenesProbe:/' 'livenesProbe' relay
 expect_refused relay/deployment.yaml 's/terminationGracePeriodSeconds: 30/terminationGracePeriodSeconds: 5/' 'must cover the graceful shutdown' relay
 expect_refused relay/deployment.yaml 's/name: pqa-relay-env/name: pqa-relay-environment/' 'envFrom references missing ConfigMap pqa-relay-environment' relay

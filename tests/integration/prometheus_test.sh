@@ -52,6 +52,14 @@ consumed() {
   [ "$n" -eq "$lines" ]
 }
 wait_for 120 "the service to consume $lines events" consumed
+# The lag series appear with their first figures (librdkafka's statistics, every 5 s; the
+# partition gauges' refresh), not at 0 before them.
+lag_reported() {
+  curl -sf "http://127.0.0.1:$admin_port/metrics" >"$work/metrics.txt" || return 1
+  grep -q '^pqa_consumer_lag_records{' "$work/metrics.txt" &&
+    grep -q '^pqa_event_time_lag_seconds{' "$work/metrics.txt"
+}
+wait_for 30 "the lag series" lag_reported
 
 # The exposition is clean by promtool's lint.
 promtool check metrics <"$work/metrics.txt" || fail "promtool check metrics"

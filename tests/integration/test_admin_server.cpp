@@ -151,6 +151,17 @@ TEST_CASE("Account queries are answered from the loop's thread, or time out with
   f.check_alive();
 }
 
+TEST_CASE("Headers up to admin.max_header_bytes are read, above the read buffer's old 8 KiB",
+          "[admin][http]") {
+  AdminServerOptions o;
+  o.max_header_bytes = 32768;
+  Fixture f(o);
+  RawClient c(f.server->port());
+  c.send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: " +
+         std::string(12000, 'a') + "\r\n\r\n");
+  CHECK(status_of(c.read_all()) == 200);
+}
+
 TEST_CASE("Hostile requests get a 4xx or a closed connection, never a crash", "[admin][http]") {
   AdminServerOptions o;
   o.request_timeout_ms = 400;

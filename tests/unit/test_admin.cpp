@@ -64,12 +64,17 @@ TEST_CASE("/metrics serves the text format with the service's series", "[admin]"
   AccountQueries queries;
   const auto handler = make_admin_handler(metrics, queries);
   metrics.count_dead_letter();
-  metrics.partition(3).consumer_lag->Set(42);
+  metrics.partition(3);
+  metrics.set_consumer_lag(3, 42);
+  metrics.partition(4).restore_remaining->Set(10);  // restoring: no lag figure yet
   const auto r = get(handler, "/metrics");
   CHECK(r.status == 200);
   CHECK(r.content_type.find("version=0.0.4") != std::string::npos);
   CHECK(r.body.find("pqa_dead_letter_events_total 1") != std::string::npos);
   CHECK(r.body.find("pqa_consumer_lag_records{partition=\"3\"} 42") != std::string::npos);
+  CHECK(r.body.find("pqa_restore_remaining_records{partition=\"4\"} 10") != std::string::npos);
+  CHECK(r.body.find("lag_records{partition=\"4\"}") == std::string::npos);
+  CHECK(r.body.find("pqa_event_time_lag_seconds{partition=\"4\"}") == std::string::npos);
   CHECK(r.body.find("pqa_build_info{model_version=\"v1\",processing=\"at_least_once\"} 1") !=
         std::string::npos);
   CHECK(r.body.find("process_resident_memory_bytes ") != std::string::npos);
@@ -122,6 +127,7 @@ TEST_CASE("HistogramBatch adds what Observe would have, bucket by bucket", "[adm
 
 TEST_CASE("Account queries wait for the loop, and get 503 when no loop serves", "[admin]") {
   ServiceMetrics metrics("v1", "exactly_once");
+  metrics.set_ready(true);
   AccountQueries queries;
   const auto handler = make_admin_handler(metrics, queries);
   CHECK(get(handler, "/v1/accounts/acme").status == 503);  // not serving yet
@@ -148,6 +154,57 @@ TEST_CASE("Account queries wait for the loop, and get 503 when no loop serves", 
   CHECK(dropped.response->status == 503);
   CHECK(metrics.exposition().find("pqa_http_requests_total{code=\"503\",route=\"accounts\"} 2") !=
         std::string::npos);
+}
+
+TEST_CASE("Account ids that are not UTF-8 text of an id's length are refused", "[admin]") {
+  ServiceMetrics metrics("v1", "exactly_once");
+  metrics.set_ready(true);
+  AccountQueries queries;
+  queries.set_serving(true);
+  const auto handler = make_admin_handler(metrics, queries);
+  CHECK(get(handler, "/v1/accounts/%FF").status == 400);   // not UTF-8
+  CHECK(get(handler, "/v1/accounts/a%C3").status == 400);  // a character cut short
+  CHECK(get(handler, "/v1/accounts/" + std::string(1025, 'a')).status == 400);
+  Answer accepted;  // a multi-byte character whole is an id like any other
+  handler(HttpRequest{"GET", "/v1/accounts/caf%C3%A9"}, accepted.respond());
+  CHECK_FALSE(accepted.response);  // queued for the loop
+  queries.set_serving(false);
+}
+
+TEST_CASE(
+    "Account queries are answered 503 at once while not ready, when too many wait, and "
+    "not computed past their deadline",
+    "[admin]") {
+  ServiceMetrics metrics("v1", "exactly_once");
+  AccountQueries queries(std::chrono::milliseconds(0));  // every query is past its deadline
+  queries.set_serving(true);
+  const auto handler = make_admin_handler(metrics, queries);
+  // Restoring: not parked (it would hold a connection the probes need), told when to retry.
+  const auto busy = get(handler, "/v1/accounts/acme");
+  CHECK(busy.status == 503);
+  CHECK(busy.headers == std::vector<std::pair<std::string, std::string>>{{"Retry-After", "5"}});
+
+  metrics.set_ready(true);
+  Answer late;
+  handler(HttpRequest{"GET", "/v1/accounts/acme"}, late.respond());
+  CHECK_FALSE(late.response);
+  int computed = 0;
+  queries.serve([&](const std::string&) {
+    ++computed;
+    return HttpResponse{};
+  });
+  CHECK(computed == 0);  // the server answered it already: nothing read for nobody
+  REQUIRE(late.response);
+  CHECK(late.response->status == 503);
+  CHECK(metrics.exposition().find("pqa_http_requests_total{code=\"503\",route=\"accounts\"} 2") !=
+        std::string::npos);
+
+  std::vector<Answer> waiting(AccountQueries::kMaxPending + 1);
+  for (auto& w : waiting) handler(HttpRequest{"GET", "/v1/accounts/x"}, w.respond());
+  for (std::size_t i = 0; i < AccountQueries::kMaxPending; ++i) CHECK_FALSE(waiting[i].response);
+  REQUIRE(waiting.back().response);  // one too many: refused at once
+  CHECK(waiting.back().response->status == 503);
+  queries.set_serving(false);
 }
 
 namespace {
