@@ -67,15 +67,30 @@ std::optional<TimeMs> parse_retry_after(std::string_view value, TimeMs now_unix_
     if (ec != std::errc() || ptr != value.data() + value.size()) return std::nullopt;
     return static_cast<std::int64_t>(std::min<std::uint64_t>(seconds, kMaxSeconds)) * 1000;
   }
-  // IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT". Field widths keep sscanf's conversions
-  // within an int (an overlong number no longer matches).
-  char weekday[4] = {}, month[4] = {}, zone[4] = {};
+  // An HTTP date in any of the three forms RFC 9110 says recipients must read. Field widths
+  // keep sscanf's conversions within an int (an overlong number no longer matches).
+  char weekday[10] = {}, month[4] = {}, zone[4] = {};
   int day = 0, year = 0, hour = 0, minute = 0, second = 0;
   const std::string text(value);
-  if (std::sscanf(text.c_str(), "%3s, %2d %3s %4d %2d:%2d:%2d %3s", weekday, &day, month, &year,
-                  &hour, &minute, &second, zone) != 8 ||
-      std::strcmp(zone, "GMT") != 0)
+  const char* c = text.c_str();
+  if (std::sscanf(c, "%3s, %2d %3s %4d %2d:%2d:%2d %3s", weekday, &day, month, &year, &hour,
+                  &minute, &second, zone) == 8) {
+    // IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT"
+  } else if (std::sscanf(c, "%9[A-Za-z], %2d-%3s-%2d %2d:%2d:%2d %3s", weekday, &day, month, &year,
+                         &hour, &minute, &second, zone) == 8) {
+    // RFC 850: "Sunday, 06-Nov-94 08:49:37 GMT". A two-digit year more than 50 years ahead
+    // is the last such year in the past.
+    const std::int64_t this_year = 1970 + now_unix_ms / (31'556'952LL * 1000);
+    year += 2000;
+    if (year > this_year + 50) year -= 100;
+  } else if (std::sscanf(c, "%3s %3s %2d %2d:%2d:%2d %4d", weekday, month, &day, &hour, &minute,
+                         &second, &year) == 7) {
+    // asctime: "Sun Nov  6 08:49:37 1994", in GMT by definition
+    std::strcpy(zone, "GMT");
+  } else {
     return std::nullopt;
+  }
+  if (std::strcmp(zone, "GMT") != 0) return std::nullopt;
   if (year < 1970 || hour < 0 || minute < 0 || second < 0) return std::nullopt;
   static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                             "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};

@@ -641,6 +641,13 @@ TEST_CASE("relay parses Retry-After as seconds or an HTTP date", "[relay]") {
   CHECK(parse_retry_after("Sun, 06 Nov 9999 08:49:37 GMT", 0) == 365LL * 86400 * 1000);
   CHECK_FALSE(parse_retry_after("Sun, 06 Nov 999999999 08:49:37 GMT", 0));
   CHECK_FALSE(parse_retry_after("Sun, 06 Nov 1994 -8:49:37 GMT", 0));
+  // The two obsolete forms RFC 9110 still has recipients read.
+  CHECK(parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT", 784111770'000) == 7'000);
+  CHECK(parse_retry_after("Sun Nov  6 08:49:37 1994", 784111770'000) == 7'000);
+  CHECK(parse_retry_after("Sunday, 06-Nov-94 08:49:37 PST", 784111770'000) == std::nullopt);
+  // A two-digit year is at most 50 years ahead: "27" seen in 2026 is 2027.
+  const TimeMs dec_2026 = 1796083200'000;  // 2026-12-01T00:00:00Z
+  CHECK(parse_retry_after("Friday, 01-Jan-27 00:00:00 GMT", dec_2026) == 31LL * 86400 * 1000);
 }
 
 TEST_CASE("relay classifies responses", "[relay]") {
