@@ -171,7 +171,7 @@ std::pair<std::int64_t, std::int64_t> ChangelogRestorer::wait_while_pending(
     }
     if (!std::exchange(logged, true))
       log::info("restore", "waiting for a transaction on the changelog to settle", fields);
-    if (now >= next_warning) {  // an unbounded wait says so every kafka.timeout_ms
+    if (now >= next_warning) {  // a long wait says so every kafka.timeout_ms
       log::warn("restore", "still waiting for a transaction on the changelog", fields);
       next_warning = now + timeout_;
     }
@@ -187,8 +187,7 @@ std::int64_t ChangelogRestorer::settle(StateStore& store, int partition,
   // changes would lose them for good, so it is waited for well past kafka.timeout_ms. The
   // broker aborts a transaction older than its timeout; one open longer is a hanging
   // transaction, which needs an operator: stopping says so, where going on would lose state.
-  const auto started = std::chrono::steady_clock::now();
-  const auto deadline = started + settle_limit_;
+  const auto deadline = std::chrono::steady_clock::now() + settle_limit_;
   std::int64_t next = last + 1;  // the first offset not read yet
   for (;;) {
     const auto reached = stored_offset(store, changelog_meta::kInputOffset);

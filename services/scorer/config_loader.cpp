@@ -3,7 +3,6 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <array>
 #include <boost/asio/ip/address.hpp>
 #include <cctype>
 #include <charconv>
@@ -421,21 +420,12 @@ std::string expand_env(const std::string& text, const std::string& key) {
 }
 
 /// librdkafka's own check of each property (its name, and a value of the right form), here so
-/// that a typo stops start-up as a configuration error naming the key. A secret's value never
-/// reaches the message: librdkafka's text may quote it.
+/// that a typo stops start-up as a configuration error naming the key.
 void check_properties(const std::map<std::string, std::string>& properties,
                       const std::string& path) {
   kafka::Conf scratch(rd_kafka_conf_new());
-  std::array<char, 512> err{};
-  for (const auto& [name, value] : properties) {
-    if (rd_kafka_conf_set(scratch.get(), name.c_str(), value.c_str(), err.data(), err.size()) ==
-        RD_KAFKA_CONF_OK)
-      continue;
-    throw ConfigException(path + "." + name,
-                          kafka::is_secret_property(name)
-                              ? std::string("is not accepted by librdkafka (value not shown)")
-                              : std::string(err.data()));
-  }
+  if (const auto rejected = kafka::set_properties(scratch.get(), properties))
+    throw ConfigException(path + "." + rejected->name, rejected->reason);
 }
 
 /// A mapping of names to scalar values (librdkafka properties, HTTP headers).
@@ -455,7 +445,6 @@ std::map<std::string, std::string> read_properties(Section& parent, const std::s
   return out;
 }
 
-/// A map of librdkafka properties: read, then checked by librdkafka.
 /// The three maps of librdkafka properties, each checked by librdkafka. Not with a plugin:
 /// setting its path loads it (a file that may exist only where the service runs, not where
 /// `replay` reads the same file), and it adds properties of its own, set in any of the maps.

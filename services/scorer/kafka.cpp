@@ -30,16 +30,33 @@ void log_line(const rd_kafka_t* rk, int level, const char* facility, const char*
 
 }  // namespace
 
+std::optional<RejectedProperty> set_properties(rd_kafka_conf_t* conf,
+                                               const Properties& properties) {
+  std::array<char, 512> err{};
+  for (const auto& [name, value] : properties) {
+    if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), err.data(), err.size()) ==
+        RD_KAFKA_CONF_OK)
+      continue;
+    // librdkafka's text may quote the value.
+    return RejectedProperty{name, is_secret_property(name)
+                                      ? "is not accepted by librdkafka (value not shown)"
+                                      : std::string(err.data())};
+  }
+  return std::nullopt;
+}
+
 Conf make_conf(const Properties& properties) {
   Conf conf(rd_kafka_conf_new());
   rd_kafka_conf_set_log_cb(conf.get(), &log_line);
-  std::array<char, 512> err{};
-  for (const auto& [name, value] : properties) {
-    if (rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), err.data(), err.size()) !=
-        RD_KAFKA_CONF_OK)
-      throw KafkaError("librdkafka property '" + name + "': " + err.data());
-  }
+  if (const auto rejected = set_properties(conf.get(), properties))
+    throw KafkaError("librdkafka property '" + rejected->name + "': " + rejected->reason);
   return conf;
+}
+
+std::size_t value_room(std::size_t max_record_bytes, std::size_t key_bytes) {
+  constexpr std::size_t kHeadroom = 4096;  // headers and the record's framing
+  const std::size_t used = key_bytes + kHeadroom;
+  return max_record_bytes > used ? max_record_bytes - used : 0;
 }
 
 Handle make_client(rd_kafka_type_t type, Conf conf) {

@@ -66,6 +66,18 @@ using Properties = std::map<std::string, std::string>;
 /// A configuration object with every property set; a property librdkafka rejects throws
 /// KafkaError naming it (its value is not repeated: it may be a secret).
 Conf make_conf(const Properties& properties);
+
+/// A property librdkafka refused, and why (a secret's value left out of the reason).
+struct RejectedProperty {
+  std::string name;
+  std::string reason;
+};
+/// Sets each property on `conf`; the first one refused, if any (the rest are not set).
+std::optional<RejectedProperty> set_properties(rd_kafka_conf_t* conf, const Properties& properties);
+
+/// What a record of at most `max_record_bytes` (the producer's message.max.bytes) leaves for
+/// its value beside a key of `key_bytes`, its headers and its framing.
+std::size_t value_room(std::size_t max_record_bytes, std::size_t key_bytes);
 /// Creates a client; throws KafkaError with librdkafka's reason on failure.
 Handle make_client(rd_kafka_type_t type, Conf conf);
 

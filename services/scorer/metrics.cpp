@@ -383,21 +383,23 @@ void ServiceMetrics::remove_partition(int partition) {
   partitions_.erase(it);
 }
 
+namespace {
+/// A partition's lag series, added with its first value.
+void set_lazily(prometheus::Family<prometheus::Gauge>& family, prometheus::Gauge*& gauge,
+                int partition, double value) {
+  if (gauge == nullptr) gauge = &family.Add({{"partition", std::to_string(partition)}});
+  gauge->Set(value);
+}
+}  // namespace
+
 void ServiceMetrics::set_consumer_lag(int partition, double lag) {
-  auto it = partitions_.find(partition);
-  if (it == partitions_.end()) return;
-  if (it->second.consumer_lag == nullptr)
-    it->second.consumer_lag =
-        &consumer_lag_family_->Add({{"partition", std::to_string(partition)}});
-  it->second.consumer_lag->Set(lag);
+  if (auto it = partitions_.find(partition); it != partitions_.end())
+    set_lazily(*consumer_lag_family_, it->second.consumer_lag, partition, lag);
 }
 
 void ServiceMetrics::set_event_time_lag(int partition, double seconds) {
-  PartitionSeries& series = this->partition(partition);
-  if (series.event_time_lag == nullptr)
-    series.event_time_lag =
-        &event_time_lag_family_->Add({{"partition", std::to_string(partition)}});
-  series.event_time_lag->Set(seconds);
+  if (auto it = partitions_.find(partition); it != partitions_.end())
+    set_lazily(*event_time_lag_family_, it->second.event_time_lag, partition, seconds);
 }
 
 void ServiceMetrics::count_http_request(std::string_view route, int status) {

@@ -108,7 +108,7 @@ class ServiceMetrics {
   // --- Per partition ----------------------------------------------------------------------
   PartitionSeries& partition(int partition);  ///< creates the series on first use
   void remove_partition(int partition);
-  /// The consumer lag of a partition this instance may no longer own is ignored.
+  /// The lags of a partition this instance may no longer own are ignored.
   void set_consumer_lag(int partition, double lag);
   void set_event_time_lag(int partition, double seconds);
 

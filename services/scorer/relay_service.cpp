@@ -498,25 +498,27 @@ void Relay::on_offset_commit(rd_kafka_t*, rd_kafka_resp_err_t err,
 void Relay::commit_failed(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t* offsets) {
   // Handed out again at the next commit: a position that never reached the group would
   // otherwise wait for the partition to move on (or be read again by its next owner).
-  for (int i = 0; i < offsets->cnt; ++i)
-    if (err || offsets->elems[i].err)
-      offsets_.commit_failed(offsets->elems[i].partition, offsets->elems[i].offset);
+  rd_kafka_resp_err_t reason = err;
+  for (int i = 0; i < offsets->cnt; ++i) {
+    const auto& e = offsets->elems[i];
+    if (!err && !e.err) continue;
+    offsets_.commit_failed(e.partition, e.offset);
+    if (!reason) reason = e.err;
+  }
   log::warn("relay", "offset commit failed (retried at the next one)",
-            {{"error", rd_kafka_err2str(err ? err : offsets->elems[0].err)}});
+            {{"error", rd_kafka_err2str(reason)}});
 }
 
 std::size_t Relay::smaller_value_bound(std::size_t current, const RelaySignal& signal) const {
   if (current != SIZE_MAX) return current / 2;
-  constexpr std::size_t kHeadroom = 4096;  // headers and the record's framing
   std::array<char, 32> text{};
   std::size_t size = text.size();
   long long max_bytes = 1'000'000;
   if (rd_kafka_conf_get(rd_kafka_conf(producer_.get()), "message.max.bytes", text.data(), &size) ==
       RD_KAFKA_CONF_OK)
     max_bytes = std::atoll(text.data());
-  const auto room = static_cast<std::size_t>(std::max(0LL, max_bytes));
-  const std::size_t used = signal.account_id.size() + kHeadroom;
-  return room > used ? room - used : 0;
+  return kafka::value_room(static_cast<std::size_t>(std::max(0LL, max_bytes)),
+                           signal.account_id.size());
 }
 
 void Relay::produce_dead_letter(const SignalPtr& signal, std::string endpoint, std::string error,

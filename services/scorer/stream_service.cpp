@@ -588,10 +588,7 @@ void StreamService::Impl::dead_letter(const rd_kafka_message_t* m,
   // Brokers accept input records somewhat larger than a producer may send (message.max.bytes):
   // such a message is dead-lettered cut to what fits, with its size in a header, rather than
   // refused on every retry. The source offset still leads to the whole message.
-  constexpr std::size_t kHeadroom = 4096;  // headers and the record's framing
-  const std::size_t room = producer->max_record_bytes() > key.size() + kHeadroom
-                               ? producer->max_record_bytes() - key.size() - kHeadroom
-                               : 0;
+  const std::size_t room = kafka::value_room(producer->max_record_bytes(), key.size());
   if (payload.size() > room) {
     headers.emplace_back("pqa.error.truncated_from_bytes", std::to_string(payload.size()));
     payload = payload.substr(0, room);

@@ -8,6 +8,7 @@
 #include "pqa/rollup/config.h"
 #include "pqa/rollup/scoring.h"
 #include "processor.h"
+#include "state_codec.h"
 
 namespace pqa::test {
 
@@ -85,6 +86,11 @@ class Harness {
   }
   rollup::AccountState state(const std::string& account) {
     return processor.find_account(rollup::AccountId(account)).value();
+  }
+  /// A user's state as stored (the processor flushes its changes first).
+  rollup::UserState user(const std::string& account, const std::string& user_id) {
+    processor.flush();
+    return scorer::decode_user(store->get(scorer::keys::user(account, user_id)).value()).value();
   }
 
   rollup::Model model;

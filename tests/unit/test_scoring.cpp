@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "harness_send.h"
-#include "state_codec.h"
 
 using namespace pqa;
 using namespace pqa::test;
@@ -292,11 +291,9 @@ TEST_CASE("usage decays with a 7-day half-life within a user's engagement", "[sc
   h.send(group("u", "a", kT0));
   use(h, "u", 1, kT0);
   use(h, "u", 1, kT0 + 7 * kDay);
-  h.processor.flush();
-  const auto user = scorer::decode_user(*h.store->get(scorer::keys::user("a", "u")));
-  REQUIRE(user);
-  CHECK(user->usage.value == Approx(1.5).epsilon(1e-12));  // 1 * 2^-1 + 1
-  CHECK(rollup::user_engagement(h.model, *user) == Approx(eng(1.5)).epsilon(1e-12));
+  const auto user = h.user("a", "u");
+  CHECK(user.usage.value == Approx(1.5).epsilon(1e-12));  // 1 * 2^-1 + 1
+  CHECK(rollup::user_engagement(h.model, user) == Approx(eng(1.5)).epsilon(1e-12));
   // Depth sums engagement in fixed point (units of 1e-9).
   CHECK(h.score_now("a").components.depth == Approx(eng(1.5)).margin(2e-9).epsilon(0));
 }
@@ -361,9 +358,7 @@ TEST_CASE("user traits follow the latest call, not the last processed", "[scorin
   const auto breadth = h.sink.of_kind(rollup::SignalKind::kBreadthExpansion);
   REQUIRE(breadth.size() == 1);
   CHECK(breadth[0].signal.department == "eng");
-  h.processor.flush();
-  const auto user = scorer::decode_user(h.store->get(scorer::keys::user("a", "u1")).value());
-  CHECK(user->explicit_role == rollup::Role::kAdmin);
+  CHECK(h.user("a", "u1").explicit_role == rollup::Role::kAdmin);
 }
 
 TEST_CASE("each user trait follows its own latest call, whatever the arrival order",
@@ -380,10 +375,9 @@ TEST_CASE("each user trait follows its own latest call, whatever the arrival ord
     h.send(calls[reversed ? 1 : 0]);
     h.send(calls[reversed ? 0 : 1]);
     h.send(track("u1", "Dashboard Viewed", kT0 + 3));
-    h.processor.flush();
-    const auto user = scorer::decode_user(h.store->get(scorer::keys::user("a", "u1")).value());
-    CHECK(user->explicit_role == rollup::Role::kAdmin);
-    CHECK(user->department == "engineering");
+    const auto user = h.user("a", "u1");
+    CHECK(user.explicit_role == rollup::Role::kAdmin);
+    CHECK(user.department == "engineering");
   }
 }
 

@@ -24,12 +24,9 @@ void member(Harness& h, const std::string& account, const std::string& user,
 }
 
 double engagement_sum(Harness& h, const std::string& account, int users) {
-  h.processor.flush();
   double sum = 0;
-  for (int i = 0; i < users; ++i) {
-    auto bytes = h.store->get(scorer::keys::user(account, account + "-u" + std::to_string(i)));
-    sum += rollup::user_engagement(h.model, scorer::decode_user(bytes.value()).value());
-  }
+  for (int i = 0; i < users; ++i)
+    sum += rollup::user_engagement(h.model, h.user(account, account + "-u" + std::to_string(i)));
   return sum;
 }
 

@@ -4,7 +4,6 @@
 #include <cmath>
 
 #include "harness_send.h"
-#include "state_codec.h"
 
 using namespace pqa;
 using namespace pqa::test;
@@ -15,15 +14,6 @@ namespace {
 /// Catch2's Approx keeps its relative epsilon beside a margin; here only the margin counts.
 Approx near(double value, double margin) {
   return Approx(value).margin(margin).epsilon(0);
-}
-
-rollup::UserState stored_user(Harness& h, const std::string& account, const std::string& user) {
-  h.processor.flush();
-  const auto bytes = h.store->get(scorer::keys::user(account, user));
-  REQUIRE(bytes);
-  auto decoded = scorer::decode_user(*bytes);
-  REQUIRE(decoded);
-  return *decoded;
 }
 
 }  // namespace
@@ -54,12 +44,12 @@ TEST_CASE("worked example of docs/scoring.md", "[scoring][worked_example]") {
   const std::array<double, 4> engagement = {0.632121, 0.393469, 0.981684, 0.259182};
   const std::array<double, 4> role_weight = {1.5, 1.0, 1.3, 1.5};
   for (int i = 0; i < 4; ++i) {
-    const auto u = stored_user(h, "acme", "u" + std::to_string(i + 1));
+    const auto u = h.user("acme", "u" + std::to_string(i + 1));
     CHECK(rollup::user_engagement(h.model, u) == near(engagement[i], 5e-7));
     CHECK(rollup::role_weight(h.model, u) == role_weight[i]);
   }
   rollup::Role inferred = rollup::Role::kUnknown;
-  rollup::role_weight(h.model, stored_user(h, "acme", "u3"), &inferred);
+  rollup::role_weight(h.model, h.user("acme", "u3"), &inferred);
   CHECK(inferred == rollup::Role::kChampion);
 
   // Fabric per category (all at t0, so each sum is its landmark value), then each term.

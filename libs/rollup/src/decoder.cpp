@@ -88,20 +88,12 @@ std::array<Field, N> pick(const object& obj, const std::array<std::string_view, 
 }
 
 /// Optional string field; error if present with another type.
-std::optional<DecodeFailure> as_string(const Field& e, std::string_view key,
-                                       std::string_view& out) {
-  if (!e) return std::nullopt;
-  if (e->get_string().get(out) != simdjson::SUCCESS) return wrong_type(key, "a string");
-  return std::nullopt;
-}
-
-/// The same for a field inside an object at `path` (e.g. "traits."): the name is joined to
-/// it only for an error.
-std::optional<DecodeFailure> as_string(const Field& e, std::string_view path, std::string_view name,
-                                       std::string_view& out) {
+/// `path`: the object the field is in (e.g. "traits."), joined to the key only for an error.
+std::optional<DecodeFailure> as_string(const Field& e, std::string_view key, std::string_view& out,
+                                       std::string_view path = {}) {
   if (!e) return std::nullopt;
   if (e->get_string().get(out) != simdjson::SUCCESS)
-    return wrong_type(std::string(path) + std::string(name), "a string");
+    return wrong_type(std::string(path).append(key), "a string");
   return std::nullopt;
 }
 
@@ -309,8 +301,8 @@ class Reader {
   std::optional<DecodeFailure> read_user_traits(const object& traits, std::string_view path) {
     const auto fields = pick(traits, std::array<std::string_view, 2>{"role", "department"});
     std::string_view role, department;
-    if (auto err = as_string(fields[0], path, "role", role)) return err;
-    if (auto err = as_string(fields[1], path, "department", department)) return err;
+    if (auto err = as_string(fields[0], "role", role, path)) return err;
+    if (auto err = as_string(fields[1], "department", department, path)) return err;
     if (!role.empty()) event_.role = lower_trimmed(role);
     if (!department.empty()) {
       std::string dept = lower_trimmed(department);
