@@ -155,13 +155,20 @@ void for_each_item(const YAML::Node& list, const std::string& path, Fn fn) {
     fn(Section(list[i], path + "[" + std::to_string(i) + "]"));
 }
 
+/// The model's own check of one list entry, named where the entry is in the file.
+template <typename Entry>
+void check_entry(const Section& item, const Entry& entry) {
+  const auto errors = rollup::check_entry(entry);
+  if (!errors.empty())
+    throw ConfigException(item.key_path(errors.front().key), errors.front().problem);
+}
+
 void read_taxonomy(Section s, rollup::ModelConfig& m) {
   s.read("default_usage_weight", m.default_usage_weight);
   std::set<std::string> listed;
   for_each_item(s.get("events"), s.key_path("events"), [&](Section item) {
     EventRule rule;
     item.read("name", rule.name);
-    if (rule.name.empty()) throw ConfigException(item.key_path("name"), "is required");
     if (!listed.insert(rule.name).second)
       throw ConfigException(item.key_path("name"), "event '" + rule.name + "' is listed twice");
     auto existing = std::find_if(m.events.begin(), m.events.end(),
@@ -174,12 +181,7 @@ void read_taxonomy(Section s, rollup::ModelConfig& m) {
     item.read("quantity_property", rule.quantity_property);
     item.read("seat_delta", rule.seat_delta);
     item.finish();
-    // Checked here, where the entry's place in the file is known (the model's own check
-    // counts places in the list merged with the built-in events).
-    if (!(rule.weight >= 0.0))
-      throw ConfigException(item.key_path("weight"), "must be zero or positive");
-    if (!(std::abs(rule.seat_delta) <= 1e6))
-      throw ConfigException(item.key_path("seat_delta"), "must be within +-1000000");
+    check_entry(item, rule);
     if (existing != m.events.end())
       *existing = rule;
     else
@@ -235,10 +237,7 @@ void read_fit(Section s, rollup::ModelConfig& m) {
     if (ops != 1)
       throw ConfigException(item.path(),
                             "needs exactly one of equals, in, between, at_least, at_most, exists");
-    if (rule.op == FitOp::kIn && rule.values.empty())
-      throw ConfigException(item.key_path("in"), "must list at least one value");
-    if (rule.op == FitOp::kBetween && !(rule.min <= rule.max))
-      throw ConfigException(item.key_path("between"), "must be [min, max] with min <= max");
+    check_entry(item, rule);
     for (auto& v : rule.values)
       std::transform(v.begin(), v.end(), v.begin(),
                      [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
@@ -259,6 +258,7 @@ void read_decay(Section s, rollup::ModelConfig& m) {
     item.read("max_employees", seg.max_employees);
     item.read("half_life_days", seg.half_life_days);
     item.finish();
+    check_entry(item, seg);
     m.decay.segments.push_back(std::move(seg));
   });
   s.finish();

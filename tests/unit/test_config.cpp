@@ -64,6 +64,36 @@ model:
   CHECK(c.model.decay.segments.empty());
 }
 
+TEST_CASE("a list entry has one check: the model's and the YAML loader's problems agree",
+          "[config]") {
+  const auto error_of = [](const std::string& yaml) -> std::string {
+    try {
+      parse_config(yaml);
+    } catch (const ConfigException& e) {
+      return e.what();
+    }
+    return "(no error)";
+  };
+  rollup::ModelConfig m;
+  m.fit_rules = {{"x", rollup::FitOp::kBetween, {}, 5.0, 1.0, 1.0}};
+  m.events.push_back({"X", rollup::EventKind::kUsage, -1.0, "", 0.0});
+  m.decay.segments = {{"smb", 0.0, 10.0, 0.0}};
+  const auto errors = rollup::validate(m);
+  REQUIRE(errors.size() == 3);
+  const std::string last_event = std::to_string(m.events.size() - 1);
+  CHECK(errors[0].key == "taxonomy.events[" + last_event + "].weight");
+  CHECK(errors[1].key == "fit.rules[0].between");
+  CHECK(errors[2].key == "decay.segments[0].half_life_days");
+  // The loader names the entry's place in the file, with the model's words.
+  CHECK(error_of("model: {taxonomy: {events: [{name: X, weight: -1}]}}") ==
+        "model.taxonomy.events[0].weight: " + errors[0].problem);
+  CHECK(error_of("model: {fit: {rules: [{trait: x, between: [5, 1], weight: 1}]}}") ==
+        "model.fit.rules[0].between: " + errors[1].problem);
+  CHECK(
+      error_of("model: {decay: {segments: [{name: smb, max_employees: 10, half_life_days: 0}]}}") ==
+      "model.decay.segments[0].half_life_days: " + errors[2].problem);
+}
+
 TEST_CASE("config errors name the key and the problem", "[config]") {
   CHECK(key_of_error("model: {weights: {breadth: 0.5}}") == "model.weights");
   CHECK(key_of_error("model: {weigths: {}}") == "model.weigths");

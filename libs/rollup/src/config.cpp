@@ -74,15 +74,16 @@ class Checker {
   std::vector<ConfigError> errors;
 };
 
+/// Adds an entry's problems under its place in the list (`key`, e.g. "fit.rules[2]").
+void add_entry_errors(Checker& ck, const std::string& key, std::vector<ConfigError> errors) {
+  for (auto& e : errors) ck.add(key + "." + e.key, std::move(e.problem));
+}
+
 void check_events(const ModelConfig& c, Checker& ck) {
   std::vector<std::string> names;
   for (std::size_t i = 0; i < c.events.size(); ++i) {
-    const auto& e = c.events[i];
-    const std::string key = "taxonomy.events[" + std::to_string(i) + "]";
-    if (e.name.empty()) ck.add(key + ".name", "must not be empty");
-    ck.non_negative(key + ".weight", e.weight);
-    if (!(std::abs(e.seat_delta) <= 1e6)) ck.add(key + ".seat_delta", "must be within +-1000000");
-    names.push_back(e.name);
+    add_entry_errors(ck, "taxonomy.events[" + std::to_string(i) + "]", check_entry(c.events[i]));
+    names.push_back(c.events[i].name);
   }
   std::sort(names.begin(), names.end());
   auto dup = std::adjacent_find(names.begin(), names.end());
@@ -90,29 +91,47 @@ void check_events(const ModelConfig& c, Checker& ck) {
 }
 
 void check_fit(const ModelConfig& c, Checker& ck) {
-  for (std::size_t i = 0; i < c.fit_rules.size(); ++i) {
-    const auto& r = c.fit_rules[i];
-    const std::string key = "fit.rules[" + std::to_string(i) + "]";
-    if (r.trait.empty()) ck.add(key + ".trait", "must not be empty");
-    ck.finite(key + ".weight", r.weight);
-    if ((r.op == FitOp::kEquals || r.op == FitOp::kIn) && r.values.empty())
-      ck.add(key + ".values", "must list at least one value");
-    if (r.op == FitOp::kBetween && !(r.min <= r.max)) ck.add(key + ".max", "must be >= min");
-  }
+  for (std::size_t i = 0; i < c.fit_rules.size(); ++i)
+    add_entry_errors(ck, "fit.rules[" + std::to_string(i) + "]", check_entry(c.fit_rules[i]));
 }
 
 void check_segments(const ModelConfig& c, Checker& ck) {
-  for (std::size_t i = 0; i < c.decay.segments.size(); ++i) {
-    const auto& s = c.decay.segments[i];
-    const std::string key = "decay.segments[" + std::to_string(i) + "]";
-    if (s.name.empty()) ck.add(key + ".name", "must not be empty");
-    ck.positive(key + ".half_life_days", s.half_life_days);
-    if (!(s.min_employees <= s.max_employees))
-      ck.add(key + ".max_employees", "must be >= min_employees");
-  }
+  for (std::size_t i = 0; i < c.decay.segments.size(); ++i)
+    add_entry_errors(ck, "decay.segments[" + std::to_string(i) + "]",
+                     check_entry(c.decay.segments[i]));
 }
 
 }  // namespace
+
+std::vector<ConfigError> check_entry(const EventRule& rule) {
+  Checker ck;
+  if (rule.name.empty()) ck.add("name", "must not be empty");
+  ck.non_negative("weight", rule.weight);
+  if (!(std::abs(rule.seat_delta) <= 1e6)) ck.add("seat_delta", "must be within +-1000000");
+  return ck.errors;
+}
+
+std::vector<ConfigError> check_entry(const FitRule& rule) {
+  Checker ck;
+  if (rule.trait.empty()) ck.add("trait", "must not be empty");
+  ck.finite("weight", rule.weight);
+  if (rule.op == FitOp::kEquals && rule.values.empty()) ck.add("equals", "must name a value");
+  if (rule.op == FitOp::kIn && rule.values.empty()) ck.add("in", "must list at least one value");
+  if (rule.op == FitOp::kBetween && !(rule.min <= rule.max))
+    ck.add("between", "must be [min, max] with min <= max");
+  if (rule.op == FitOp::kAtLeast) ck.finite("at_least", rule.min);
+  if (rule.op == FitOp::kAtMost) ck.finite("at_most", rule.max);
+  return ck.errors;
+}
+
+std::vector<ConfigError> check_entry(const SegmentRule& segment) {
+  Checker ck;
+  if (segment.name.empty()) ck.add("name", "must not be empty");
+  ck.positive("half_life_days", segment.half_life_days);
+  if (!(segment.min_employees <= segment.max_employees))
+    ck.add("max_employees", "must be >= min_employees");
+  return ck.errors;
+}
 
 std::vector<ConfigError> validate(const ModelConfig& c) {
   Checker ck;

@@ -162,8 +162,16 @@ struct ConfigError {
   std::string problem;
 };
 
-/// Checks ranges and consistency; an empty result means the config is usable.
+/// Checks ranges and consistency; an empty result means the config is usable. Keys are
+/// relative to the model and spelled as the YAML spells them ("fit.rules[2].between").
 std::vector<ConfigError> validate(const ModelConfig& config);
+
+/// The problems of one entry of a list, keyed by the entry's own field ("weight"). validate()
+/// runs them over its lists; the YAML loader runs them on each entry as it reads it, where it
+/// knows the entry's place in the file (the taxonomy's list is merged with the built-in events).
+std::vector<ConfigError> check_entry(const EventRule& rule);
+std::vector<ConfigError> check_entry(const FitRule& rule);
+std::vector<ConfigError> check_entry(const SegmentRule& segment);
 
 /// A validated config with its lookup tables built. Immutable and shared by every scorer.
 class Model {
