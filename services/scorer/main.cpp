@@ -68,7 +68,13 @@ int main(int argc, char** argv) {
   relay_cmd->add_option("--config", relay.config_path, "Configuration with a relay: section")
       ->required();
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version are "errors" that exit 0; every other parse error is a usage
+    // error, which exits 2 as documented (CLI11's own codes are 100 and up).
+    return app.exit(e) == 0 ? 0 : 2;
+  }
   if (relay_cmd->parsed()) return pqa::scorer::run_relay(relay);
   if (demo_cmd->parsed()) return pqa::scorer::run_demo(demo);
   if (run_cmd->parsed()) {

@@ -64,6 +64,20 @@ check "an impossible state dir names the key" grep -q '"key":"service.state_dir"
   --as-of yesterday 2>"$dir/err"
 check "bad --as-of exits 2" test $? -eq 2
 
+# Usage errors exit 2 as documented (CLI11's own codes are 100 and up); --help exits 0.
+"$bin" replay --config "$config" --input "$dir/in.jsonl" --signals "$dir/s" 2>"$dir/err"
+check "a missing option exits 2" test $? -eq 2
+check "a missing option is named" grep -q -- "--scores" "$dir/err"
+"$bin" replay --config "$config" --input "$dir/in.jsonl" --signals "$dir/s" --scores "$dir/c" \
+  --no-such-flag 2>"$dir/err"
+check "an unknown flag exits 2" test $? -eq 2
+"$bin" demo --events 0 2>"$dir/err"
+check "an option out of range exits 2" test $? -eq 2
+"$bin" 2>"$dir/err"
+check "no subcommand exits 2" test $? -eq 2
+"$bin" replay --help >"$dir/stdout" 2>&1
+check "--help exits 0" test $? -eq 0
+
 "$bin" replay --config "$config" --input "$dir/missing.jsonl" --signals "$dir/s" \
   --scores "$dir/c" 2>"$dir/err"
 check "unreadable input exits 3" test $? -eq 3
