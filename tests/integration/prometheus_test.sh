@@ -72,6 +72,11 @@ for metric in $used; do
   grep -q "^# TYPE $metric " "$work/metrics.txt" || fail "$metric is used by the dashboard or alerts but not exposed"
 done
 echo "exposition clean; $(echo "$used" | wc -l) metrics used by dashboard and alerts all exposed"
+# ... and every pqa_ metric exposed is plotted (docs/operations.md says the dashboard has them all).
+for metric in $(grep -oE '^# TYPE pqa_[a-z_]+' "$work/metrics.txt" | awk '{print $3}'); do
+  grep -qE "\b$metric(_bucket|_sum|_count)?\b" "$src/deploy/grafana/pqa-scorer.json" ||
+    fail "$metric is exposed but not on the dashboard"
+done
 
 # A real Prometheus scrapes it every second and evaluates the shipped rules.
 prom_port=$(free_port)
