@@ -272,8 +272,9 @@ func checkScorer(o *objects) []string {
 
 func checkRelay(o *objects) []string {
 	d := o.deployments[0]
-	// The relay drains requests in flight for relay.drain_timeout_ms (10 s) before it commits.
-	_, p := checkWorkload("Deployment", d.Spec.Selector, d.Spec.Template, nil, 15, o)
+	// The relay drains requests in flight for relay.drain_timeout_ms (10 s), then flushes its
+	// dead letters and commits, each of which may take kafka.timeout_ms (30 s).
+	_, p := checkWorkload("Deployment", d.Spec.Selector, d.Spec.Template, nil, 70, o)
 	if len(o.scaled) > 0 {
 		p = append(p, "a ScaledObject beside the relay: scale it by partitions, not by lag")
 	}

@@ -85,11 +85,11 @@ class ConfigException : public std::runtime_error {
 };
 
 /// Parses YAML text. Unknown keys are errors (a typo must not silently fall back to a default).
-/// Strings of the `kafka:` section may name environment variables, `${NAME}` or
-/// `${NAME:-default}` (secrets belong there, not in the file); an unset one without a default
-/// is an error naming the key and the variable.
+/// Every scalar may name environment variables, `${NAME}` or `${NAME:-default}` (secrets belong
+/// there, not in the file); an unset one without a default is an error naming the key and the
+/// variable.
 ServiceConfig parse_config(const std::string& yaml_text);
-/// Reads and parses a file; the exception message starts with the file name.
+/// Reads and parses a file; the exception message ends with the file name ("(in PATH)").
 ServiceConfig load_config(const std::string& path);
 
 }  // namespace pqa::scorer

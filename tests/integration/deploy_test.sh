@@ -60,7 +60,7 @@ expect_refused components/keda/scaledobject.yaml 's/name: pqa-scorer$/name: othe
 expect_refused components/keda/kustomization.yaml '/^patches:/,$d' 'sets spec.replicas' components/keda
 expect_refused components/keda/scaledobject.yaml 's/bootstrapServersFromEnv: KAFKA_BOOTSTRAP_SERVERS/bootstrapServers: kafka:9092/' 'bootstrapServersFromEnv' components/keda
 expect_refused relay/deployment.yaml 's/livenessProbe:/livenesProbe:/' 'livenesProbe' relay
-expect_refused relay/deployment.yaml 's/terminationGracePeriodSeconds: 30/terminationGracePeriodSeconds: 5/' 'must cover the graceful shutdown' relay
+expect_refused relay/deployment.yaml 's/terminationGracePeriodSeconds: 80/terminationGracePeriodSeconds: 60/' 'must cover the graceful shutdown' relay
 expect_refused relay/deployment.yaml 's/name: pqa-relay-env/name: pqa-relay-environment/' 'envFrom references missing ConfigMap pqa-relay-environment' relay
 expect_refused relay/servicemonitor.yaml 's/- port: http/- port: metrics/' 'unknown Service port metrics' relay
 echo "deploy files: ok"
