@@ -166,6 +166,9 @@ class Relay {
   void rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                  rd_kafka_topic_partition_list_t* partitions);
   void rethrow_callback_error();
+  /// Stops the relay with `error` (exit 3) from where throwing is not allowed (a librdkafka
+  /// callback): kept, then rethrown by a handler of its own.
+  void fail(const std::exception& error);
   void wait_for_wakeup();
   void drain_kafka();
   void handle_message(const rd_kafka_message_t& msg);
@@ -252,6 +255,7 @@ Relay::Relay(const ServiceConfig& config, RelayMetrics& metrics)
 
   auto producer_conf = kafka::make_conf(producer_properties(config));
   rd_kafka_conf_set_dr_msg_cb(producer_conf.get(), &Relay::on_delivery);
+  rd_kafka_conf_set_error_cb(producer_conf.get(), &Relay::on_error);
   rd_kafka_conf_set_opaque(producer_conf.get(), this);
   producer_ = kafka::make_client(RD_KAFKA_PRODUCER, std::move(producer_conf));
   producer_queue_.reset(rd_kafka_queue_get_main(producer_.get()));
@@ -348,6 +352,12 @@ void Relay::on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
   }
 }
 
+void Relay::fail(const std::exception& error) {
+  log::error("relay", "stopping", {{"error", error.what()}});
+  if (!callback_error_) callback_error_ = std::make_exception_ptr(kafka::KafkaError(error.what()));
+  asio::post(io_, [this] { rethrow_callback_error(); });  // out of io_.run(), to run_relay
+}
+
 void Relay::rethrow_callback_error() {
   if (callback_error_) std::rethrow_exception(std::exchange(callback_error_, nullptr));
 }
@@ -406,6 +416,9 @@ void Relay::rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
 void Relay::handle_message(const rd_kafka_message_t& msg) {
   if (msg.err) {
     if (msg.err == RD_KAFKA_RESP_ERR__PARTITION_EOF) return;
+    if (msg.err == RD_KAFKA_RESP_ERR__FATAL)  // e.g. a static member fenced by its successor
+      throw kafka::KafkaError(
+          std::string("fatal Kafka client error: ") + rd_kafka_message_errstr(&msg), true);
     log::warn("relay", "consumer error", {{"error", rd_kafka_message_errstr(&msg)}});
     return;
   }
@@ -550,6 +563,10 @@ void Relay::produce_dead_letter(const SignalPtr& signal, std::string endpoint, s
   }
   if (err) {
     rd_kafka_headers_destroy(headers);
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+      fail(kafka::KafkaError("dead-letter producer failed fatally", true));
+      return;
+    }
     // The local queue is full or the topic unknown: keep the signal and try again shortly.
     log::warn("relay", "dead-letter produce refused; retrying", {{"error", rd_kafka_err2str(err)}});
     auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::seconds(1));
@@ -564,8 +581,18 @@ void Relay::produce_dead_letter(const SignalPtr& signal, std::string endpoint, s
       token, DeadLetter{signal, std::move(endpoint), std::move(error), attempts, max_value_bytes});
 }
 
-void Relay::on_error(rd_kafka_t*, int err, const char* reason, void* opaque) {
+void Relay::on_error(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
   auto& self = *static_cast<Relay*>(opaque);
+  if (err == RD_KAFKA_RESP_ERR__FATAL) {
+    // A client that librdkafka declares dead (the idempotent producer's sequence lost, a
+    // static member fenced) never recovers: dead letters would be refused for ever and the
+    // signals' offsets held. Stop with exit 3; a restart reads again from the last commit and
+    // the endpoints see those signals again under the same webhook-id.
+    std::array<char, 512> detail{};
+    rd_kafka_fatal_error(rk, detail.data(), detail.size());
+    self.fail(kafka::KafkaError(std::string("fatal Kafka client error: ") + detail.data(), true));
+    return;
+  }
   if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
     self.brokers_down_ = true;
     self.update_gauges();

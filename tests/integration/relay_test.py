@@ -681,10 +681,37 @@ def scenario_rebalance():
           f"arrivals in order per account, {repeats} identical repeats")
 
 
+def scenario_fenced():
+    """A second relay starts with the first's static membership id, which fences the first:
+    librdkafka declares its consumer dead (fatal). The first must stop with exit 3, rather than
+    stay up with nothing it can read or commit, so that Kubernetes restarts it."""
+    receiver = Receiver()
+    receiver.plan = lambda path, n: ("ok",)
+    create_topic(f"{NAME}-signals", 2)
+    config = kafka_section(NAME).replace(
+        "kafka:\n", "kafka:\n  group_instance_id: same-pod\n") + f"""  endpoints:
+    - name: hooks
+      url: "{receiver.url('/hooks')}"
+"""
+    first, second = Relay(config, "fenced-a"), Relay(config, "fenced-b")
+    first.start()
+    second.start()
+    deadline = time.time() + 60
+    while first.proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    code = first.proc.poll()
+    check(code == 3, f"the fenced relay did not stop with exit 3 (exit {code})")
+    with open(first.log.name) as log:
+        check("fatal Kafka client error" in log.read(), "the fenced relay did not log why")
+    second.stop()
+    print("fenced: the relay whose static membership was taken over stopped with exit 3")
+
+
 if __name__ == "__main__":
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
     {"faults": scenario_faults, "crm": scenario_crm,
-     "dead_letter": scenario_dead_letter, "rebalance": scenario_rebalance}[SCENARIO]()
+     "dead_letter": scenario_dead_letter, "rebalance": scenario_rebalance,
+     "fenced": scenario_fenced}[SCENARIO]()
     if not os.environ.get("PQA_TEST_KEEP"):
         shutil.rmtree(WORK, ignore_errors=True)
