@@ -207,11 +207,12 @@ void Processor::apply(const rollup::Event& e, const AccountId& account, const Ca
   const std::string& account_key = account_key_;
   StoredAccount& stored = accounts_.get_or_add(account_key).value;
   prefetch_parts(stored.state);
-  // With allowed lateness the watermark trails the newest event, so this account's timer may
-  // be due before this event and not fired yet. It fires first, as without lateness: the
-  // event moves the account's clock past it, and applied first would hide what it finds
-  // (a silent account's crossing down).
-  if (stored.timer_due != rollup::kNever && stored.timer_due <= e.timestamp)
+  // With allowed lateness the watermark trails the newest event, so this account's timers may
+  // be due before this event and not fired yet. They fire first, in turn, as without lateness
+  // (each firing registers the next, which may be due before the event too): the event moves
+  // the account's clock past them, and applied first would hide what they find (a silent
+  // account's crossings down). Each firing moves the account's clock forward, so this ends.
+  while (stored.timer_due != rollup::kNever && stored.timer_due <= e.timestamp)
     fire_timer(stored.timer_due, account.str());
   stamp_model(stored);
   auto user = users_.get_or_add(user_key);

@@ -499,29 +499,40 @@ TEST_CASE("an account's own event past its pending timer fires the timer first, 
   // used again. Without lateness the watermark passes the crossing first: down, then up. With
   // a day of lateness the watermark is still before the crossing when the event comes; applied
   // first, the event would reset the decay and hide the crossing from the timer.
+  // Two weeks later, the account has three timers due before its event (down to nurture, the
+  // seat-velocity window's end, down to cold): each fires in turn, as without lateness, not
+  // only the first.
   const auto lines = worked_example_lines();
   const TimeMs due = silent_crossing(lines).signal.signal.event_time;
 
   using Transition = std::tuple<rollup::SignalKind, rollup::Band, rollup::Band, TimeMs>;
-  std::vector<std::vector<Transition>> runs;
-  for (const TimeMs lateness : {TimeMs{0}, kDay}) {
-    scorer::ProcessorOptions options;
-    options.allowed_lateness_ms = lateness;
-    Harness h(shipped_model_config(), options);
-    h.send_all(lines);
-    const std::size_t before = h.sink.signals.size();
-    h.send(track("u1", "Dashboard Viewed", due + kDay / 2, "{}", "acme"));
-    std::vector<Transition> transitions;
-    for (std::size_t i = before; i < h.sink.signals.size(); ++i) {
-      const auto& s = h.sink.signals[i].signal;
-      transitions.emplace_back(s.kind, s.previous_band, s.score.band, s.event_time);
+  for (const TimeMs event_time : {due + kDay / 2, due + 14 * kDay}) {
+    CAPTURE(event_time - due);
+    std::vector<std::vector<Transition>> runs;
+    for (const TimeMs lateness : {TimeMs{0}, kDay, 5 * kDay}) {
+      scorer::ProcessorOptions options;
+      options.allowed_lateness_ms = lateness;
+      Harness h(shipped_model_config(), options);
+      h.send_all(lines);
+      const std::size_t before = h.sink.signals.size();
+      h.send(track("u1", "Dashboard Viewed", event_time, "{}", "acme"));
+      std::vector<Transition> transitions;
+      for (std::size_t i = before; i < h.sink.signals.size(); ++i) {
+        const auto& s = h.sink.signals[i].signal;
+        transitions.emplace_back(s.kind, s.previous_band, s.score.band, s.event_time);
+      }
+      runs.push_back(transitions);
     }
-    runs.push_back(transitions);
+    REQUIRE(runs[0].size() >= (event_time > due + kDay ? 3u : 1u));
+    CHECK(std::get<3>(runs[0][0]) == due);
+    CHECK(std::get<2>(runs[0][0]) < std::get<1>(runs[0][0]));  // down
+    if (event_time > due + kDay) {
+      CHECK(std::get<2>(runs[0][1]) == rollup::Band::kCold);     // down again, silent
+      CHECK(std::get<2>(runs[0].back()) > rollup::Band::kCold);  // and up with the event
+    }
+    CHECK(runs[1] == runs[0]);
+    CHECK(runs[2] == runs[0]);
   }
-  REQUIRE(runs[0].size() >= 1);
-  CHECK(std::get<3>(runs[0][0]) == due);
-  CHECK(std::get<2>(runs[0][0]) < std::get<1>(runs[0][0]));  // down
-  CHECK(runs[1] == runs[0]);
 }
 
 TEST_CASE("allowed lateness delays a decay timer, not what it computes", "[processor][time]") {
