@@ -177,6 +177,9 @@ void read_taxonomy(Section s, rollup::ModelConfig& m) {
     std::string kind;
     item.read("kind", kind);
     if (!kind.empty()) rule.kind = parse_kind(kind, item.key_path("kind"));
+    // A new event infers an admin when it is an administration event, unless it says.
+    if (existing == m.events.end()) rule.infers_admin = rule.kind == EventKind::kAdministration;
+    item.read("infers_admin", rule.infers_admin);
     item.read("weight", rule.weight);
     item.read("quantity_property", rule.quantity_property);
     item.read("seat_delta", rule.seat_delta);

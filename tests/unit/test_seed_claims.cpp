@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "config_loader.h"
 #include "harness_send.h"
 #include "state_codec.h"
 
@@ -387,6 +388,40 @@ TEST_CASE("a billing page viewed by an admin weighs more than by a member", "[se
   CHECK(h.state("by_admin").fabric[commercial] == Approx(1.5));
   CHECK(h.state("by_member").fabric[commercial] == Approx(1.0));
   CHECK(h.score_now("by_admin").components.fabric > h.score_now("by_member").components.fabric);
+}
+
+TEST_CASE("administration and billing events make an admin, other commercial intent does not",
+          "[seed][claim]") {
+  // The issue: "administration and billing events make an admin"; seed 000: "admin actions,
+  // billing-page access". Comparing plans, reading the terms or contacting sales is evaluation,
+  // which any user does (seed 004).
+  Harness h;
+  const std::vector<std::pair<std::string, rollup::Role>> cases = {
+      {"Admin Role Assigned", rollup::Role::kAdmin},
+      {"SSO Configured", rollup::Role::kAdmin},
+      {"SCIM Connected", rollup::Role::kAdmin},
+      {"Billing Page Viewed", rollup::Role::kAdmin},
+      {"Plan Comparison Viewed", rollup::Role::kMember},
+      {"Contact Sales Clicked", rollup::Role::kMember},
+      {"Terms Page Viewed", rollup::Role::kMember},
+  };
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const std::string user = "role-u" + std::to_string(i);
+    member(h, "roles", user, R"({"department":"ops"})", 1);
+    h.send(track(user, cases[i].first, kT0 + kHour));
+    rollup::Role role = rollup::Role::kUnknown;
+    rollup::role_weight(h.model, h.user("roles", user), &role);
+    CAPTURE(cases[i].first);
+    CHECK(role == cases[i].second);
+  }
+  // A taxonomy entry can say otherwise, and a new administration event infers by default.
+  const auto c = scorer::parse_config(
+      "model: {taxonomy: {events: [{name: Terms Page Viewed, infers_admin: true},\n"
+      "  {name: Vault Rotated, kind: administration}]}}");
+  const rollup::Model custom(c.model);
+  CHECK(custom.rule_for("Terms Page Viewed")->infers_admin);
+  CHECK(custom.rule_for("Vault Rotated")->infers_admin);
+  CHECK_FALSE(custom.rule_for("Contact Sales Clicked")->infers_admin);
 }
 
 TEST_CASE("terms-page visits are commercial intent (seed 004)", "[seed][claim]") {

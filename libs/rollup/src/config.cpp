@@ -20,10 +20,10 @@ std::vector<EventRule> ModelConfig::default_event_rules() {
       {"Invite Sent", K::kProvisioning, 1.0, "", 1.0},
       {"Account Added User", K::kProvisioning, 1.0, "", 1.0},
       {"Account Removed User", K::kProvisioning, 0.0, "", -1.0},
-      {"Admin Role Assigned", K::kAdministration, 1.0, "", 0.0},
-      {"SSO Configured", K::kAdministration, 1.0, "", 0.0},
-      {"SCIM Connected", K::kAdministration, 1.0, "", 0.0},
-      {"Billing Page Viewed", K::kCommercialIntent, 1.0, "", 0.0},
+      {"Admin Role Assigned", K::kAdministration, 1.0, "", 0.0, true},
+      {"SSO Configured", K::kAdministration, 1.0, "", 0.0, true},
+      {"SCIM Connected", K::kAdministration, 1.0, "", 0.0, true},
+      {"Billing Page Viewed", K::kCommercialIntent, 1.0, "", 0.0, true},
       {"Plan Comparison Viewed", K::kCommercialIntent, 1.0, "", 0.0},
       {"Contact Sales Clicked", K::kCommercialIntent, 1.0, "", 0.0},
       {"Terms Page Viewed", K::kCommercialIntent, 1.0, "", 0.0},
@@ -245,7 +245,7 @@ std::string canonical(const ModelConfig& c) {
   for (const auto& e : c.events)
     o << '\n'
       << e.name << '\t' << static_cast<int>(e.kind) << ' ' << e.weight << ' ' << e.quantity_property
-      << ' ' << e.seat_delta;
+      << ' ' << e.seat_delta << ' ' << e.infers_admin;
   for (const auto& f : c.fit_rules) {
     o << '\n'
       << f.trait << '\t' << static_cast<int>(f.op) << ' ' << f.min << ' ' << f.max << ' '

@@ -664,8 +664,7 @@ void apply_track(const Model& model, AccountState& a, UserState& u, const Event&
     u.usage.add(w, e.timestamp, days_ms(model.config().engagement.half_life_days));
     return;
   }
-  if (kind == EventKind::kAdministration || kind == EventKind::kCommercialIntent)
-    u.did_admin_action = true;
+  if (rule->infers_admin) u.did_admin_action = true;
   const double quantity = std::max(1.0, e.quantity);
   const double weight = rule->weight * role_weight(model, u) * (1.0 + std::log(quantity));
   if (weight > 0) add_fabric(a, category_of(kind), weight, e.timestamp, hl);

@@ -28,6 +28,10 @@ struct EventRule {
   double weight = 1.0;            ///< Usage: engagement weight. Fabric: weight within category.
   std::string quantity_property;  ///< Property holding a count (seats, invitees); empty: none.
   double seat_delta = 0.0;        ///< Seats provisioned per unit of quantity (negative: removed).
+  /// Marks its user an admin when no explicit role says otherwise (seed 000: "admin actions,
+  /// billing-page access"): the administration events and billing-page views, not every
+  /// commercial-intent event (a terms-page view is evaluation, seed 004).
+  bool infers_admin = false;
 };
 
 enum class FitOp : std::uint8_t { kEquals, kIn, kBetween, kAtLeast, kAtMost, kExists };
