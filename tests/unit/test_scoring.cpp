@@ -349,6 +349,29 @@ TEST_CASE("before any seat snapshot, provisioning adds to the known users", "[sc
   CHECK(s.seats.seat_velocity == 1);
 }
 
+TEST_CASE("before any seat snapshot, an invitee takes up the seat of its invite",
+          "[scoring][seats]") {
+  // u0 invites nine colleagues, who then join and use the product: ten seats, all filled, not
+  // nineteen (nine invites plus ten known users).
+  Harness h;
+  h.send(group("u0", "a", kT0));
+  for (int i = 1; i <= 9; ++i) h.send(track("u0", "User Invited", kT0 + i));
+  CHECK(h.score_now("a").seats.provisioned_seats == 10);
+  for (int i = 1; i <= 9; ++i) h.send(group("u" + std::to_string(i), "a", kT0 + kHour));
+  for (int i = 0; i <= 9; ++i)
+    h.send(track("u" + std::to_string(i), "Dashboard Viewed", kT0 + 2 * kHour));
+  auto s = h.score_now("a");
+  CHECK(s.seats.provisioned_seats == 10);
+  CHECK(s.seats.fill_rate == 1.0);
+  CHECK(s.seats.seat_velocity == 9);
+  // A user who joins without a seat waiting adds one; a removal takes one away.
+  h.send(track("u10", "Dashboard Viewed", kT0 + 3 * kHour, "{}", "a"));
+  CHECK(h.score_now("a").seats.provisioned_seats == 11);
+  h.send(track("u0", "Account Removed User", kT0 + 4 * kHour));
+  CHECK(h.score_now("a").seats.provisioned_seats == 11);  // never below the 11 active users
+  CHECK(static_cast<double>(h.state("a").known_users) + h.state("a").seats == 10);
+}
+
 TEST_CASE("user traits follow the latest call, not the last processed", "[scoring][late]") {
   Harness h;
   h.send(group("u1", "a", kT0));

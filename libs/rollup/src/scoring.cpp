@@ -675,13 +675,26 @@ void apply_track(const Model& model, AccountState& a, UserState& u, const Event&
 
 }  // namespace
 
+namespace {
+
+/// A user new to the account. Before a seats snapshot, provisioned seats are the known users
+/// plus the net provisioning: a newcomer takes up a seat provisioned and not yet taken (the
+/// invite that brought them, a seat bought) rather than adding one, so that an invitee is not
+/// counted twice, once invited and once known.
+void take_a_seat(AccountState& a) {
+  ++a.known_users;
+  if (!a.seat_snapshot_seen && a.seats > 0) a.seats = std::max(0.0, a.seats - 1.0);
+}
+
+}  // namespace
+
 Outcome apply_event(const Model& model, AccountState& account, UserState& user, bool user_is_new,
                     const Event& event, TimeMs now) {
   Outcome out;
   now = std::max({now, account.clock, event.timestamp});
   const Day today = day_of(now);
   expire(model, account, today);
-  if (user_is_new) ++account.known_users;
+  if (user_is_new) take_a_seat(account);
   // Each trait follows its own latest call, whatever the arrival order.
   if (event.role && event.timestamp >= user.role_as_of) {
     user.role_as_of = event.timestamp;
