@@ -96,6 +96,21 @@ TEST_CASE("fit adds matched rule weights over all positive weights", "[scoring][
   CHECK(h.score_now("b").components.fit == 0.0);  // clamped at 0
 }
 
+TEST_CASE("equals and in match boolean and numeric traits too", "[scoring][fit]") {
+  // Group traits arrive as JSON types: `"sso_enabled": true`, `"tier": 3`. A rule's values
+  // are text in the YAML; each is compared as the trait's own type.
+  auto config = shipped_model_config();
+  config.fit_rules = {{"sso_enabled", rollup::FitOp::kEquals, {"true"}, 0, 0, 1.0},
+                      {"tier", rollup::FitOp::kIn, {"2", "3"}, 0, 0, 1.0}};
+  Harness h(config);
+  h.send(group("u", "a", kT0, R"({"sso_enabled":true,"tier":3})"));
+  CHECK(h.score_now("a").components.fit == 1.0);
+  h.send(group("u", "b", kT0, R"({"sso_enabled":false,"tier":3.5})"));
+  CHECK(h.score_now("b").components.fit == 0.0);
+  h.send(group("u", "c", kT0, R"({"sso_enabled":"true","tier":"2"})"));  // text: as text
+  CHECK(h.score_now("c").components.fit == 1.0);
+}
+
 TEST_CASE("the composite is the weighted sum of components", "[scoring][composite]") {
   Harness h;
   h.send(group("u1", "a", kT0, R"({"employees":250,"industry":"fintech"})"));

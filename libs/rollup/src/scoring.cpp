@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bitset>
+#include <charconv>
 #include <cmath>
 
 namespace pqa::rollup {
@@ -355,6 +356,16 @@ Routing route(const ModelConfig& c, const Score& s) {
 
 namespace {
 
+/// Whether a trait equals a rule's value (lower-case text): a string as the same text, a
+/// boolean as "true" / "false", a number as the number the text holds ("3", "3.0", "1e3").
+bool trait_equals(const std::variant<std::string, double, bool>& trait, const std::string& value) {
+  if (const auto* str = std::get_if<std::string>(&trait)) return *str == value;
+  if (const auto* b = std::get_if<bool>(&trait)) return value == (*b ? "true" : "false");
+  double v = 0;
+  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+  return ec == std::errc() && end == value.data() + value.size() && v == std::get<double>(trait);
+}
+
 double fit_of(const Model& model, const AccountState& a) {
   double matched = 0.0, possible = 0.0;
   for (const FitRule& r : model.config().fit_rules) {
@@ -362,7 +373,6 @@ double fit_of(const Model& model, const AccountState& a) {
     const Trait* t = find_trait(a, r.trait);
     if (t == nullptr) continue;
     const auto* num = std::get_if<double>(&t->value);
-    const auto* str = std::get_if<std::string>(&t->value);
     bool hit = false;
     switch (r.op) {
       case FitOp::kExists:
@@ -370,7 +380,8 @@ double fit_of(const Model& model, const AccountState& a) {
         break;
       case FitOp::kEquals:
       case FitOp::kIn:
-        if (str) hit = std::find(r.values.begin(), r.values.end(), *str) != r.values.end();
+        hit = std::any_of(r.values.begin(), r.values.end(),
+                          [&t](const std::string& v) { return trait_equals(t->value, v); });
         break;
       case FitOp::kBetween:
         hit = num && *num >= r.min && *num <= r.max;
