@@ -222,6 +222,14 @@ TEST_CASE("the model version changes with any parameter", "[config]") {
   b.bands.hysteresis = 2.5;
   CHECK(rollup::Model(a).version() != rollup::Model(b).version());
   CHECK(rollup::Model(a).version() == rollup::Model(rollup::ModelConfig{}).version());
+  // Lists of strings that would read the same joined: a different model, a different version.
+  rollup::ModelConfig one_value, two_values;
+  one_value.fit_rules = {{"industry", rollup::FitOp::kIn, {"financial services"}, 0, 0, 1}};
+  two_values.fit_rules = {{"industry", rollup::FitOp::kIn, {"financial", "services"}, 0, 0, 1}};
+  CHECK(rollup::Model(one_value).version() != rollup::Model(two_values).version());
+  rollup::ModelConfig other_flag = a;
+  other_flag.events.front().infers_admin = !other_flag.events.front().infers_admin;
+  CHECK(rollup::Model(a).version() != rollup::Model(other_flag).version());
 }
 
 TEST_CASE("kafka settings read environment variables, and an unset one names its key",

@@ -96,6 +96,18 @@ TEST_CASE("fit adds matched rule weights over all positive weights", "[scoring][
   CHECK(h.score_now("b").components.fit == 0.0);  // clamped at 0
 }
 
+TEST_CASE("a provisioning event of quantity 0 adds neither fabric nor seats", "[scoring][fabric]") {
+  Harness h;
+  h.send(group("u", "a", kT0));
+  h.send(track("u", "Seat Added", kT0 + 1, R"({"seats":0})"));
+  h.send(track("u", "Bulk Invite Sent", kT0 + 2, R"({"count":0})"));
+  const auto provisioning = static_cast<int>(rollup::FabricCategory::kProvisioning);
+  CHECK(h.state("a").fabric[provisioning] == 0.0);
+  CHECK(h.score_now("a").seats.seat_velocity == 0);
+  h.send(track("u", "Seat Added", kT0 + 3, R"({"seats":1})"));
+  CHECK(h.state("a").fabric[provisioning] == Approx(1.0));
+}
+
 TEST_CASE("equals and in match boolean and numeric traits too", "[scoring][fit]") {
   // Group traits arrive as JSON types: `"sso_enabled": true`, `"tier": 3`. A rule's values
   // are text in the YAML; each is compared as the trait's own type.
@@ -162,7 +174,9 @@ TEST_CASE("routing follows seed 002", "[scoring][routing]") {
   s.band = Band::kHot;
   s.expansion_potential = 0.5;
   CHECK(rollup::route(config, s) == Routing::kPlsAssist);
-  s.expansion_potential = 0.8;
+  s.expansion_potential = 0.8;  // seed 002: "expansion potential above 20" (of 25)
+  CHECK(rollup::route(config, s) == Routing::kPlsAssist);
+  s.expansion_potential = 0.84;
   CHECK(rollup::route(config, s) == Routing::kFullSales);
   s.single_user_activation = true;
   CHECK(rollup::route(config, s) == Routing::kEnablement);

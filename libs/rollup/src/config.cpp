@@ -215,6 +215,15 @@ std::vector<ConfigError> validate(const ModelConfig& c) {
 
 namespace {
 
+/// A string in the canonical form: its length first, so that no two lists of strings read the
+/// same ("financial services" against "financial", "services").
+struct Text {
+  const std::string& s;
+};
+std::ostream& operator<<(std::ostream& o, Text t) {
+  return o << t.s.size() << ':' << t.s;
+}
+
 /// Every parameter in a canonical text form, so that the version changes with any of them.
 std::string canonical(const ModelConfig& c) {
   std::ostringstream o;
@@ -233,7 +242,7 @@ std::string canonical(const ModelConfig& c) {
   o << '|';
   o << c.decay.default_half_life_days;
   for (const auto& s : c.decay.segments)
-    o << ' ' << s.name << ' ' << s.min_employees << ' ' << s.max_employees << ' '
+    o << ' ' << Text{s.name} << ' ' << s.min_employees << ' ' << s.max_employees << ' '
       << s.half_life_days;
   o << '|' << c.bands.nurture << ' ' << c.bands.qualified << ' ' << c.bands.hot << ' '
     << c.bands.hysteresis << '|' << c.routing.full_sales_expansion_potential << '|';
@@ -244,13 +253,13 @@ std::string canonical(const ModelConfig& c) {
   o << c.default_usage_weight;
   for (const auto& e : c.events)
     o << '\n'
-      << e.name << '\t' << static_cast<int>(e.kind) << ' ' << e.weight << ' ' << e.quantity_property
-      << ' ' << e.seat_delta << ' ' << e.infers_admin;
+      << Text{e.name} << '\t' << static_cast<int>(e.kind) << ' ' << e.weight << ' '
+      << Text{e.quantity_property} << ' ' << e.seat_delta << ' ' << e.infers_admin;
   for (const auto& f : c.fit_rules) {
     o << '\n'
-      << f.trait << '\t' << static_cast<int>(f.op) << ' ' << f.min << ' ' << f.max << ' '
+      << Text{f.trait} << '\t' << static_cast<int>(f.op) << ' ' << f.min << ' ' << f.max << ' '
       << f.weight;
-    for (const auto& v : f.values) o << ' ' << v;
+    for (const auto& v : f.values) o << ' ' << Text{v};
   }
   return o.str();
 }

@@ -347,9 +347,8 @@ Routing route(const ModelConfig& c, const Score& s) {
     case Band::kQualified:
       return Routing::kPlsAssist;
     case Band::kHot:
-      return s.expansion_potential >= c.routing.full_sales_expansion_potential
-                 ? Routing::kFullSales
-                 : Routing::kPlsAssist;
+      return s.expansion_potential > c.routing.full_sales_expansion_potential ? Routing::kFullSales
+                                                                              : Routing::kPlsAssist;
   }
   return Routing::kNone;
 }
@@ -676,8 +675,9 @@ void apply_track(const Model& model, AccountState& a, UserState& u, const Event&
     return;
   }
   if (rule->infers_admin) u.did_admin_action = true;
-  const double quantity = std::max(1.0, e.quantity);
-  const double weight = rule->weight * role_weight(model, u) * (1.0 + std::log(quantity));
+  // A quantity of 0 (`Seat Added {seats: 0}`) provisions nothing: no fabric, no seats.
+  if (e.quantity <= 0) return;
+  const double weight = rule->weight * role_weight(model, u) * (1.0 + std::log(e.quantity));
   if (weight > 0) add_fabric(a, category_of(kind), weight, e.timestamp, hl);
   if (rule->seat_delta != 0.0)
     change_seats(model, a, rule->seat_delta * e.quantity, e.timestamp, today);
