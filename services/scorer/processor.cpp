@@ -153,6 +153,11 @@ std::optional<rollup::DecodeFailure> Processor::check_admissible(const rollup::E
                                      " is more than " + std::to_string(jump_days) +
                                      " days ahead of the stream's clock " +
                                      rollup::format_timestamp(watermark_)};
+  if (time_ceiling_ != rollup::kNoTime && e.timestamp > time_ceiling_)
+    return rollup::DecodeFailure{rollup::DecodeError::kTooFarAhead,
+                                 "timestamp " + rollup::format_timestamp(e.timestamp) +
+                                     " is more than " + std::to_string(jump_days) +
+                                     " days ahead of the wall clock"};
   return std::nullopt;
 }
 

@@ -102,6 +102,12 @@ class Processor {
   /// Whether changes evicted from the caches exceed their byte bound (take them soon).
   bool changes_over_bound() const;
 
+  /// Events later than `t` are refused as too far ahead whatever the watermark, so that the
+  /// first event of a partition, which has no watermark to be judged against, is bounded too.
+  /// The service sets the wall clock plus decoder.max_clock_jump_days each loop turn; replay
+  /// sets none (kNoTime), as its input may be any period.
+  void set_time_ceiling(rollup::TimeMs t) { time_ceiling_ = t; }
+
   /// The processor's clock: timers up to it have fired (largest event time - lateness).
   rollup::TimeMs watermark() const { return watermark_; }
   /// The largest event time seen.
@@ -180,6 +186,7 @@ class Processor {
   // Reused key buffers: building a key allocates nothing once they have grown.
   std::string account_key_, user_key_, identity_key_;
   rollup::TimeMs watermark_ = rollup::kNoTime;
+  rollup::TimeMs time_ceiling_ = rollup::kNoTime;
   rollup::TimeMs max_event_time_ = rollup::kNoTime;
   std::uint64_t since_flush_ = 0;
   ProcessorStats stats_;

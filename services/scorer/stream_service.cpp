@@ -233,6 +233,8 @@ struct StreamService::Impl {
   std::size_t events_since_commit = 0;
   Clock::time_point last_idle_check = Clock::now();
   Clock::time_point turn_started = Clock::now();  ///< when the loop's current turn began
+  /// The latest event time accepted this turn: the wall clock plus max_clock_jump_days.
+  rollup::TimeMs time_ceiling = rollup::kNoTime;
   std::exception_ptr callback_error;  ///< thrown inside a librdkafka callback, rethrown later
   bool tearing_down = false;  ///< set by ~Impl: the consumer's last callbacks touch no state
   /// Who owns the partitions this instance does not (account queries); declared last so that
@@ -611,6 +613,7 @@ void StreamService::Impl::handle(kafka::Message m) {
   rd_kafka_timestamp_type_t timestamp_type = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
   const std::int64_t timestamp = rd_kafka_message_timestamp(m.get(), &timestamp_type);
   task.sink->set_input_timestamp(timestamp > 0 ? timestamp : 0);
+  task.processor->set_time_ceiling(time_ceiling);
   // One event in kEventTimingSample is timed: two clock reads per event cost ~6% of the
   // service's CPU (perf), and a sample gives the histogram the same shape.
   std::optional<rollup::DecodeFailure> failure;
@@ -1055,6 +1058,8 @@ void StreamService::Impl::run() {
       bool commit_is_due = false;
       if (taken % 64 == 0) {
         turn_started = Clock::now();
+        if (const auto jump_days = config.model.decoder.max_clock_jump_days; jump_days > 0)
+          time_ceiling = wall_ms() + jump_days * rollup::kMsPerDay;
         commit_is_due = taken > 0 && turn_started - last_commit_started >= commit_every;
       }
       if (!handle_or_rewind(std::move(message)) || commit_is_due) break;

@@ -285,6 +285,21 @@ TEST_CASE("an event far ahead of the stream's clock is rejected", "[processor][t
   CHECK(h.processor.watermark() == kT0 + 29 * kDay);  // the clock did not move
 }
 
+TEST_CASE("with a time ceiling, even a partition's first event may not be far ahead",
+          "[processor][time]") {
+  // The service's ceiling: the wall clock plus max_clock_jump_days. Without it, a first event
+  // stamped years ahead would become the clock, and every later event would be late.
+  Harness h;
+  h.processor.set_time_ceiling(kT0 + 30 * kDay);
+  auto failure = h.processor.process(group("u1", "acme", kT0 + 2000 * kDay));
+  REQUIRE(failure.has_value());
+  CHECK(failure->code == rollup::DecodeError::kTooFarAhead);
+  CHECK(failure->message().find("ahead of the wall clock") != std::string::npos);
+  CHECK(h.processor.watermark() == rollup::kNoTime);
+  CHECK_FALSE(h.processor.process(group("u1", "acme", kT0)).has_value());
+  CHECK(h.processor.watermark() == kT0);
+}
+
 TEST_CASE("a corrupt stored record stops processing instead of being guessed around",
           "[processor][store]") {
   Harness h;
