@@ -18,6 +18,7 @@
 #include "changelog.h"
 #include "commit_cadence.h"
 #include "group_owners.h"
+#include "idle_clock.h"
 #include "json_output.h"
 #include "kafka.h"
 #include "log.h"
@@ -232,6 +233,8 @@ struct StreamService::Impl {
   CommitCadence cadence;
   std::size_t events_since_commit = 0;
   Clock::time_point last_idle_check = Clock::now();
+  /// Silence the loop has watched: a stall of the loop restarts every partition's idle time.
+  IdleClock idle_clock;
   Clock::time_point turn_started = Clock::now();  ///< when the loop's current turn began
   /// The latest event time accepted this turn: the wall clock plus max_clock_jump_days.
   rollup::TimeMs time_ceiling = rollup::kNoTime;
@@ -265,7 +268,14 @@ StreamService::Impl::Impl(const ServiceConfig& c, const std::atomic<bool>& s, Se
       metrics(m),
       queries(q),
       exactly_once(c.kafka.processing == Processing::kExactlyOnce),
-      cadence(c.kafka.commit_interval_ms, c.kafka.catch_up) {
+      cadence(c.kafka.commit_interval_ms, c.kafka.catch_up),
+      idle_clock(
+          std::chrono::milliseconds(c.service.idle_advance_ms),
+          // A loop turn normally lasts well under a second (a poll of at most 100 ms,
+          // max_batch_events events, a commit); a stop of the loop this long is a stall.
+          std::min<Clock::duration>(std::chrono::seconds(5),
+                                    std::chrono::milliseconds(c.service.idle_advance_ms) / 2),
+          Clock::now()) {
   if (config.kafka.bootstrap_servers.empty())
     throw ConfigException("kafka.bootstrap_servers", "must be set to run the service");
   // The service writes to the store only after Kafka has the same changes (commit()).
@@ -636,13 +646,14 @@ void StreamService::Impl::advance_idle_partitions() {
   const int idle_ms = config.service.idle_advance_ms;
   if (idle_ms <= 0) return;
   const auto now = Clock::now();
+  idle_clock.polled(now);  // after this turn's polls: a rebalance callback may have stalled them
   if (now - last_idle_check < std::chrono::seconds(1)) return;
   last_idle_check = now;
   // Silence is only what the brokers say it is: not while they are unreachable.
   if (brokers_down) return;
   const rollup::TimeMs target = wall_ms() - idle_ms;
   for (auto& [p, task] : tasks) {
-    if (now - task->last_event < std::chrono::milliseconds(idle_ms)) continue;
+    if (!idle_clock.idle(task->last_event, now)) continue;
     // A partition never fetched is not known to be idle. (A position below the high watermark
     // is no sign of waiting input: behind a transactional producer's last commit marker the
     // position stays one short for good. A partition with waiting input delivers events.)
@@ -1036,6 +1047,7 @@ void StreamService::Impl::run() {
   if (queries != nullptr) queries->set_serving(true);
   const int poll_ms = std::max(1, std::min(100, config.kafka.commit_interval_ms));
   while (!stop) {
+    idle_clock.polled(Clock::now());  // after the last turn's commit, which may have stalled
     observe_lag();
     const auto commit_every = cadence.interval();
     // With uncommitted work, wait for input no longer than until the commit is due.

@@ -87,7 +87,7 @@ check "unreadable input is named" grep -q "missing.jsonl" "$dir/err"
 "$bin" replay --config "$config" --input "$(dirname "$config")/../docs/examples/worked-example.jsonl" \
   --signals "$dir/we" --scores "$dir/c" --as-of 2026-04-01T00:00:00Z 2>/dev/null
 readme="$(dirname "$config")/../README.md"
-for id in 3829bc533145d320c392e0ae252c225e 78fc122efccfcf8b7fa990e64795ca7c; do
+for id in fbf252ff805c07be63d4b6ea5f3103b1 354b6de86f7bd5b6e2e41a2df0576dee; do
   check "README signal $id is what replay emits" \
     grep -qxF "$(grep -o "{\"signal_id\":\"$id\".*}" "$readme")" "$dir/we"
 done

@@ -110,7 +110,8 @@ struct BandParams {
 };
 
 struct RoutingParams {
-  /// Hot accounts go to full sales only with expansion potential at least this (seed 002: 20/25).
+  /// Hot accounts go to full sales only with expansion potential above this (seed 002: "above
+  /// 20" of 25).
   double full_sales_expansion_potential = 0.8;
 };
 

@@ -55,7 +55,7 @@ struct Booking {
 /// State of one user within one account. Size is constant.
 struct UserState {
   Role explicit_role = Role::kUnknown;  ///< from the `role` trait
-  bool did_admin_action = false;        ///< administration or commercial-intent events
+  bool did_admin_action = false;        ///< an event whose rule infers_admin (sticky)
   std::string department;               ///< from the `department` trait
   DecayedSum usage;                     ///< weighted product usage
   TimeMs last_active = kNoTime;         ///< latest track event time
