@@ -4,7 +4,6 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <string_view>
 #include <vector>
 
@@ -12,26 +11,9 @@
 
 namespace pqa::scorer {
 
-/// Eight bytes at a time, each word multiplied in, then splitmix64's finaliser; inlined into
-/// the cache lookups, where std::hash (MurmurHash2 in libstdc++, an out-of-line call) drew
-/// 3.5 % of the score stage's samples (bench/RESULTS.md §1). Not seeded; neither is std::hash.
+/// The key hash the state caches and this filter share (rollup::detail::hash_words).
 inline std::uint64_t hash_state_key(std::string_view key) {
-  constexpr std::uint64_t kMultiplier = 0xbf58476d1ce4e5b9ULL;
-  // The length is mixed in before any byte, so no first word can cancel it out.
-  std::uint64_t h = (0x9E3779B97F4A7C15ULL ^ key.size()) * kMultiplier;
-  std::size_t i = 0;
-  for (; i + 8 <= key.size(); i += 8) {
-    std::uint64_t word;
-    std::memcpy(&word, key.data() + i, 8);
-    h = (h ^ word) * kMultiplier;
-    h ^= h >> 31;
-  }
-  if (i < key.size()) {
-    std::uint64_t tail = 0;  // zero-filled: the length tells "ab" from "ab\0"
-    std::memcpy(&tail, key.data() + i, key.size() - i);
-    h = (h ^ tail) * kMultiplier;
-  }
-  return rollup::detail::mix64(h);
+  return rollup::detail::hash_words(key);
 }
 
 /// Answers "was this key ever added?" with no false negatives and a few false positives.

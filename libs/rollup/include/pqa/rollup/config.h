@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "pqa/rollup/hash.h"
 #include "pqa/rollup/types.h"
 
 namespace pqa::rollup {
@@ -18,7 +19,7 @@ namespace pqa::rollup {
 /// Hash that lets unordered maps keyed by std::string be queried with a string_view.
 struct StringHash {
   using is_transparent = void;
-  std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  std::size_t operator()(std::string_view s) const { return detail::hash_words(s); }
 };
 
 /// How one named `track` event is interpreted.
