@@ -6,8 +6,11 @@
 //   pqa-bench-e2e wait --bootstrap B --topic T --group G [--timeout S]
 //       wait until G has committed the end of every partition of T; print
 //       "consumed <records> <seconds since start> <seconds since first progress>
-//       <records committed at first progress>": a rate is (records - the last) / the third,
-//       so that the events of the first commit, processed before it, count with their time.
+//       <records committed at first progress> <wall clock at the end, ms since the epoch>":
+//       one rate is (records - the fourth) / the third (the events of the first commit,
+//       processed before it, left out with their time); the fairer one, timed as `raw` is
+//       (from its assignment), is records / (the fifth - the time the service logged its
+//       partitions assigned): with_broker.sh's rate_from_assignment.
 //   pqa-bench-e2e latency --bootstrap B --topic SIGNALS --seconds S [--warmup W] [--dump FILE]
 //       read SIGNALS (read_committed) from its end for S seconds; each record's latency is the
 //       wall time it became readable minus its timestamp, which the service copies from the
@@ -109,8 +112,12 @@ int wait(const std::string& bootstrap, const std::string& topic, const std::stri
         first_done = done;
       }
       if (done >= total) {
-        std::printf("consumed %lld %.3f %.3f %lld\n", static_cast<long long>(total), since(start),
-                    since(*first_progress), static_cast<long long>(first_done));
+        const auto wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+        std::printf("consumed %lld %.3f %.3f %lld %lld\n", static_cast<long long>(total),
+                    since(start), since(*first_progress), static_cast<long long>(first_done),
+                    static_cast<long long>(wall_ms));
         return 0;
       }
     }

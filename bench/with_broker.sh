@@ -40,6 +40,21 @@ service_config() {
   } >"$work/$1.yaml"
 }
 
+# rate_from_assignment EVENTS WAIT_RESULT SERVICE_LOG: events/s from the time the service
+# logged its last partition assigned (restored, about to fetch) to the commit of the last
+# event (the wait result's fifth field), as `pqa-bench-e2e raw` is timed from its assignment
+# to the last end of partition. Unlike "first to last commit" it counts the first interval's
+# events with their time, which is the fair comparison with the raw rate.
+rate_from_assignment() {
+  local assigned
+  assigned=$(grep '"message":"partition assigned"' "$3" | tail -1 |
+    sed -E 's/.*"time":"([^"]*)".*/\1/')
+  [[ -n $assigned ]] || { echo 0; return; }
+  awk -v n="$1" -v done="$(awk '{print $6}' <<<"$2")" \
+    -v since="$(date -u -d "$assigned" +%s%3N)" \
+    'BEGIN { s = (done - since) / 1000; rate = s > 0 ? n / s : 0; printf "%.0f", rate }'
+}
+
 # The latency measurement the scripts share; they set $bin (the release build) first.
 # latency_stream SECONDS: writes $work/lat.jsonl, SECONDS + 5 s of events at 20,000/s (the
 # reader leaves the first 5 s of output out of its steady figures), over the last two days.
