@@ -4,12 +4,12 @@
 #include <exception>
 #include <thread>
 
+#include "kafka_retry.h"
 #include "log.h"
 
 namespace pqa::scorer {
 namespace {
 
-constexpr auto kRetryPause = std::chrono::milliseconds(500);
 constexpr long long kTransactionTimeoutMs = 60'000;  ///< librdkafka's default, made explicit
 
 kafka::Properties producer_properties(const KafkaConfig& c, const std::string& transactional_id) {
@@ -54,49 +54,6 @@ long long integer_property(const kafka::Properties& properties, const std::strin
   }
 }
 
-/// Whether a transactional call failed only because the cluster cannot be reached right now:
-/// librdkafka flags most such errors retriable, but an EndTxn that meets rejected
-/// credentials (a password rotated on the brokers first) comes back as a plain
-/// authentication failure, neither retriable nor fatal nor abortable.
-bool unreachable(const rd_kafka_error_t* error) {
-  if (rd_kafka_error_is_retriable(error)) return true;
-  if (rd_kafka_error_is_fatal(error) || rd_kafka_error_txn_requires_abort(error)) return false;
-  switch (rd_kafka_error_code(error)) {
-    case RD_KAFKA_RESP_ERR__AUTHENTICATION:
-    case RD_KAFKA_RESP_ERR__SSL:
-    case RD_KAFKA_RESP_ERR__TRANSPORT:
-    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
-    case RD_KAFKA_RESP_ERR__TIMED_OUT:
-      return true;
-    default:
-      return false;
-  }
-}
-
-/// Calls `call` until it succeeds; an error of an unreachable cluster (an outage, credentials
-/// rejected for a while) is logged and retried, any other error, or one during shutdown, is
-/// thrown as KafkaError. `between_retries` runs before each retry (and may throw to end them:
-/// at start-up, rejected credentials are a configuration error).
-template <typename Call, typename Check>
-void retry_while_retriable(Call&& call, const char* what, const std::atomic<bool>& stop,
-                           Check&& between_retries) {
-  for (;;) {
-    rd_kafka_error_t* error = call();
-    if (error == nullptr) return;
-    if (!unreachable(error) || stop) kafka::throw_if(error, what);
-    log::warn("producer", std::string(what) + " failed, retrying",
-              {{"error", rd_kafka_error_string(error)}});
-    rd_kafka_error_destroy(error);
-    between_retries();
-    std::this_thread::sleep_for(kRetryPause);
-  }
-}
-
-template <typename Call>
-void retry_while_retriable(Call&& call, const char* what, const std::atomic<bool>& stop) {
-  retry_while_retriable(std::forward<Call>(call), what, stop, [] {});
-}
-
 }  // namespace
 
 long long transaction_timeout_ms(const KafkaConfig& config) {
@@ -130,11 +87,11 @@ void OutputProducer::create_client(bool at_start_up) {
   // credentials or an untrusted certificate will not fix themselves. A replacement while
   // running waits them out, like every other call (credentials rotated under the instance).
   const int timeout = static_cast<int>(timeout_.count());
-  retry_while_retriable([&] { return rd_kafka_init_transactions(handle_.get(), timeout); },
-                        "init_transactions", stop_,
-                        [this, at_start_up] {
-                          if (at_start_up) throw_if_security_failure();
-                        });
+  kafka::retry_while_unreachable([&] { return rd_kafka_init_transactions(handle_.get(), timeout); },
+                                 "init_transactions", stop_,
+                                 [this, at_start_up] {
+                                   if (at_start_up) throw_if_security_failure();
+                                 });
 }
 
 bool OutputProducer::failed_replaceably() const {
@@ -248,22 +205,23 @@ void OutputProducer::commit_transaction(rd_kafka_topic_partition_list_t* offsets
   const int timeout = static_cast<int>(timeout_.count());
   if (offsets != nullptr && offsets->cnt > 0) {
     kafka::GroupMetadata group(rd_kafka_consumer_group_metadata(consumer));
-    retry_while_retriable(
+    kafka::retry_while_unreachable(
         [&] {
           return rd_kafka_send_offsets_to_transaction(handle_.get(), offsets, group.get(), timeout);
         },
         "send_offsets_to_transaction", stop_);
   }
-  retry_while_retriable([&] { return rd_kafka_commit_transaction(handle_.get(), timeout); },
-                        "commit_transaction", stop_);
+  kafka::retry_while_unreachable(
+      [&] { return rd_kafka_commit_transaction(handle_.get(), timeout); }, "commit_transaction",
+      stop_);
   transaction_began_.reset();
   delivery_error_.reset();  // a committed transaction delivered everything it holds
 }
 
 void OutputProducer::abort_transaction() {
   const int timeout = static_cast<int>(timeout_.count());
-  retry_while_retriable([&] { return rd_kafka_abort_transaction(handle_.get(), timeout); },
-                        "abort_transaction", stop_);
+  kafka::retry_while_unreachable([&] { return rd_kafka_abort_transaction(handle_.get(), timeout); },
+                                 "abort_transaction", stop_);
   transaction_began_.reset();
   delivery_error_.reset();
   changelog_offsets_.clear();
