@@ -143,7 +143,7 @@ std::optional<rollup::DecodeFailure> Processor::check_admissible(const rollup::E
                                                                  bool account_resolved) const {
   if (!account_resolved)
     return rollup::DecodeFailure{rollup::DecodeError::kUnresolvedAccount,
-                                 "no groupId, and user '" + e.user.str().substr(0, 64) +
+                                 "no groupId, and user '" + rollup::quote_input(e.user.str()) +
                                      "' was never tied to an account by a group call"};
   const auto jump_days = model_.config().decoder.max_clock_jump_days;
   if (jump_days > 0 && watermark_ != rollup::kNoTime &&

@@ -152,7 +152,11 @@ int replay_with(const ReplayOptions& o, const ServiceConfig& config,
   std::uint64_t lines = 0;
   while (reader.next(line, overlong)) {
     ++lines;
-    if (line.find_first_not_of(" \t") == std::string_view::npos) continue;  // blank line
+    // A UTF-8 byte order mark before the first line is not part of it (RFC 8259 lets a
+    // parser ignore one; editors on Windows write it).
+    if (lines == 1 && !overlong && line.substr(0, 3) == "\xEF\xBB\xBF") line.remove_prefix(3);
+    // Blank only if it is all there is: an overlong line is known only by its first bytes.
+    if (!overlong && line.find_first_not_of(" \t") == std::string_view::npos) continue;
     if (overlong) line = std::string_view(line.data(), config.model.decoder.max_event_bytes + 1);
     Processor& processor = *streams[router.route(line)].processor;
     auto failure = processor.process(line, {}, rollup::Padding::kReadable);

@@ -64,6 +64,21 @@ check "an impossible state dir names the key" grep -q '"key":"service.state_dir"
   --as-of yesterday 2>"$dir/err"
 check "bad --as-of exits 2" test $? -eq 2
 
+# A byte order mark before the first line is not part of it; a line that is 1 MiB of blanks
+# and then an event is an overlong line (reported and counted), not a blank one skipped.
+{
+  printf '\xEF\xBB\xBF%s\n' '{"type":"group","userId":"u1","groupId":"acme","timestamp":"2026-03-02T09:00:00Z"}'
+  head -c 1048576 /dev/zero | tr '\0' ' '
+  printf '%s\n' '{"type":"track","userId":"u1","event":"Report Created","timestamp":"2026-03-02T09:01:00Z"}'
+  printf '%s\n' '{"type":"x\nline 1: forged","userId":"u1","timestamp":"2026-03-02T09:02:00Z"}'
+} >"$dir/odd.jsonl"
+"$bin" replay --config "$config" --input "$dir/odd.jsonl" --signals "$dir/s" --scores "$dir/c" \
+  2>"$dir/err"
+check "a byte order mark on line 1 is ignored" bash -c "! grep -q '^line 1' '$dir/err'"
+check "blanks then an event: oversized" grep -q '^line 2: oversized' "$dir/err"
+check "input in an error cannot forge a line" bash -c "! grep -q '^line 1: bad_timestamp: forged' '$dir/err' && grep -q 'x\\\\x0aline 1: forged' '$dir/err'"
+check "both counted" grep -q 'replay: 3 lines, 1 processed (0 ignored), 2 rejected' "$dir/err"
+
 # Usage errors exit 2 as documented (CLI11's own codes are 100 and up); --help exits 0.
 "$bin" replay --config "$config" --input "$dir/in.jsonl" --signals "$dir/s" 2>"$dir/err"
 check "a missing option exits 2" test $? -eq 2

@@ -116,7 +116,7 @@ TEST_CASE_METHOD(Fixture, "decoder gives a specific reason for each invalid inpu
   CHECK(error(R"({"type":"track","event":"x",)" + t + "}") == DecodeError::kMissingUserId);
   CHECK(error(R"({"type":"track","userId":"","event":"x",)" + t + "}") ==
         DecodeError::kMissingUserId);
-  CHECK(error(R"({"type":"track","userId":123,"event":"x",)" + t + "}") ==
+  CHECK(error(R"({"type":"track","userId":true,"event":"x",)" + t + "}") ==
         DecodeError::kInvalidType);
   CHECK(error(R"({"type":"track","userId":"u","event":"x"})") == DecodeError::kMissingTimestamp);
   CHECK(error(R"({"type":"track","userId":"u","event":"x","timestamp":"2026-13-45T00:00:00Z"})") ==
@@ -129,7 +129,9 @@ TEST_CASE_METHOD(Fixture, "decoder gives a specific reason for each invalid inpu
   CHECK(error(R"({"type":"group","userId":"u",)" + t + "}") == DecodeError::kMissingGroupId);
   CHECK(error(R"({"type":"track","userId":"u","event":"x","context":"acme",)" + t + "}") ==
         DecodeError::kInvalidType);
-  CHECK(error(R"({"type":"track","userId":"u","event":"Seat Added","properties":{"seats":"5"},)" +
+  CHECK(error(R"({"type":"track","userId":"u","event":"Seat Added","properties":{"seats":"5x"},)" +
+              t + "}") == DecodeError::kInvalidType);
+  CHECK(error(R"({"type":"track","userId":"u","event":"Seat Added","properties":{"seats":true},)" +
               t + "}") == DecodeError::kInvalidType);
   CHECK(error(R"({"type":"track","userId":"u","event":"Seat Added","properties":{"seats":-2},)" +
               t + "}") == DecodeError::kInvalidValue);
@@ -143,10 +145,52 @@ TEST_CASE_METHOD(Fixture, "decoder gives a specific reason for each invalid inpu
               "}") == DecodeError::kIdTooLong);
 }
 
-TEST_CASE_METHOD(Fixture, "failure messages name the field", "[decoder]") {
-  auto r = decoder.decode(R"({"type":"track","userId":42,"event":"x"})");
+TEST_CASE_METHOD(Fixture, "numeric ids are taken as their decimal text, as Segment allows",
+                 "[decoder]") {
+  // Segment's libraries accept numbers for userId, anonymousId and groupId.
+  const std::string t = R"("timestamp":"2026-01-05T10:00:00Z")";
+  auto r = decoder.decode(R"({"type":"track","userId":42,"event":"x","context":{"groupId":7},)" +
+                          t + "}");
+  REQUIRE(r.ok());
+  CHECK(r.event().user.str() == "42");
+  CHECK(r.event().explicit_account.str() == "7");
+  r = decoder.decode(R"({"type":"group","anonymousId":9007199254740993,"groupId":42.0,)" + t + "}");
+  REQUIRE(r.ok());
+  CHECK(r.event().user.str() == "9007199254740993");
+  CHECK(r.event().explicit_account.str() == "42");  // 42.0 is the account 42 is
+  r = decoder.decode(R"({"type":"group","userId":"u","groupId":18446744073709551615,)" + t + "}");
+  REQUIRE(r.ok());
+  CHECK(r.event().explicit_account.str() == "18446744073709551615");
+}
+
+TEST_CASE_METHOD(Fixture, "a count in properties may be a string holding a number", "[decoder]") {
+  const std::string t = R"("timestamp":"2026-01-05T10:00:00Z")";
+  auto r = decoder.decode(
+      R"({"type":"track","userId":"u","event":"Seat Added","properties":{"seats":"3"},)" + t + "}");
+  REQUIRE(r.ok());
+  CHECK(r.event().quantity == 3.0);
+  r = decoder.decode(
+      R"({"type":"track","userId":"u","event":"Seat Added","properties":{"seats":"three"},)" + t +
+      "}");
   REQUIRE_FALSE(r.ok());
-  CHECK(r.failure().message() == "invalid_type: field 'userId' must be a string");
+  CHECK(r.failure().message() ==
+        "invalid_type: field 'properties.seats' must be a number or a string holding one");
+}
+
+TEST_CASE("input quoted in an error cannot forge a line or cut it short", "[decoder]") {
+  CHECK(quote_input("x\nline 1: forged") == "x\\x0aline 1: forged");
+  CHECK(quote_input(std::string("gh\0ost", 6)) == "gh\\x00ost");
+  // Cut at 64 bytes, never inside a UTF-8 character (each é is two bytes).
+  std::string e_acute;
+  for (int i = 0; i < 40; ++i) e_acute += "\xC3\xA9";
+  CHECK(quote_input(e_acute) == e_acute.substr(0, 64));
+  CHECK(quote_input("a" + e_acute) == "a" + e_acute.substr(0, 62));  // not 63 bytes
+}
+
+TEST_CASE_METHOD(Fixture, "failure messages name the field", "[decoder]") {
+  auto r = decoder.decode(R"({"type":"track","userId":[42],"event":"x"})");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.failure().message() == "invalid_type: field 'userId' must be a string or a number");
   CHECK(to_string(DecodeError::kUnresolvedAccount) == "unresolved_account");
   // Nested fields by their whole path; a range named with the value out of it.
   const std::string t = R"("timestamp":"2026-01-01T00:00:00Z")";
@@ -222,6 +266,10 @@ TEST_CASE("timestamps parse ISO-8601 with offsets and fractions", "[decoder][tim
   CHECK_FALSE(parse_timestamp("2026-01-05T12:00:00+020").has_value());
   CHECK(parse_timestamp("2026-01-05 10:00:00.5Z") == 1767607200500);
   CHECK(parse_timestamp("2026-01-05T10:00:00.123456789Z") == 1767607200123);
+  // RFC 3339: any number of fractional digits, and a leap second (the next minute's first).
+  CHECK(parse_timestamp("2026-01-05T10:00:00.1234567891Z") == 1767607200123);
+  CHECK(parse_timestamp("2026-01-05T09:59:60Z") == 1767607200000);
+  CHECK_FALSE(parse_timestamp("2026-01-05T09:59:61Z").has_value());
   CHECK(parse_timestamp("2028-02-29T00:00:00Z").has_value());
   CHECK_FALSE(parse_timestamp("2027-02-29T00:00:00Z").has_value());
   CHECK_FALSE(parse_timestamp("2026-01-05T10:00:00").has_value());  // no zone: ambiguous

@@ -17,7 +17,7 @@ struct FlakyCall {
     return calls <= failures ? rd_kafka_error_new(code, "injected") : nullptr;
   }
 };
-const kafka::RetryPolicy kFast{1ms, 50ms};
+const kafka::RetryPolicy kFast{2ms, 20ms};
 }  // namespace
 
 TEST_CASE("an unreachable cluster is retried, and for a grace period while stopping",

@@ -47,6 +47,28 @@ std::string_view to_string(DecodeError e) {
   return "unknown";
 }
 
+std::string quote_input(std::string_view value, std::size_t max_bytes) {
+  if (value.size() > max_bytes) {
+    std::size_t cut = max_bytes;
+    while (cut > 0 && (static_cast<unsigned char>(value[cut]) & 0xC0) == 0x80) --cut;
+    value = value.substr(0, cut);
+  }
+  std::string out;
+  out.reserve(value.size());
+  for (const char ch : value) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c != 0x7F) {
+      out.push_back(ch);
+      continue;
+    }
+    static constexpr char kHex[] = "0123456789abcdef";
+    out += "\\x";
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 0xF]);
+  }
+  return out;
+}
+
 std::string DecodeFailure::message() const {
   std::string m(to_string(code));
   if (!detail.empty()) m.append(": ").append(detail);
@@ -94,6 +116,34 @@ std::optional<DecodeFailure> as_string(const Field& e, std::string_view key, std
   if (!e) return std::nullopt;
   if (e->get_string().get(out) != simdjson::SUCCESS)
     return wrong_type(std::string(path).append(key), "a string");
+  return std::nullopt;
+}
+
+/// An id field (userId, anonymousId, groupId): a string, or a number, which Segment's libraries
+/// accept and send as a JSON number, taken as its decimal text (42 and 42.0: "42"; a fraction
+/// in its shortest form). `text` holds a number's text; `out` may point into it.
+std::optional<DecodeFailure> as_id(const Field& e, std::string_view key, std::string& text,
+                                   std::string_view& out) {
+  if (!e) return std::nullopt;
+  std::array<char, 32> buf{};
+  std::to_chars_result written{};
+  switch (e->type()) {
+    case element_type::STRING:
+      return as_string(e, key, out);
+    case element_type::INT64:
+      written = std::to_chars(buf.data(), buf.data() + buf.size(), e->get_int64().value_unsafe());
+      break;
+    case element_type::UINT64:
+      written = std::to_chars(buf.data(), buf.data() + buf.size(), e->get_uint64().value_unsafe());
+      break;
+    case element_type::DOUBLE:
+      written = std::to_chars(buf.data(), buf.data() + buf.size(), e->get_double().value_unsafe());
+      break;
+    default:
+      return wrong_type(key, "a string or a number");
+  }
+  text.assign(buf.data(), written.ptr);
+  out = text;
   return std::nullopt;
 }
 
@@ -233,7 +283,7 @@ class Reader {
     }
   }
 
-  static std::string clip(std::string_view s) { return std::string(s.substr(0, 64)); }
+  static std::string clip(std::string_view s) { return quote_input(s); }
 
   std::optional<DecodeFailure> check_length(std::string_view key, std::string_view value) const {
     if (value.size() <= model_.config().decoder.max_id_bytes) return std::nullopt;
@@ -251,8 +301,8 @@ class Reader {
 
   std::optional<DecodeFailure> read_ids() {
     std::string_view user, anon, message;
-    if (auto err = as_string(f_[kUserId], "userId", user)) return err;
-    if (auto err = as_string(f_[kAnonymousId], "anonymousId", anon)) return err;
+    if (auto err = as_id(f_[kUserId], "userId", user_text_, user)) return err;
+    if (auto err = as_id(f_[kAnonymousId], "anonymousId", anon_text_, anon)) return err;
     if (auto err = as_string(f_[kMessageId], "messageId", message)) return err;
     const std::string_view id = !user.empty() ? user : anon;
     if (id.empty())
@@ -286,7 +336,7 @@ class Reader {
     if (!context) return std::nullopt;
     const auto fields = pick(*context, std::array<std::string_view, 2>{"groupId", "traits"});
     std::string_view group;
-    if (auto err = as_string(fields[0], "context.groupId", group)) return err;
+    if (auto err = as_id(fields[0], "context.groupId", group_text_, group)) return err;
     if (!group.empty()) {
       if (auto err = check_length("context.groupId", group)) return err;
       event_.explicit_account.assign(group);
@@ -303,6 +353,8 @@ class Reader {
     std::string_view role, department;
     if (auto err = as_string(fields[0], "role", role, path)) return err;
     if (auto err = as_string(fields[1], "department", department, path)) return err;
+    if (role.size() > model_.config().decoder.max_id_bytes)
+      return fail(DecodeError::kIdTooLong, "field '" + std::string(path) + "role' is too long");
     if (!role.empty()) event_.role = lower_trimmed(role);
     if (!department.empty()) {
       std::string dept = lower_trimmed(department);
@@ -342,9 +394,16 @@ class Reader {
     const std::string& key = event_.rule->quantity_property;
     const Field value = pick(*props, std::array<std::string_view, 1>{key})[0];
     if (!value) return std::nullopt;
+    // A count sent as a string holding a number ("3") is that number, as for the seats traits.
     double q = 0;
-    if (value->get_double().get(q) != simdjson::SUCCESS)
-      return wrong_type("properties." + key, "a number");
+    std::string_view text;
+    if (value->get_string().get(text) == simdjson::SUCCESS) {
+      const auto parsed = parse_decimal(text);
+      if (!parsed) return wrong_type("properties." + key, "a number or a string holding one");
+      q = *parsed;
+    } else if (value->get_double().get(q) != simdjson::SUCCESS) {
+      return wrong_type("properties." + key, "a number or a string holding one");
+    }
     if (!std::isfinite(q) || q < 0 || q > 1e6 || q != std::floor(q))
       return fail(DecodeError::kInvalidValue,
                   "field 'properties." + key + "' must be a whole number in 0..1000000");
@@ -361,7 +420,7 @@ class Reader {
 
   std::optional<DecodeFailure> read_group() {
     std::string_view group;
-    if (auto err = as_string(f_[kGroupId], "groupId", group)) return err;
+    if (auto err = as_id(f_[kGroupId], "groupId", group_text_, group)) return err;
     if (group.empty()) return fail(DecodeError::kMissingGroupId, "field 'groupId' is required");
     if (event_.explicit_account.empty()) {
       if (auto err = check_length("groupId", group)) return err;
@@ -441,6 +500,7 @@ class Reader {
   const Model& model_;
   std::array<Field, kTopFieldCount> f_;
   Event& event_;
+  std::string user_text_, anon_text_, group_text_;  ///< numeric ids as text (as_id)
 };
 
 }  // namespace

@@ -90,7 +90,7 @@ struct Fields {
 std::optional<TimeMs> to_time(const Fields& f) {
   if (f.year < 2000 || f.year > 2099 || f.month < 1 || f.month > 12 || f.day < 1 ||
       static_cast<unsigned>(f.day) > days_in_month(f.year, static_cast<unsigned>(f.month)) ||
-      f.hour > 23 || f.minute > 59 || f.second > 59)
+      f.hour > 23 || f.minute > 59 || f.second > 60)  // 60: a leap second (RFC 3339)
     return std::nullopt;
   const std::int64_t days =
       days_from_civil(f.year, static_cast<unsigned>(f.month), static_cast<unsigned>(f.day));
@@ -144,7 +144,7 @@ std::optional<TimeMs> parse_timestamp(std::string_view s) {
       ++pos;
       ++n;
     }
-    if (n == 0 || n > 9) return std::nullopt;
+    if (n == 0) return std::nullopt;  // RFC 3339: "." 1*DIGIT, any number of digits
   }
   const auto offset = parse_offset(s, pos);
   if (!offset || pos != s.size()) return std::nullopt;

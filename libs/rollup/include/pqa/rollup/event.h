@@ -73,6 +73,11 @@ struct DecodeFailure {
   std::string message() const;
 };
 
+/// An input value as quoted in an error: at most `max_bytes` of it, cut on a UTF-8 character
+/// boundary, control bytes written as \xNN, so that a value cannot end a log line, forge the
+/// next one, or cut a message short at a NUL (the text also goes into a dead letter's header).
+std::string quote_input(std::string_view value, std::size_t max_bytes = 64);
+
 /// Result of decoding one message: the event, or why it was rejected.
 class DecodeResult {
  public:
