@@ -3,6 +3,7 @@
 // that decodes is applied to fresh state, so the core sees hostile-but-valid events too.
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "pqa/rollup/config.h"
@@ -24,7 +25,17 @@ const pqa::rollup::Model& model() {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static pqa::rollup::EventDecoder decoder(model());
-  auto result = decoder.decode(std::string_view(reinterpret_cast<const char*>(data), size));
+  const std::string_view input(reinterpret_cast<const char*>(data), size);
+  // The in-place path replay uses (the line followed by readable bytes, not copied) must
+  // answer as the copying path does.
+  static std::string padded;
+  padded.assign(input);
+  padded.append(pqa::rollup::kInputPadding, '\0');
+  pqa::rollup::Event in_place;
+  const auto in_place_failure = decoder.decode_into(std::string_view(padded.data(), size), in_place,
+                                                    pqa::rollup::Padding::kReadable);
+  auto result = decoder.decode(input);
+  if (result.ok() == in_place_failure.has_value()) __builtin_trap();
   if (!result.ok()) {
     if (result.failure().message().empty()) __builtin_trap();  // every rejection has a reason
     return 0;
