@@ -3,9 +3,9 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <optional>
 #include <string>
 #include <thread>
 
@@ -32,42 +32,69 @@ inline bool unreachable(const rd_kafka_error_t* error) {
   }
 }
 
-struct RetryPolicy {
-  std::chrono::milliseconds pause{500};  ///< between attempts
-  /// Once `stop` is set, how long an unreachable cluster is still retried: a coordinator that
-  /// moves during the last commit of a shutdown is found again within seconds, and giving up
-  /// at once would leave the transaction open (exit 3, and the next owner waits for it). Well
-  /// inside the pod's grace period, which must also cover the calls' own timeouts.
-  std::chrono::milliseconds stop_grace{10'000};
+/// The point past which a stopping process gives up on an unreachable cluster. It is set the
+/// first time a call asks while `stop` is set and then shared by every later call, so that the
+/// whole of a shutdown's transactional calls (send the offsets, commit; abort) fits in one
+/// grace period: a coordinator that moves during the last commit is found again within
+/// seconds, and giving up at once would leave the transaction open (exit 3, and the next
+/// owner waits for it), while retrying without a bound would outlive the pod's grace period.
+class StopDeadline {
+ public:
+  using Clock = std::chrono::steady_clock;
+  explicit StopDeadline(std::chrono::milliseconds grace) : grace_(grace) {}
+
+  /// The timeout for the next call: `normal` while running; while stopping, what is left of
+  /// the grace (at least 1 ms, so a call still gets its answer if the cluster is there).
+  int timeout_ms(const std::atomic<bool>& stop, int normal) {
+    if (!stopping(stop)) return normal;
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now()).count();
+    return static_cast<int>(std::clamp<long long>(left, 1, normal));
+  }
+  /// Whether a stopping process is past the deadline (false while running).
+  bool passed(const std::atomic<bool>& stop) { return stopping(stop) && Clock::now() >= deadline_; }
+
+ private:
+  bool stopping(const std::atomic<bool>& stop) {
+    if (!stop) return false;
+    if (!started_) {
+      deadline_ = Clock::now() + grace_;
+      started_ = true;
+    }
+    return true;
+  }
+  std::chrono::milliseconds grace_;
+  bool started_ = false;  ///< whether `stop` has been seen (and deadline_ set)
+  Clock::time_point deadline_{};
 };
+
+constexpr std::chrono::milliseconds kRetryPause{500};
 
 /// Calls `call` until it succeeds; an error of an unreachable cluster (an outage, credentials
 /// rejected for a while) is logged and retried, any other error is thrown as KafkaError, and
-/// so is an unreachable one once `stop` has been set for longer than the policy's grace.
-/// `between_retries` runs before each retry (and may throw to end them: at start-up, rejected
-/// credentials are a configuration error).
+/// so is an unreachable one once a stopping process is past `deadline`. `between_retries`
+/// runs before each retry (and may throw to end them: at start-up, rejected credentials are a
+/// configuration error).
 template <typename Call, typename Check>
 void retry_while_unreachable(Call&& call, const char* what, const std::atomic<bool>& stop,
-                             Check&& between_retries, RetryPolicy policy = {}) {
-  std::optional<std::chrono::steady_clock::time_point> stopping_since;
+                             StopDeadline& deadline, Check&& between_retries,
+                             std::chrono::milliseconds pause = kRetryPause) {
   for (;;) {
     rd_kafka_error_t* error = call();
     if (error == nullptr) return;
-    const auto now = std::chrono::steady_clock::now();
-    if (stop && !stopping_since) stopping_since = now;
-    const bool grace_over = stopping_since && now - *stopping_since >= policy.stop_grace;
-    if (!unreachable(error) || grace_over) throw_if(error, what);
+    if (!unreachable(error) || deadline.passed(stop)) throw_if(error, what);
     log::warn("producer", std::string(what) + " failed, retrying",
               {{"error", rd_kafka_error_string(error)}});
     rd_kafka_error_destroy(error);
     between_retries();
-    std::this_thread::sleep_for(policy.pause);
+    std::this_thread::sleep_for(pause);
   }
 }
 
 template <typename Call>
-void retry_while_unreachable(Call&& call, const char* what, const std::atomic<bool>& stop) {
-  retry_while_unreachable(std::forward<Call>(call), what, stop, [] {});
+void retry_while_unreachable(Call&& call, const char* what, const std::atomic<bool>& stop,
+                             StopDeadline& deadline) {
+  retry_while_unreachable(std::forward<Call>(call), what, stop, deadline, [] {});
 }
 
 }  // namespace pqa::scorer::kafka

@@ -86,9 +86,11 @@ void OutputProducer::create_client(bool at_start_up) {
   // The transaction coordinator may not be reachable yet; but at start-up, rejected
   // credentials or an untrusted certificate will not fix themselves. A replacement while
   // running waits them out, like every other call (credentials rotated under the instance).
+  // No transaction of ours is open yet, so a stopping process has nothing to wait for here.
+  kafka::StopDeadline at_once(std::chrono::milliseconds(0));
   const int timeout = static_cast<int>(timeout_.count());
   kafka::retry_while_unreachable([&] { return rd_kafka_init_transactions(handle_.get(), timeout); },
-                                 "init_transactions", stop_,
+                                 "init_transactions", stop_, at_once,
                                  [this, at_start_up] {
                                    if (at_start_up) throw_if_security_failure();
                                  });
@@ -207,21 +209,28 @@ void OutputProducer::commit_transaction(rd_kafka_topic_partition_list_t* offsets
     kafka::GroupMetadata group(rd_kafka_consumer_group_metadata(consumer));
     kafka::retry_while_unreachable(
         [&] {
-          return rd_kafka_send_offsets_to_transaction(handle_.get(), offsets, group.get(), timeout);
+          return rd_kafka_send_offsets_to_transaction(handle_.get(), offsets, group.get(),
+                                                      stop_deadline_.timeout_ms(stop_, timeout));
         },
-        "send_offsets_to_transaction", stop_);
+        "send_offsets_to_transaction", stop_, stop_deadline_);
   }
   kafka::retry_while_unreachable(
-      [&] { return rd_kafka_commit_transaction(handle_.get(), timeout); }, "commit_transaction",
-      stop_);
+      [&] {
+        return rd_kafka_commit_transaction(handle_.get(),
+                                           stop_deadline_.timeout_ms(stop_, timeout));
+      },
+      "commit_transaction", stop_, stop_deadline_);
   transaction_began_.reset();
   delivery_error_.reset();  // a committed transaction delivered everything it holds
 }
 
 void OutputProducer::abort_transaction() {
   const int timeout = static_cast<int>(timeout_.count());
-  kafka::retry_while_unreachable([&] { return rd_kafka_abort_transaction(handle_.get(), timeout); },
-                                 "abort_transaction", stop_);
+  kafka::retry_while_unreachable(
+      [&] {
+        return rd_kafka_abort_transaction(handle_.get(), stop_deadline_.timeout_ms(stop_, timeout));
+      },
+      "abort_transaction", stop_, stop_deadline_);
   transaction_began_.reset();
   delivery_error_.reset();
   changelog_offsets_.clear();

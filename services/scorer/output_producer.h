@@ -15,6 +15,7 @@
 
 #include "config_loader.h"
 #include "kafka.h"
+#include "kafka_retry.h"
 
 namespace pqa::scorer {
 
@@ -97,6 +98,8 @@ class OutputProducer {
   /// When begin_transaction() last succeeded; nullopt when no transaction is open.
   std::optional<std::chrono::steady_clock::time_point> transaction_began_;
   const std::atomic<bool>& stop_;
+  /// After SIGTERM, the transactional calls left share one grace period (kafka_retry.h).
+  kafka::StopDeadline stop_deadline_{std::chrono::seconds(10)};
   kafka::Handle handle_;
   std::map<int, std::int64_t> changelog_offsets_;
   std::optional<std::string> delivery_error_;    ///< first failure since the last check

@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "json_output.h"
+#include "pqa/rollup/event.h"
 
 namespace pqa::scorer {
 namespace {
@@ -50,9 +51,9 @@ std::variant<RelaySignal, std::string> decode_signal(std::string_view json) {
     return std::string("signal_id must be 1 to 256 printable ASCII characters");
   if (s.account_id.empty()) return std::string("account_id is missing or not a string");
   if (!is_one_of(s.kind, {"threshold_crossed", "seat_expansion", "breadth_expansion"}))
-    return "kind '" + s.kind + "' is not a signal kind";
+    return "kind '" + rollup::quote_input(s.kind) + "' is not a signal kind";
   if (!is_one_of(s.band, {"cold", "nurture", "qualified", "hot"}))
-    return "band '" + s.band + "' is not a band";
+    return "band '" + rollup::quote_input(s.band) + "' is not a band";
   if (obj["score"].get_double().get(s.score) != simdjson::SUCCESS)
     return std::string("score is missing or not a number");
   s.previous_band = string_member(obj, "previous_band");
@@ -341,7 +342,7 @@ const PayloadPreset* find_payload_preset(std::string_view name) {
 std::optional<std::string> crm_partial_failure(std::string_view preset, int status,
                                                std::string_view body) {
   constexpr std::size_t kExcerpt = 200;
-  const auto excerpt = [&] { return std::string(body.substr(0, kExcerpt)); };
+  const auto excerpt = [&] { return rollup::quote_input(body, kExcerpt); };
   if (preset == "hubspot") {
     if (status != 207) return std::nullopt;
     return "HTTP 207: some records failed: " + excerpt();

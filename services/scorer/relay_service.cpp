@@ -57,6 +57,9 @@ std::string host_name() {
 
 /// Housekeeping cadence: Kafka queues drained even without a wake-up, gauges, readiness.
 constexpr auto kTick = std::chrono::milliseconds(100);
+/// A dead letter's key (the signal's account id) is cut to this; the value is cut to fit.
+constexpr std::size_t kMaxDeadLetterKeyBytes = 1024;
+
 /// Messages handled per turn before HTTP completions get their turn.
 constexpr int kMaxMessagesPerTurn = 500;
 
@@ -531,7 +534,7 @@ std::size_t Relay::smaller_value_bound(std::size_t current, const RelaySignal& s
       RD_KAFKA_CONF_OK)
     max_bytes = std::atoll(text.data());
   return kafka::value_room(static_cast<std::size_t>(std::max(0LL, max_bytes)),
-                           signal.account_id.size());
+                           std::min(signal.account_id.size(), kMaxDeadLetterKeyBytes));
 }
 
 void Relay::produce_dead_letter(const SignalPtr& signal, std::string endpoint, std::string error,
@@ -552,9 +555,15 @@ void Relay::produce_dead_letter(const SignalPtr& signal, std::string endpoint, s
     header("pqa-relay-truncated-from-bytes", std::to_string(value.size()));
     value = value.substr(0, max_value_bytes);
   }
+  // The key too is bounded: a foreign record's account id can be as large as a record.
+  std::string_view key = signal->account_id;
+  if (key.size() > kMaxDeadLetterKeyBytes) {
+    header("pqa-relay-key-truncated-from-bytes", std::to_string(key.size()));
+    key = key.substr(0, kMaxDeadLetterKeyBytes);
+  }
   const auto err =
-      kafka::produce(producer_.get(), relay_.dead_letter_topic, -1, signal->account_id, value,
-                     headers, 0, reinterpret_cast<void*>(static_cast<std::uintptr_t>(token)));
+      kafka::produce(producer_.get(), relay_.dead_letter_topic, -1, key, value, headers, 0,
+                     reinterpret_cast<void*>(static_cast<std::uintptr_t>(token)));
   if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && max_value_bytes > 0) {
     rd_kafka_headers_destroy(headers);
     produce_dead_letter(signal, std::move(endpoint), std::move(error), attempts,

@@ -272,9 +272,11 @@ StreamService::Impl::Impl(const ServiceConfig& c, const std::atomic<bool>& s, Se
       idle_clock(
           std::chrono::milliseconds(c.service.idle_advance_ms),
           // A loop turn normally lasts well under a second (a poll of at most 100 ms,
-          // max_batch_events events, a commit); a stop of the loop this long is a stall.
-          std::min<Clock::duration>(std::chrono::seconds(5),
-                                    std::chrono::milliseconds(c.service.idle_advance_ms) / 2),
+          // max_batch_events events, a commit); a stop of the loop this long is a stall. At
+          // most half the idle time (unseen time stays below it), never below 1 s (a quiet
+          // loop's poll would count as one).
+          std::clamp<Clock::duration>(std::chrono::milliseconds(c.service.idle_advance_ms) / 2,
+                                      std::chrono::seconds(1), std::chrono::seconds(5)),
           Clock::now()) {
   if (config.kafka.bootstrap_servers.empty())
     throw ConfigException("kafka.bootstrap_servers", "must be set to run the service");

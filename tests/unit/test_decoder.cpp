@@ -161,6 +161,19 @@ TEST_CASE_METHOD(Fixture, "numeric ids are taken as their decimal text, as Segme
   r = decoder.decode(R"({"type":"group","userId":"u","groupId":18446744073709551615,)" + t + "}");
   REQUIRE(r.ok());
   CHECK(r.event().explicit_account.str() == "18446744073709551615");
+  // A producer writing floats names the ids a producer writing integers does.
+  const auto account_of = [&](const std::string& number) {
+    auto d = decoder.decode(R"({"type":"group","userId":"u","groupId":)" + number + "," + t + "}");
+    return d.ok() ? std::string(d.event().explicit_account.str()) : std::string("(refused)");
+  };
+  CHECK(account_of("100000.0") == "100000");
+  CHECK(account_of("1e5") == "100000");
+  CHECK(account_of("-0.0") == "0");
+  CHECK(account_of("42.5") == "42.5");
+  CHECK(account_of("0.000001") == "0.000001");
+  CHECK(account_of("1e-7") == "1e-07");
+  CHECK(account_of("1e25") == "1e+25");
+  CHECK(account_of("-1.7976931348623157e308") == "-1.7976931348623157e+308");
 }
 
 TEST_CASE_METHOD(Fixture, "a count in properties may be a string holding a number", "[decoder]") {

@@ -17,38 +17,44 @@ struct FlakyCall {
     return calls <= failures ? rd_kafka_error_new(code, "injected") : nullptr;
   }
 };
-const kafka::RetryPolicy kFast{2ms, 20ms};
+void retry(FlakyCall& call, const std::atomic<bool>& stop, kafka::StopDeadline& deadline) {
+  kafka::retry_while_unreachable(
+      std::ref(call), "commit_transaction", stop, deadline, [] {}, 2ms);
+}
 }  // namespace
 
-TEST_CASE("an unreachable cluster is retried, and for a grace period while stopping",
-          "[kafka][retry]") {
+TEST_CASE("an unreachable cluster is retried while running", "[kafka][retry]") {
   std::atomic<bool> stop{false};
-  FlakyCall timeouts{RD_KAFKA_RESP_ERR__TIMED_OUT, 3};
-  kafka::retry_while_unreachable(
-      std::ref(timeouts), "commit_transaction", stop, [] {}, kFast);
-  CHECK(timeouts.calls == 4);
+  kafka::StopDeadline deadline(20ms);
+  FlakyCall timeouts{RD_KAFKA_RESP_ERR__TIMED_OUT, 30};  // longer than the grace: not stopping
+  retry(timeouts, stop, deadline);
+  CHECK(timeouts.calls == 31);
+  CHECK(deadline.timeout_ms(stop, 30'000) == 30'000);
+}
 
-  // Stopping (SIGTERM during the last commit): a coordinator found again within the grace
-  // commits, instead of an exit with the transaction left open.
-  stop = true;
+TEST_CASE("after SIGTERM, the calls left share one grace period", "[kafka][retry]") {
+  std::atomic<bool> stop{true};
+  kafka::StopDeadline deadline(60ms);
+  // A coordinator found again within the grace: the commit goes through.
   FlakyCall moved{RD_KAFKA_RESP_ERR__TIMED_OUT, 2};
-  kafka::retry_while_unreachable(
-      std::ref(moved), "commit_transaction", stop, [] {}, kFast);
+  retry(moved, stop, deadline);
   CHECK(moved.calls == 3);
-
-  // An outage that outlasts the grace ends the retries.
+  // Each call's own timeout is cut to what is left, so no call outlives the grace.
+  CHECK(deadline.timeout_ms(stop, 30'000) <= 60);
+  // An outage that outlasts the grace ends the retries, and the next call (the abort after
+  // a failed commit) gets no grace of its own.
   FlakyCall outage{RD_KAFKA_RESP_ERR__TIMED_OUT, 1'000'000};
-  CHECK_THROWS_AS(kafka::retry_while_unreachable(
-                      std::ref(outage), "commit_transaction", stop, [] {}, kFast),
-                  kafka::KafkaError);
-  CHECK(outage.calls > 2);
+  CHECK_THROWS_AS(retry(outage, stop, deadline), kafka::KafkaError);
+  FlakyCall abort{RD_KAFKA_RESP_ERR__TIMED_OUT, 1'000'000};
+  CHECK_THROWS_AS(retry(abort, stop, deadline), kafka::KafkaError);
+  CHECK(abort.calls == 1);
+  CHECK(deadline.timeout_ms(stop, 30'000) == 1);
 }
 
 TEST_CASE("an error other than an unreachable cluster is not retried", "[kafka][retry]") {
   std::atomic<bool> stop{false};
+  kafka::StopDeadline deadline(10s);
   FlakyCall refused{RD_KAFKA_RESP_ERR_INVALID_TXN_STATE, 5};
-  CHECK_THROWS_AS(kafka::retry_while_unreachable(
-                      std::ref(refused), "commit_transaction", stop, [] {}, kFast),
-                  kafka::KafkaError);
+  CHECK_THROWS_AS(retry(refused, stop, deadline), kafka::KafkaError);
   CHECK(refused.calls == 1);
 }

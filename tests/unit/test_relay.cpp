@@ -113,6 +113,13 @@ TEST_CASE("relay names what makes a record not a signal", "[relay]") {
         "kind 'x' is not a signal kind");
   CHECK(error(R"({"signal_id":"s","account_id":"a","kind":"seat_expansion","band":"warm",)"
               R"("score":1})") == "band 'warm' is not a band");
+  // A foreign value is quoted bounded and escaped: it goes into a dead letter's header.
+  const std::string huge_kind(1'000'000, 'k');
+  CHECK(error(R"({"signal_id":"s","account_id":"a","kind":")" + huge_kind +
+              R"(","band":"hot","score":1})") ==
+        "kind '" + std::string(64, 'k') + "' is not a signal kind");
+  CHECK(error(R"({"signal_id":"s","account_id":"a","kind":"x\nforged","band":"hot","score":1})") ==
+        "kind 'x\\x0aforged' is not a signal kind");
   CHECK(error(R"({"signal_id":"s","account_id":"a","kind":"seat_expansion","band":"hot",)"
               R"("score":"high"})") == "score is missing or not a number");
   // signal_id becomes a request header: a line break in it would smuggle another one in.
@@ -361,6 +368,10 @@ TEST_CASE("relay retries a CRM batch whose 2xx answer reports failed records", "
   CHECK(salesforce->rfind("HTTP 200: 1 of 2 records failed: [", 0) == 0);
   CHECK(crm_partial_failure("salesforce", 200, "{}") == std::nullopt);  // not a result list
   CHECK(crm_partial_failure("standard_webhooks", 207, "") == std::nullopt);
+  // The CRM's answer is quoted cut and escaped, as input is.
+  const auto long_answer = crm_partial_failure("hubspot", 207, std::string(5000, 'e') + "\n");
+  REQUIRE(long_answer);
+  CHECK(*long_answer == "HTTP 207: some records failed: " + std::string(200, 'e'));
 
   // Such an answer is not a delivery: the batch is retried, then dead-lettered.
   auto policy = quick_policy();

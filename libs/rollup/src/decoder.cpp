@@ -119,30 +119,54 @@ std::optional<DecodeFailure> as_string(const Field& e, std::string_view key, std
   return std::nullopt;
 }
 
+/// The decimal text of a JSON number used as an id: a whole number as an integer (42, 42.0,
+/// 1e5 and -0.0 are "42", "42", "100000" and "0", so a producer writing floats names the same
+/// id as one writing integers); anything else in plain decimals (42.5) between 1e-6 and 1e21,
+/// and in its shortest form beyond (1e-7, 1e+25).
+std::string_view number_text(double d, std::array<char, 64>& buf) {
+  char* const first = buf.data();
+  char* const last = buf.data() + buf.size();
+  std::to_chars_result written{};
+  const double magnitude = std::abs(d);
+  if (d == std::trunc(d) && magnitude < 9.2e18)
+    written = std::to_chars(first, last, static_cast<std::int64_t>(d));
+  else if (magnitude >= 1e-6 && magnitude < 1e21)
+    written = std::to_chars(first, last, d, std::chars_format::fixed);  // at most ~26 chars
+  if (written.ptr == nullptr || written.ec != std::errc())
+    written = std::to_chars(first, last, d);  // shortest: at most 24 chars
+  return {first, static_cast<std::size_t>(written.ptr - first)};
+}
+
 /// An id field (userId, anonymousId, groupId): a string, or a number, which Segment's libraries
-/// accept and send as a JSON number, taken as its decimal text (42 and 42.0: "42"; a fraction
-/// in its shortest form). `text` holds a number's text; `out` may point into it.
+/// accept and send as a JSON number, taken as its decimal text (number_text). `text` holds a
+/// number's text; `out` may point into it.
 std::optional<DecodeFailure> as_id(const Field& e, std::string_view key, std::string& text,
                                    std::string_view& out) {
   if (!e) return std::nullopt;
-  std::array<char, 32> buf{};
-  std::to_chars_result written{};
+  std::array<char, 64> buf{};
+  std::string_view number;
   switch (e->type()) {
     case element_type::STRING:
       return as_string(e, key, out);
-    case element_type::INT64:
-      written = std::to_chars(buf.data(), buf.data() + buf.size(), e->get_int64().value_unsafe());
+    case element_type::INT64: {
+      const auto written =
+          std::to_chars(buf.data(), buf.data() + buf.size(), e->get_int64().value_unsafe());
+      number = std::string_view(buf.data(), static_cast<std::size_t>(written.ptr - buf.data()));
       break;
-    case element_type::UINT64:
-      written = std::to_chars(buf.data(), buf.data() + buf.size(), e->get_uint64().value_unsafe());
+    }
+    case element_type::UINT64: {
+      const auto written =
+          std::to_chars(buf.data(), buf.data() + buf.size(), e->get_uint64().value_unsafe());
+      number = std::string_view(buf.data(), static_cast<std::size_t>(written.ptr - buf.data()));
       break;
+    }
     case element_type::DOUBLE:
-      written = std::to_chars(buf.data(), buf.data() + buf.size(), e->get_double().value_unsafe());
+      number = number_text(e->get_double().value_unsafe(), buf);
       break;
     default:
       return wrong_type(key, "a string or a number");
   }
-  text.assign(buf.data(), written.ptr);
+  text.assign(number);
   out = text;
   return std::nullopt;
 }
