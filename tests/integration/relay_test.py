@@ -576,13 +576,14 @@ def scenario_dead_letter():
         for i in range(5):
             account = f"{band}-{i}"
             records.append((account, signal_json(f"sig-{band}-{i}", account, band=band)))
+    # broken-4: a key larger than the producer's limit (a dead letter's key is the record's).
     records += [("broken-1", "{not json"), ("broken-2", '{"kind":"threshold_crossed"}'),
-                ("broken-3", "x" * 300000)]
+                ("broken-3", "x" * 300000), ("h" * 150000, "{not json either")]
     produce(f"{NAME}-signals", records)
     dlq = f"{NAME}-dlq"
-    wait_for(90, "every record in the dead-letter topic", lambda: len(consume_all(dlq)) >= 23)
+    wait_for(90, "every record in the dead-letter topic", lambda: len(consume_all(dlq)) >= 24)
     letters = consume_all(dlq)
-    check(len(letters) == 23, f"{len(letters)} dead letters, expected 23")
+    check(len(letters) == 24, f"{len(letters)} dead letters, expected 24")
     by_key = {r["key"]: r for r in letters}
     expect = {"cold": ("always500", "HTTP 500: {\"error\":\"injected\"} (after 3 attempts)"),
               "nurture": ("gone", "endpoint disabled: HTTP 410"),
@@ -608,11 +609,16 @@ def scenario_dead_letter():
           f"broken-3: {big['headers']}")
     check(0 < len(big["payload"]) <= 100000 and big["payload"] == "x" * len(big["payload"]),
           f"broken-3: a payload of {len(big['payload'])} bytes")
+    # A key over the limit: cut to 1 KiB, its size in a header (it was refused for ever).
+    long_key = by_key.get("h" * 1024)
+    check(long_key is not None and
+          long_key["headers"].get("pqa-relay-key-truncated-from-bytes") == "150000",
+          f"broken-4: {long_key and long_key['headers']}")
     check(relay.metric("pqa_relay_endpoint_disabled", endpoint="gone") == 1, "gone not disabled")
     with urllib.request.urlopen(f"http://127.0.0.1:{relay.admin_port}/readyz", timeout=2) as r:
         check(r.status == 200, f"/readyz answered {r.status}")
-    check(relay.metric("pqa_relay_signals_invalid_total") == 3, "invalid signals not counted")
-    check(relay.metric("pqa_relay_dead_letters_total") == 23, "dead letters not counted")
+    check(relay.metric("pqa_relay_signals_invalid_total") == 4, "invalid signals not counted")
+    check(relay.metric("pqa_relay_dead_letters_total") == 24, "dead letters not counted")
     check(not receiver.delivered and not untrusted.delivered, "a failing endpoint got a 2xx")
     exposition = os.path.join(WORK, "metrics.txt")
     with open(exposition, "w") as f:
@@ -639,10 +645,10 @@ def scenario_dead_letter():
     check(relay.metric("pqa_relay_signals_consumed_total", must_exist=True) == 0,
           "signals were read again after a clean stop")
     relay.stop()
-    check(len(consume_all(dlq)) == 23, "records dead-lettered twice after a restart")
+    check(len(consume_all(dlq)) == 24, "records dead-lettered twice after a restart")
     print("dead_letter: 20 signals dead-lettered with their reasons (500 after 3 attempts, 410 "
-          "disabling the endpoint, 400 at once, untrusted certificate) and 3 invalid records (one "
-          "cut to the producer's limit); "
+          "disabling the endpoint, 400 at once, untrusted certificate) and 4 invalid records (one "
+          "cut to the producer's limit, one with its key cut); "
           "nothing read again after a restart")
 
 
