@@ -144,22 +144,20 @@ std::optional<DecodeFailure> as_id(const Field& e, std::string_view key, std::st
                                    std::string_view& out) {
   if (!e) return std::nullopt;
   std::array<char, 64> buf{};
+  const auto integer_text = [&buf](auto v) {
+    const auto written = std::to_chars(buf.data(), buf.data() + buf.size(), v);
+    return std::string_view(buf.data(), static_cast<std::size_t>(written.ptr - buf.data()));
+  };
   std::string_view number;
   switch (e->type()) {
     case element_type::STRING:
       return as_string(e, key, out);
-    case element_type::INT64: {
-      const auto written =
-          std::to_chars(buf.data(), buf.data() + buf.size(), e->get_int64().value_unsafe());
-      number = std::string_view(buf.data(), static_cast<std::size_t>(written.ptr - buf.data()));
+    case element_type::INT64:
+      number = integer_text(e->get_int64().value_unsafe());
       break;
-    }
-    case element_type::UINT64: {
-      const auto written =
-          std::to_chars(buf.data(), buf.data() + buf.size(), e->get_uint64().value_unsafe());
-      number = std::string_view(buf.data(), static_cast<std::size_t>(written.ptr - buf.data()));
+    case element_type::UINT64:
+      number = integer_text(e->get_uint64().value_unsafe());
       break;
-    }
     case element_type::DOUBLE:
       number = number_text(e->get_double().value_unsafe(), buf);
       break;
