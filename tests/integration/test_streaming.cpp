@@ -294,6 +294,27 @@ double metric_sum(const std::string& exposition, const std::string& name,
   return sum;
 }
 
+/// Waits until the latest start of `instance` has committed at least `count` transactions of
+/// its own (pqa_transactions_total{outcome="committed"}, which starts at 0 in each process), so
+/// that what the test does next (a kill, another instance) meets an instance at work, not one
+/// still joining the group: a fixed sleep passes vacuously on a slow machine.
+void wait_commits(const Pipeline& p, const std::string& instance, double count) {
+  p.wait_started(instance);  // "listening" comes before "started": the port is this start's
+  const int port = p.admin_port(instance);
+  const auto deadline = std::chrono::steady_clock::now() + 90s;
+  double committed = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    const auto metrics = http_get(port, "/metrics");
+    if (metrics.status == 200)
+      committed = metric_sum(metrics.body, "pqa_transactions_total", "outcome=\"committed\"");
+    if (committed >= count) return;
+    std::this_thread::sleep_for(20ms);
+  }
+  FAIL("instance " << instance << " committed " << committed << " of " << count
+                   << " transactions within 90 s; its log ends with:\n"
+                   << p.log_tail(instance, 30));
+}
+
 /// Number of samples of a metric in a text exposition.
 int metric_samples(const std::string& exposition, const std::string& name) {
   int samples = 0;
@@ -464,11 +485,15 @@ TEST_CASE("streaming: a message too large to dead-letter whole goes cut, with it
 
 TEST_CASE("streaming: kill -9 mid-stream, restarted: no signal lost or duplicated", "[kafka]") {
   Pipeline p;
-  auto load = p.produce(6000);  // ~3.5 s of traffic
+  auto load = p.produce(2000);  // ~10 s of traffic
   std::optional<Child> service;
   service.emplace(p.start("a", "exactly_once", /*static_member=*/true));
   for (int crash = 0; crash < 3; ++crash) {
-    std::this_thread::sleep_for(1200ms);
+    // Each start commits work of its own before it dies, with events still arriving: the
+    // kill lands mid-stream, between commits, not before the instance has done anything.
+    wait_commits(p, "a", 2 + crash);
+    INFO("crash " << crash);
+    REQUIRE(load.running());
     service->signal(SIGKILL);
     service->wait();
     service.reset();
@@ -489,13 +514,15 @@ TEST_CASE("streaming: instances join and leave mid-stream, one loses its disk", 
   std::this_thread::sleep_for(1500ms);
   std::optional<Child> c;
   c.emplace(p.start("c"));
-  std::this_thread::sleep_for(1500ms);
+  wait_commits(p, "c", 1);  // c owns partitions and has committed their state
   stop_cleanly(p, "b", b);  // scale down
   std::this_thread::sleep_for(1000ms);
+  REQUIRE(load.running());
   c->signal(SIGKILL);  // lose an instance and its disk: its partitions restore from changelog
   c->wait();
   c.reset();
   fs::remove_all(p.state_dir("c"));
+  const auto c_lines_before_restart = read_lines(p.log_path("c")).size();
   c.emplace(p.start("c"));
   REQUIRE(load.wait() == 0);
   REQUIRE(p.consumed());
@@ -511,6 +538,15 @@ TEST_CASE("streaming: instances join and leave mid-stream, one loses its disk", 
           std::regex_search(line, std::regex("\"committed_input_offset\":\"[0-9]")))
         ++restored_to_committed;
   CHECK(restored_to_committed > 0);
+  // The instance that lost its disk rebuilt what it was given from the changelog.
+  int c_rebuilt = 0;
+  const auto c_lines = read_lines(p.log_path("c"));
+  for (auto i = c_lines_before_restart; i < c_lines.size(); ++i)
+    if (c_lines[i].find("\"partition restored\"") != std::string::npos &&
+        c_lines[i].find("\"rebuilt\":\"true\"") != std::string::npos &&
+        std::regex_search(c_lines[i], std::regex("\"records\":\"[1-9]")))
+      ++c_rebuilt;
+  CHECK(c_rebuilt > 0);
 }
 
 TEST_CASE("streaming: a revoked partition's state reads reach the metrics", "[kafka][metrics]") {
@@ -1018,7 +1054,7 @@ TEST_CASE("streaming: an instance fenced by a newer one with its transactional i
   auto first = p.start("a");
   p.wait_started("a");
   auto load = p.produce(5000);
-  std::this_thread::sleep_for(2s);  // partitions assigned, transactions under way
+  wait_commits(p, "a", 2);  // partitions assigned, transactions under way
   auto second = p.start("b");
   const auto code = first.wait_for(90s);
   INFO(p.log_tail("a", 15));
