@@ -1,6 +1,7 @@
 #include "changelog.h"
 
 #include <algorithm>
+#include <charconv>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -69,6 +70,17 @@ std::optional<std::int64_t> stored_offset(StateStore& store, std::string_view me
 }
 
 }  // namespace
+
+std::optional<std::int64_t> changelog_input_offset(StateStore& store) {
+  const auto value = store.get(keys::meta(changelog_meta::kInputOffset));
+  if (!value) return std::nullopt;
+  std::int64_t offset = -1;
+  const auto [end, ec] = std::from_chars(value->data(), value->data() + value->size(), offset);
+  if (ec != std::errc() || end != value->data() + value->size() || offset < 0)
+    throw StoreError("corrupt state record: meta '" + std::string(changelog_meta::kInputOffset) +
+                     "' is not an offset");
+  return offset;
+}
 
 WriteSet coalesce_changelog(std::vector<ChangelogRecord> records) {
   // Stable: among the records of one key, the last one read stays last.

@@ -28,6 +28,11 @@ inline constexpr std::string_view kSource = "changelog_source";
 inline constexpr std::string_view kInputOffset = "input_offset";
 }  // namespace changelog_meta
 
+/// The input offset the store's state counts (its kInputOffset record: the offset the last
+/// transaction that committed the partition's state also committed to the group), if it has
+/// one. Corrupt (not a decimal offset): StoreError naming the record.
+std::optional<std::int64_t> changelog_input_offset(StateStore& store);
+
 /// A restore stopped because the service is shutting down; the store keeps its previous
 /// checkpoint (records applied so far are full values: applying them again is harmless).
 class RestoreInterrupted : public std::runtime_error {

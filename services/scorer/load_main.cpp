@@ -4,10 +4,13 @@
 // end-to-end benchmarks, and by operators to backfill a topic from a file.
 //
 //   pqa-load --bootstrap HOST:PORT --topic T --input FILE [--rate EVENTS_PER_S]
-//            [--config config/scorer.yaml] [--stamp] [--create-partitions N]
+//            [--config config/scorer.yaml] [--stamp] [--create-partitions N] [--skip N]
 //
 // --create-partitions N creates the topic with N partitions (replication 1) if it is missing.
 // --stamp adds a header `pqa.sent_ms` (wall clock at produce) for latency measurements.
+// --skip N routes the first N lines without sending them: the rest of a file whose start was
+// sent before, keyed as if the file were sent whole (a user's account is learnt from its group
+// call, which may be among the lines skipped).
 // Lines that cannot be decoded or routed are sent without a key (partition by line number):
 // the service must dead-letter them. Prints "produced N" when every record is acknowledged.
 #include <librdkafka/rdkafka.h>
@@ -32,6 +35,7 @@ struct Options {
   double rate = 0;
   bool stamp = false;
   int create_partitions = 0;
+  std::uint64_t skip = 0;
 };
 
 Options parse(int argc, char** argv) {
@@ -56,6 +60,8 @@ Options parse(int argc, char** argv) {
       o.rate = std::stod(value);
     else if (flag == "--create-partitions")
       o.create_partitions = std::stoi(value);
+    else if (flag == "--skip")
+      o.skip = std::stoull(value);
     else
       throw std::runtime_error("unknown flag " + flag);
   }
@@ -119,7 +125,8 @@ int run(const Options& o) {
   std::ifstream in(o.input);
   if (!in) throw std::runtime_error("cannot read " + o.input);
   std::string line;
-  std::uint64_t count = 0;
+  std::uint64_t count = 0;  // lines routed
+  std::uint64_t sent = 0;   // lines produced
   const auto start = Clock::now();
   while (std::getline(in, line)) {
     if (line.empty()) continue;
@@ -128,15 +135,16 @@ int run(const Options& o) {
     const int partition = key.empty()
                               ? static_cast<int>(count % static_cast<std::uint64_t>(*partitions))
                               : partition_for_key(key, *partitions);
+    if (count++ < o.skip) continue;
     produce(producer.get(), o.topic, partition, key, line, o.stamp);
-    ++count;
+    ++sent;
     if (o.rate > 0) {  // steady rate: sleep until this event's slot
       // Only once a whole millisecond ahead: a sleep per event (20,000 a second) cost this
       // tool more than half a core of the two the broker and the service share with it,
       // which the latency benchmarks then measured as the service's delay.
       const auto due =
           start + std::chrono::duration_cast<Clock::duration>(
-                      std::chrono::duration<double>(static_cast<double>(count) / o.rate));
+                      std::chrono::duration<double>(static_cast<double>(sent) / o.rate));
       if (due - Clock::now() >= std::chrono::milliseconds(1)) std::this_thread::sleep_until(due);
     }
     rd_kafka_poll(producer.get(), 0);
@@ -147,7 +155,7 @@ int run(const Options& o) {
     return 1;
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  std::printf("produced %llu in %.2f s\n", static_cast<unsigned long long>(count), seconds);
+  std::printf("produced %llu in %.2f s\n", static_cast<unsigned long long>(sent), seconds);
   return 0;
 }
 

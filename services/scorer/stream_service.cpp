@@ -156,6 +156,12 @@ struct StreamService::Impl {
   void observe_lag();
   void commit();
   void commit_or_rewind();
+  /// Where a partition's processing starts: the group's offset, or, when the group has none in
+  /// exactly-once mode, the input offset its restored state counts (changelog_input_offset).
+  std::int64_t start_offset(PartitionTask& task, std::int64_t group_offset);
+  /// Sets the start offset of `partition` in an assignment list, for (incremental_)assign.
+  void start_at(rd_kafka_topic_partition_list_t* partitions, int partition,
+                std::int64_t offset) const;
   /// handle(), but a transaction that fails meanwhile is aborted and the input rewound, as
   /// a failed commit is; false then (the turn ends).
   bool handle_or_rewind(kafka::Message m);
@@ -506,7 +512,8 @@ void StreamService::Impl::assign(rd_kafka_topic_partition_list_t* partitions) {
       const auto at = committed.find(p);
       const std::int64_t offset = at != committed.end() ? at->second : -1;  // negative: none
       auto task = open_task(p, offset);
-      task->committed_offset = offset;
+      task->committed_offset = start_offset(*task, offset);
+      if (task->committed_offset != offset) start_at(partitions, p, task->committed_offset);
       tasks[p] = std::move(task);
     } catch (const RestoreInterrupted&) {
       metrics.remove_partition(p);
@@ -518,6 +525,32 @@ void StreamService::Impl::assign(rd_kafka_topic_partition_list_t* partitions) {
   // Restored one after another: the idle time of each starts now, when it can be fetched.
   for (const int p : fresh)
     if (const auto it = tasks.find(p); it != tasks.end()) it->second->last_event = Clock::now();
+}
+
+std::int64_t StreamService::Impl::start_offset(PartitionTask& task, std::int64_t group_offset) {
+  if (group_offset >= 0 || !exactly_once) return group_offset;
+  // No offset in the group, yet a state that counts input: the group's offsets expired
+  // (offsets.retention.minutes after the group was empty) or were deleted, or the group was
+  // renamed, while the changelog was kept. auto.offset.reset would process the partition
+  // from its start again on top of that state, counting every event twice. In exactly-once
+  // mode the changelog's input offset was committed with the state, in the same transaction
+  // as the group's offset was: it is where the state ends. (At least once writes the
+  // changelog before the offsets, and signals of the last interval may not have been
+  // delivered: there the group's offset, or the reset, is the safe start.)
+  const auto counted = changelog_input_offset(*task.store);
+  if (!counted) return group_offset;
+  log::warn(
+      "service",
+      "the group has no committed offset for the partition, but its state counts input "
+      "up to an offset: resuming there (group offsets expired or deleted?)",
+      {{"partition", std::to_string(task.partition)}, {"input_offset", std::to_string(*counted)}});
+  return *counted;
+}
+
+void StreamService::Impl::start_at(rd_kafka_topic_partition_list_t* partitions, int partition,
+                                   std::int64_t offset) const {
+  for (int i = 0; i < partitions->cnt; ++i)
+    if (partitions->elems[i].partition == partition) partitions->elems[i].offset = offset;
 }
 
 bool StreamService::Impl::wait_for_stable_offsets(const std::vector<int>& partitions,
@@ -869,9 +902,9 @@ void StreamService::Impl::rewind() {
   for (auto& [p, task] : tasks) {
     task->committing = {};
     reload_processor(*task);
-    task->committed_offset = committed.at(p);
+    task->committed_offset = start_offset(*task, committed.at(p));
     rd_kafka_topic_partition_list_add(seeks.get(), config.kafka.input_topic.c_str(), p)->offset =
-        committed.at(p) >= 0 ? committed.at(p) : RD_KAFKA_OFFSET_BEGINNING;
+        task->committed_offset >= 0 ? task->committed_offset : RD_KAFKA_OFFSET_BEGINNING;
   }
   if (seeks->cnt == 0) return;
   kafka::throw_if(rd_kafka_seek_partitions(consumer.get(), seeks.get(), config.kafka.timeout_ms),

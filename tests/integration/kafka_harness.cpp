@@ -189,6 +189,42 @@ void create_topic(const std::string& name, int partitions,
   throw std::runtime_error("topic " + name + " did not appear");
 }
 
+namespace {
+
+rd_kafka_resp_err_t delete_group_once(rd_kafka_t* admin, const std::string& group) {
+  std::unique_ptr<rd_kafka_queue_t, decltype(&rd_kafka_queue_destroy)> queue(
+      rd_kafka_queue_new(admin), rd_kafka_queue_destroy);
+  std::unique_ptr<rd_kafka_DeleteGroup_t, decltype(&rd_kafka_DeleteGroup_destroy)> request(
+      rd_kafka_DeleteGroup_new(group.c_str()), rd_kafka_DeleteGroup_destroy);
+  rd_kafka_DeleteGroup_t* requests[] = {request.get()};
+  rd_kafka_DeleteGroups(admin, requests, 1, nullptr, queue.get());
+  std::unique_ptr<rd_kafka_event_t, decltype(&rd_kafka_event_destroy)> event(
+      rd_kafka_queue_poll(queue.get(), 30000), rd_kafka_event_destroy);
+  if (!event) return RD_KAFKA_RESP_ERR__TIMED_OUT;
+  if (const auto err = rd_kafka_event_error(event.get())) return err;
+  std::size_t count = 0;
+  const rd_kafka_group_result_t** results =
+      rd_kafka_DeleteGroups_result_groups(rd_kafka_event_DeleteGroups_result(event.get()), &count);
+  if (count != 1) return RD_KAFKA_RESP_ERR__FAIL;
+  const rd_kafka_error_t* error = rd_kafka_group_result_error(results[0]);
+  return error ? rd_kafka_error_code(error) : RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+}  // namespace
+
+rd_kafka_resp_err_t delete_group(const std::string& group) {
+  auto admin = client(RD_KAFKA_PRODUCER);
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__FAIL;
+  for (int attempt = 0; attempt < 60; ++attempt) {
+    err = delete_group_once(admin.get(), group);
+    if (err != RD_KAFKA_RESP_ERR_NON_EMPTY_GROUP &&
+        err != RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS)
+      return err;
+    std::this_thread::sleep_for(500ms);
+  }
+  return err;
+}
+
 std::vector<Record> read_topic(const std::string& topic) {
   auto consumer = client(RD_KAFKA_CONSUMER, {{"group.id", unique_name("reader")},
                                              {"enable.auto.commit", "false"},

@@ -2,6 +2,7 @@
 // tests/CMakeLists.txt and scripts/kafka.sh): child processes, topics, reading them back.
 #pragma once
 
+#include <librdkafka/rdkafka.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -108,6 +109,10 @@ struct Record {
 
 /// Every committed record of every partition of `topic`, partition by partition.
 std::vector<Record> read_topic(const std::string& topic);
+
+/// Deletes a consumer group and its committed offsets (DeleteGroups), retrying while its last
+/// member is still leaving; returns the group's error (NO_ERROR once deleted).
+rd_kafka_resp_err_t delete_group(const std::string& group);
 
 /// Waits until `group` has committed offsets at the end of every partition of `topic`.
 bool wait_consumed(const std::string& group, const std::string& topic,

@@ -162,12 +162,27 @@ class Pipeline {
     return Child({PQA_SCORER_BIN, "run", "--config", config}, env, "/dev/null", log_path(instance));
   }
 
-  /// Produces the events (at `rate` per second when > 0) in the background.
-  Child produce(double rate = 0) const {
-    std::vector<std::string> argv = {
-        PQA_LOAD_BIN, "--bootstrap", bootstrap(),
-        "--topic",    topic("in"),   "--input",
-        events_,      "--config",    std::string(PQA_SOURCE_DIR) + "/config/scorer.yaml"};
+  /// Produces the events (at `rate` per second when > 0) in the background. `lines` > 0: only
+  /// the first `lines` events; < 0: all but the first -`lines` (keyed as if sent whole).
+  Child produce(double rate = 0, long lines = 0) const {
+    std::string input = events_;
+    std::vector<std::string> argv = {PQA_LOAD_BIN,
+                                     "--bootstrap",
+                                     bootstrap(),
+                                     "--topic",
+                                     topic("in"),
+                                     "--config",
+                                     std::string(PQA_SOURCE_DIR) + "/config/scorer.yaml"};
+    if (lines > 0) {
+      input = events_ + ".first-" + std::to_string(lines);
+      std::string text;
+      for (const auto& line : read_lines(events_))
+        if (lines-- > 0) text += line + "\n";
+      write_file(input, text);
+    } else if (lines < 0) {
+      argv.insert(argv.end(), {"--skip", std::to_string(-lines)});
+    }
+    argv.insert(argv.end(), {"--input", input});
     if (rate > 0) {
       argv.push_back("--rate");
       argv.push_back(std::to_string(rate));
@@ -503,6 +518,35 @@ TEST_CASE("streaming: kill -9 mid-stream, restarted: no signal lost or duplicate
   REQUIRE(p.consumed());
   stop_cleanly(p, "a", *service);
   check_equal_to_replay(p, p.observe());
+}
+
+TEST_CASE("streaming: group offsets lost, changelog kept: processing resumes where the state ends",
+          "[kafka]") {
+  // The group's offsets expire offsets.retention.minutes after it is left empty (scaled to
+  // zero for a week), or are deleted; the changelog is compacted, not expired. Processing
+  // from auto.offset.reset would count the retained input twice on top of the restored state.
+  Pipeline p;
+  const auto half = static_cast<long>(read_lines(p.events()).size() / 2);
+  REQUIRE(p.produce(0, half).wait() == 0);
+  {
+    auto service = p.start("a");
+    REQUIRE(p.consumed());
+    stop_cleanly(p, "a", service);
+  }
+  REQUIRE(delete_group(p.group()) == RD_KAFKA_RESP_ERR_NO_ERROR);
+  fs::remove_all(p.state_dir("a"));  // and the disk: the state comes from the changelog alone
+  const auto lines_before = read_lines(p.log_path("a")).size();
+  auto service = p.start("a");
+  p.wait_started("a");
+  REQUIRE(p.produce(0, -half).wait() == 0);
+  REQUIRE(p.consumed());
+  stop_cleanly(p, "a", service);
+  check_equal_to_replay(p, p.observe());
+  int resumed = 0;
+  const auto log = read_lines(p.log_path("a"));
+  for (auto i = lines_before; i < log.size(); ++i)
+    resumed += log[i].find("has no committed offset for the partition") != std::string::npos;
+  CHECK(resumed == kPartitions);
 }
 
 TEST_CASE("streaming: instances join and leave mid-stream, one loses its disk", "[kafka]") {
