@@ -1,6 +1,7 @@
 #include "processor.h"
 
 #include <algorithm>
+#include <charconv>
 #include <future>
 #include <iterator>
 
@@ -48,10 +49,27 @@ Processor::Processor(const rollup::Model& model, StateStore& store, SignalSink& 
   restore();
 }
 
+namespace {
+
+/// A time kept in the store's metadata (decimal milliseconds); kNoTime if absent.
+rollup::TimeMs stored_time(StateStore& store, const std::string& name) {
+  const auto value = store.get(keys::meta(name));
+  if (!value) return rollup::kNoTime;
+  rollup::TimeMs t = 0;
+  const auto [end, ec] = std::from_chars(value->data(), value->data() + value->size(), t);
+  if (ec != std::errc() || end != value->data() + value->size())
+    throw StoreError("corrupt state record: meta '" + name + "' is not a time: '" +
+                     rollup::quote_input(*value) + "'");
+  return t;
+}
+
+}  // namespace
+
 void Processor::restore() {
-  if (auto wm = store_.get(keys::meta("watermark"))) watermark_ = std::stoll(*wm);
+  watermark_ = stored_time(store_, "watermark");
   max_event_time_ = watermark_;
-  if (auto t = store_.get(keys::meta("max_event_time"))) max_event_time_ = std::stoll(*t);
+  if (const auto t = stored_time(store_, "max_event_time"); t != rollup::kNoTime)
+    max_event_time_ = t;
   // State written under other model parameters keeps its history, but what the parameters
   // derive from traits (fit, segment) is recomputed, and the account is re-evaluated at the
   // clock by a timer, so that band changes the new parameters imply are published. Each record
@@ -62,7 +80,9 @@ void Processor::restore() {
   // Timers are one per account and stored with it; rebuilding the queue is one scan at start.
   store_.scan(std::string(1, keys::kAccount), [&](std::string_view key, std::string_view value) {
     auto stored = decode_account(value);
-    if (!stored) throw StoreError("corrupt account record during restore");
+    if (!stored)
+      throw StoreError("corrupt account record during restore: account '" +
+                       rollup::quote_input(key.substr(1)) + "'");
     const bool stale = stored->model_version.empty() ? store_model_changed
                                                      : stored->model_version != model_.version();
     // Naming no model in a store that names none either (restored from a changelog written

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "key_filter.h"
+#include "pqa/rollup/event.h"
 #include "state_store.h"
 
 namespace pqa::scorer {
@@ -308,8 +309,8 @@ class WriteBackCache {
   static Value decode_or_throw(const std::string& bytes, const std::string& key) {
     auto value = Codec::decode(bytes);
     if (!value)
-      throw StoreError("corrupt state record under key of " + std::to_string(key.size()) +
-                       " bytes (keyspace '" + key.substr(0, 1) + "')");
+      throw StoreError("corrupt state record under key '" + rollup::quote_input(key) + "' (" +
+                       std::to_string(key.size()) + " bytes)");
     return std::move(*value);
   }
 
