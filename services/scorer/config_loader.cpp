@@ -763,6 +763,7 @@ void read_endpoint(Section s, EndpointConfig& e, std::set<std::string>& names) {
     }
     e.secrets = std::move(secrets);
   }
+  s.read("allow_unsigned", e.allow_unsigned);
   for (const auto& [name, value] : read_properties(s, "headers")) {
     // A name is an RFC 9110 token; a value has no line break, or it would smuggle headers.
     const bool token = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
@@ -831,9 +832,20 @@ void read_relay(Section s, RelayConfig& r) {
   for_each_item(s.get("endpoints"), s.key_path("endpoints"), [&](Section item) {
     bool enabled = true;
     item.read("enabled", enabled);
+    const std::string secrets_path = item.key_path("secrets");
     EndpointConfig endpoint;
     read_endpoint(std::move(item), endpoint, names);
-    if (enabled) r.endpoints.push_back(std::move(endpoint));
+    if (!enabled) return;
+    // Fail closed: an empty secrets value is most often a Secret or variable that is missing,
+    // and receivers that check signatures would refuse every request, those that do not would
+    // accept forged ones.
+    if (endpoint.payload.kind == PayloadFormat::Kind::kStandardWebhooks &&
+        endpoint.secrets.empty() && !endpoint.allow_unsigned)
+      throw ConfigException(secrets_path,
+                            "is empty: a standard_webhooks endpoint signs its requests (set "
+                            "whsec_ keys, e.g. from ${PQA_WEBHOOK_SECRETS}), or set "
+                            "allow_unsigned: true for a receiver that checks no signature");
+    r.endpoints.push_back(std::move(endpoint));
   });
   s.finish();
   if (r.group_id.empty()) throw ConfigException("relay.group_id", "must not be empty");

@@ -74,6 +74,9 @@ struct EndpointConfig {
   PayloadFormat payload;
   std::vector<RelayRoute> routes;    ///< empty: every signal
   std::vector<std::string> secrets;  ///< whsec_ keys (Standard Webhooks); empty: unsigned
+  /// A Standard Webhooks endpoint without secrets is refused unless this says the receiver
+  /// does not check signatures: a missing secret must not quietly turn signing off.
+  bool allow_unsigned = false;
   std::vector<std::pair<std::string, std::string>> headers;  ///< e.g. Authorization
   int timeout_ms = 10'000;  ///< connect, TLS handshake, request and response together
   int max_in_flight = 4;    ///< concurrent requests (and kept-alive connections)

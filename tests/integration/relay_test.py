@@ -558,6 +558,7 @@ def scenario_dead_letter():
     create_topic(f"{NAME}-signals", 2)
     endpoint = lambda name, url, band: f"""    - name: {name}
       url: "{url}"
+      allow_unsigned: true
       routes: [{{ bands: [{band}] }}]
       retry: {{ schedule_ms: [100], max_attempts: 3 }}
       breaker: {{ failure_threshold: 1000 }}
@@ -662,6 +663,7 @@ def scenario_rebalance():
     config = kafka_section(NAME) + f"""  endpoints:
     - name: hooks
       url: "{receiver.url('/hooks')}"
+      allow_unsigned: true
       max_in_flight: 40
       timeout_ms: 20000
       retry: {{ schedule_ms: [200], max_attempts: 1000 }}
@@ -698,6 +700,7 @@ def scenario_fenced():
         "kafka:\n", "kafka:\n  group_instance_id: same-pod\n") + f"""  endpoints:
     - name: hooks
       url: "{receiver.url('/hooks')}"
+      allow_unsigned: true
 """
     first, second = Relay(config, "fenced-a"), Relay(config, "fenced-b")
     first.start()

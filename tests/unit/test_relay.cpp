@@ -728,7 +728,13 @@ TEST_CASE("relay config errors name the key", "[relay][config]") {
     }
     return std::string("(no error)");
   };
-  const std::string ep = "relay: {endpoints: [{name: e, url: 'http://127.0.0.1:9/x'";
+  const std::string bare = "relay: {endpoints: [{name: e, url: 'http://127.0.0.1:9/x'";
+  // Unsigned Standard Webhooks only when asked for, and only an enabled endpoint is checked.
+  CHECK(key_of(bare + "}]}") == "relay.endpoints[0].secrets");
+  CHECK(key_of(bare + ", secrets: ''}]}") == "relay.endpoints[0].secrets");
+  CHECK(key_of(bare + ", enabled: false}]}") == "(no error)");
+  CHECK(key_of(bare + ", format: hubspot}]}") == "(no error)");  // a CRM's own authorization
+  const std::string ep = bare + ", allow_unsigned: true";
   CHECK(key_of(ep + "}]}") == "(no error)");
   CHECK(key_of("relay: {endpoints: [{url: 'http://h/x'}]}") == "relay.endpoints[0].name");
   CHECK(key_of(ep + "}, {name: e, url: 'http://h/'}]}") == "relay.endpoints[1].name");
@@ -780,6 +786,9 @@ TEST_CASE("relay URLs are parsed strictly", "[relay][config]") {
 TEST_CASE("relay's shipped config loads, endpoints switched by the environment",
           "[relay][config]") {
   const std::string path = std::string(PQA_SOURCE_DIR) + "/config/relay.yaml";
+  // The sales webhook is on by default and signs: without its secrets the relay does not start.
+  CHECK_THROWS_WITH(load_config(path), Catch::Contains("relay.endpoints[0].secrets"));
+  ::setenv("PQA_WEBHOOK_SECRETS", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 1);
   ::setenv("PQA_HUBSPOT_ENABLED", "true", 1);
   auto c = load_config(path);
   ::unsetenv("PQA_HUBSPOT_ENABLED");
@@ -790,4 +799,9 @@ TEST_CASE("relay's shipped config loads, endpoints switched by the environment",
   CHECK(c.relay.endpoints[1].rate_limit.requests == 100);
   c = load_config(path);
   CHECK(c.relay.endpoints.size() == 1);
+  ::setenv("PQA_WEBHOOK_ENABLED", "false", 1);
+  ::unsetenv("PQA_WEBHOOK_SECRETS");  // not needed by a disabled endpoint
+  c = load_config(path);
+  ::unsetenv("PQA_WEBHOOK_ENABLED");
+  CHECK(c.relay.endpoints.empty());
 }
