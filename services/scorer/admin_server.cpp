@@ -37,9 +37,11 @@ std::optional<int> status_for(const beast::error_code& ec) {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
+  /// `reserved`: a connection beyond max_connections, for a probe or a scrape only.
   Session(tcp::socket socket, const AdminServerOptions& options, const HttpHandler& handler,
-          std::atomic<std::size_t>& open)
-      : stream_(std::move(socket)),
+          std::atomic<std::size_t>& open, bool reserved)
+      : reserved_(reserved),
+        stream_(std::move(socket)),
         deadline_(stream_.get_executor()),
         // The buffer's cap is the request's: a smaller one would refuse headers within
         // admin.max_header_bytes as a buffer overflow (400), not 431 past the setting.
@@ -73,7 +75,13 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     const auto& request = parser_->get();
-    keep_alive_ = request.keep_alive();
+    keep_alive_ = request.keep_alive() && !reserved_;  // a reserved slot serves one request
+    if (reserved_ && !is_probe({request.target().data(), request.target().size()})) {
+      auto response = json_error(503, "busy", "every connection is taken; retry later");
+      response.headers.emplace_back("Retry-After", "1");
+      write(std::move(response));
+      return;
+    }
     if (request.method() != http::verb::get) {
       auto response = json_error(405, "method_not_allowed", "only GET is served");
       response.headers.emplace_back("Allow", "GET");
@@ -134,6 +142,12 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.close();
   }
 
+  static bool is_probe(std::string_view target) {
+    const std::string_view path = target.substr(0, target.find('?'));
+    return path == "/healthz" || path == "/readyz" || path == "/metrics";
+  }
+
+  const bool reserved_;
   beast::tcp_stream stream_;
   asio::steady_timer deadline_;
   beast::flat_buffer buffer_;
@@ -193,12 +207,12 @@ struct AdminServer::Impl {
       if (ec) {
         if (ec == asio::error::operation_aborted) return;
         log::warn("admin", "accept failed", {{"error", ec.message()}});
-      } else if (open.load() >= options.max_connections) {
+      } else if (open.load() >= options.max_connections + kProbeReserve) {
         beast::error_code ignored;
         socket.close(ignored);  // over the cap: refused outright, costs nothing
       } else {
-        open.fetch_add(1);
-        std::make_shared<Session>(std::move(socket), options, handler, open)->start();
+        const bool reserved = open.fetch_add(1) >= options.max_connections;
+        std::make_shared<Session>(std::move(socket), options, handler, open, reserved)->start();
       }
       accept();
     });

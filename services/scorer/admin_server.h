@@ -35,6 +35,10 @@ using HttpHandler = std::function<void(const HttpRequest&, Respond)>;
 struct AdminServerOptions {
   std::string bind_address = "0.0.0.0";
   int port = 8080;  ///< 0: any free port (tests)
+  /// Connections served in full. Beyond them kProbeReserve more are accepted for the probes
+  /// and the scrape only (/healthz, /readyz, /metrics, one request each), so that clients
+  /// holding every slot (parked account queries, idle kept-alive pools) never make the
+  /// kubelet restart a healthy pod; anything else there gets 503. Beyond those: closed.
   std::size_t max_connections = 64;
   /// A request must arrive in full, and be answered, within this time; an idle kept-alive
   /// connection is closed after it too.
@@ -42,6 +46,9 @@ struct AdminServerOptions {
   std::size_t max_header_bytes = 8 * 1024;
   std::size_t max_body_bytes = 4 * 1024;  ///< the API takes no bodies; a little is tolerated
 };
+
+/// Connections kept for the probes and the scrape beyond AdminServerOptions::max_connections.
+inline constexpr std::size_t kProbeReserve = 8;
 
 /// Listens on construction (throws std::runtime_error naming the address if it cannot bind)
 /// and serves until destroyed.

@@ -250,7 +250,25 @@ TEST_CASE("Connections beyond the cap are refused until one closes", "[admin][ht
     idle.back()->send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     CHECK(status_of(idle.back()->read_response()) == 200);  // kept alive: each holds a slot
   }
-  CHECK(get(port, "/healthz").empty());  // the fourth: closed at once
+  // Every slot taken: the probes and the scrape still get through, on the reserved slots,
+  // one request per connection; anything else there is turned away.
+  CHECK(status_of(get(port, "/healthz")) == 200);
+  CHECK(status_of(get(port, "/readyz")) == 200);
+  CHECK(status_of(get(port, "/metrics?x=1")) == 200);
+  const auto busy = get(port, "/v1/accounts/acme");
+  CHECK(status_of(busy) == 503);
+  CHECK(busy.find("\"busy\"") != std::string::npos);
+  RawClient once(port);
+  once.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");  // asks to be kept alive
+  CHECK(status_of(once.read_all()) == 200);               // answered, then closed
+  // The reserve held too: the next connection is closed at once.
+  for (std::size_t i = 0; i < kProbeReserve; ++i) idle.push_back(std::make_unique<RawClient>(port));
+  bool refused = false;
+  for (int attempt = 0; attempt < 50 && !refused; ++attempt) {
+    refused = get(port, "/healthz").empty();
+    if (!refused) std::this_thread::sleep_for(20ms);
+  }
+  CHECK(refused);
   idle.clear();
   // The slots free up as the server notices the closes.
   bool served = false;
