@@ -22,9 +22,12 @@ test_packages=(
   # openssl makes the test broker's TLS certificates.
   openjdk-17-jre-headless maven kcat openssl
 )
+# What `readelf -d pqa-scorer` lists as NEEDED, by package. RocksDB is linked statically (its
+# Debian -dev ships the archive first), so its compression libraries are needed directly.
 runtime_packages=(
-  librdkafka1 librocksdb7.8 libyaml-cpp0.7 libprotobuf32 libsimdjson14
-  libprometheus-cpp-core1.0 libssl3 ca-certificates
+  librdkafka1 libyaml-cpp0.7 libprotobuf32 libsimdjson14 libprometheus-cpp-core1.0 libssl3
+  libsnappy1v5 liblz4-1 libzstd1 libbz2-1.0 zlib1g libstdc++6
+  ca-certificates
 )
 case "$mode" in
   all) packages=("${build_packages[@]}" "${test_packages[@]}") ;;

@@ -24,6 +24,7 @@ import (
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -127,6 +128,7 @@ type objects struct {
 	monitors     []*monitoringv1.ServiceMonitor
 	rules        []*monitoringv1.PrometheusRule
 	scaled       []*kedav1alpha1.ScaledObject
+	policies     []*networkingv1.NetworkPolicy
 }
 
 // decodeStrict decodes as the API server does in strict mode: field names are case-sensitive
@@ -193,6 +195,10 @@ func validateManifests(dir string, components []string) error {
 			r := &monitoringv1.PrometheusRule{}
 			o.rules = append(o.rules, r)
 			target = r
+		case "networking.k8s.io/v1 NetworkPolicy":
+			n := &networkingv1.NetworkPolicy{}
+			o.policies = append(o.policies, n)
+			target = n
 		case "keda.sh/v1alpha1 ScaledObject":
 			s := &kedav1alpha1.ScaledObject{}
 			o.scaled = append(o.scaled, s)
@@ -344,7 +350,31 @@ func checkWorkload(kind string, selector *metav1.LabelSelector, tmpl corev1.PodT
 	if len(o.rules) == 0 {
 		p = append(p, "no PrometheusRule")
 	}
+	p = append(p, checkPolicies(kind, podLabels, ports, o)...)
 	return podLabels, p
+}
+
+// checkPolicies: a NetworkPolicy must select the workload's pods and admit traffic to ports
+// they have; one that names no such port would shut out Prometheus along with everyone else.
+func checkPolicies(kind string, podLabels labels.Set, ports map[string]int32, o *objects) []string {
+	var p []string
+	for _, n := range o.policies {
+		selector, err := metav1.LabelSelectorAsSelector(&n.Spec.PodSelector)
+		if err != nil || !selector.Matches(podLabels) {
+			p = append(p, "NetworkPolicy "+n.Name+" does not select the "+kind+"'s pods")
+		}
+		for _, rule := range n.Spec.Ingress {
+			for _, port := range rule.Ports {
+				if port.Port == nil {
+					continue
+				}
+				if _, ok := ports[port.Port.StrVal]; port.Port.StrVal != "" && !ok {
+					p = append(p, "NetworkPolicy "+n.Name+" admits unknown container port "+port.Port.StrVal)
+				}
+			}
+		}
+	}
+	return p
 }
 
 // checkContainer records the container's ports in `ports` and checks its mounts, ConfigMap

@@ -12,6 +12,7 @@ validate=$work/validate
 
 "$validate" manifests "$src/deploy/k8s/base"
 "$validate" manifests "$src/deploy/k8s/base" "$src/deploy/k8s/components/keda"
+"$validate" manifests "$src/deploy/k8s/base" "$src/deploy/k8s/components/network-policy"
 "$validate" manifests "$src/deploy/k8s/relay"
 "$validate" dashboard "$src/deploy/grafana/pqa-scorer.json"
 
@@ -59,6 +60,9 @@ expect_refused components/keda/scaledobject.yaml 's/minReplicaCount/minReplicas/
 expect_refused components/keda/scaledobject.yaml 's/name: pqa-scorer$/name: other/' 'does not target the StatefulSet' components/keda
 expect_refused components/keda/kustomization.yaml '/^patches:/,$d' 'sets spec.replicas' components/keda
 expect_refused components/keda/scaledobject.yaml 's/bootstrapServersFromEnv: KAFKA_BOOTSTRAP_SERVERS/bootstrapServers: kafka:9092/' 'bootstrapServersFromEnv' components/keda
+expect_refused components/network-policy/networkpolicy.yaml 's/policyTypes/policyType/' 'policyType' components/network-policy
+expect_refused components/network-policy/networkpolicy.yaml 's/- port: http/- port: admin/' 'admits unknown container port admin' components/network-policy
+expect_refused components/network-policy/networkpolicy.yaml 's/name: pqa-scorer$/name: other/' 'does not select the StatefulSet' components/network-policy
 expect_refused relay/deployment.yaml 's/livenessProbe:/livenesProbe:/' 'livenesProbe' relay
 expect_refused relay/deployment.yaml 's/terminationGracePeriodSeconds: 80/terminationGracePeriodSeconds: 60/' 'must cover the graceful shutdown' relay
 expect_refused relay/deployment.yaml 's/name: pqa-relay-env/name: pqa-relay-environment/' 'envFrom references missing ConfigMap pqa-relay-environment' relay
