@@ -243,23 +243,37 @@ TEST_CASE_METHOD(Fixture, "hostile inputs never crash the decoder", "[decoder][h
   std::string raw_nul = R"({"type":"track","userId":"u)";
   raw_nul.push_back('\0');
   raw_nul += R"(","event":"x","timestamp":"2026-01-05T10:00:00Z"})";
-  const std::vector<std::string> inputs = {
-      deep.substr(0, 20000),
-      std::string("{\"type\":\"track\",\"userId\":\"\xff\xfe\",\"event\":\"x\"}"),  // bad UTF-8
-      R"({"type":"track","userId":"u","event":"x","timestamp":"2026-01-05T10:00:00Z","properties":{"seats":1e400}})",
-      R"({"type":"track","type":"group","userId":"u"})",
-      R"({"type":"track","userId":"u","event":"Seat Added","timestamp":"2026-01-05T10:00:00Z","properties":{"seats":99999999999999999999}})",
-      std::string(1000, ' '),
-      "{\"a\":\"\\ud800\"}",
-      nul_inside,
-      raw_nul,
-      R"({"type":"group","userId":"u","groupId":"a","timestamp":"2026-02-30T00:00:00Z"})",
-      R"({"type":"group","userId":"u","groupId":"a","timestamp":"1999-12-31T23:59:59Z"})",
-      R"({"type":"group","userId":"u","groupId":"a","timestamp":"2026-01-05T10:00:00+25:00"})",
+  // Each is refused for its own reason, or accepted: a crash-free decoder that accepted
+  // everything would pass a check of "returns" alone.
+  const std::optional<DecodeError> accepted;
+  const std::vector<std::pair<std::string, std::optional<DecodeError>>> inputs = {
+      {deep.substr(0, 20000), DecodeError::kMalformedJson},
+      {std::string("{\"type\":\"track\",\"userId\":\"\xff\xfe\",\"event\":\"x\"}"),
+       DecodeError::kMalformedJson},  // bad UTF-8
+      {R"({"type":"track","userId":"u","event":"x","timestamp":"2026-01-05T10:00:00Z","properties":{"seats":1e400}})",
+       DecodeError::kMalformedJson},  // not a finite double
+      // A duplicated key: the first wins ("track"), which then lacks its timestamp.
+      {R"({"type":"track","type":"group","userId":"u"})", DecodeError::kMissingTimestamp},
+      {R"({"type":"track","userId":"u","event":"Seat Added","timestamp":"2026-01-05T10:00:00Z","properties":{"seats":99999999999999999999}})",
+       DecodeError::kMalformedJson},  // beyond 64-bit integers
+      {std::string(1000, ' '), DecodeError::kMalformedJson},
+      {"{\"a\":\"\\ud800\"}", DecodeError::kMalformedJson},  // a lone surrogate
+      {nul_inside, accepted},
+      {raw_nul, DecodeError::kMalformedJson},
+      {R"({"type":"group","userId":"u","groupId":"a","timestamp":"2026-02-30T00:00:00Z"})",
+       DecodeError::kBadTimestamp},
+      {R"({"type":"group","userId":"u","groupId":"a","timestamp":"1999-12-31T23:59:59Z"})",
+       DecodeError::kBadTimestamp},
+      {R"({"type":"group","userId":"u","groupId":"a","timestamp":"2026-01-05T10:00:00+25:00"})",
+       DecodeError::kBadTimestamp},
   };
-  for (const auto& in : inputs) {
+  for (const auto& [in, expected] : inputs) {
+    INFO(pqa::rollup::quote_input(in, 120));
     auto r = decoder.decode(in);  // must return, accepted or rejected, without crashing
-    if (!r.ok()) CHECK_FALSE(r.failure().message().empty());
+    REQUIRE(r.ok() == !expected.has_value());
+    if (!expected) continue;
+    CHECK(to_string(r.failure().code) == to_string(*expected));
+    CHECK_FALSE(r.failure().message().empty());
   }
   // A NUL byte inside an id is data, not a terminator: the id keeps all its bytes.
   auto r = decoder.decode(nul_inside);

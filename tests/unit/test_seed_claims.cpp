@@ -160,6 +160,7 @@ TEST_CASE("silent accounts decay: a qualified account crosses down with no new e
   h.send(track("u0", "SSO Configured", kT0 + kHour));
   const auto at_last_activity = h.score_now("a");
   REQUIRE(at_last_activity.band == Band::kQualified);
+  const rollup::AccountState silent = h.state("a");  // as the silence begins
   const auto before = h.sink.signals.size();
   h.processor.advance_to(kT0 + 60 * kDay);  // nothing but time passes
   std::vector<scorer::OutputSignal> down;
@@ -179,6 +180,12 @@ TEST_CASE("silent accounts decay: a qualified account crosses down with no new e
   CHECK(down.front().signal.previous_band == Band::kQualified);
   CHECK(down.front().signal.event_time == t_last + static_cast<TimeMs>(std::ceil(after)) + 1);
   CHECK(down.front().signal.event_time < kT0 + 10 * kDay);
+  // And independently of that formula: the score is below qualified's lower edge (60 less 3
+  // of hysteresis) at the crossing, and was above it 2 ms before (the timer is set 1 ms past
+  // the crossing rounded up to a millisecond, so that rounding cannot leave it just short).
+  const TimeMs crossing = down.front().signal.event_time;
+  CHECK(rollup::evaluate(h.model, silent, crossing - 2).score > 57.0);
+  CHECK(rollup::evaluate(h.model, silent, crossing).score < 57.0);
 }
 
 TEST_CASE("decay halves the behavioural score after one half-life of silence (seed 002)",
@@ -347,6 +354,33 @@ TEST_CASE("cost per event does not grow with users: account state is bounded", "
   const auto huge = state_bytes(6000);
   CHECK(huge <= large + 8);
   CHECK(static_cast<double>(large) < 1.25 * static_cast<double>(tiny));
+}
+
+TEST_CASE("cost per event does not grow with departments: at most max_departments are tracked",
+          "[seed][claim]") {
+  // Every user in a department of their own: the one input that could grow an account's state
+  // without bound. The first 64 (activity.max_departments) count, each with its
+  // breadth_expansion signal; later ones are not tracked and signal nothing.
+  Harness h;
+  const int cap = rollup::ModelConfig{}.activity.max_departments;
+  REQUIRE(cap == 64);
+  std::size_t expansions = 0;
+  const auto count_expansions = [&] {
+    std::size_t n = 0;
+    for (const auto& s : h.sink.signals) n += s.signal.kind == SignalKind::kBreadthExpansion;
+    return n;
+  };
+  for (int i = 0; i < 3 * cap; ++i) {
+    const std::string u = "u" + std::to_string(i);
+    h.send(group(u, "a", kT0));
+    h.send(identify(u, kT0, R"({"department":"d)" + std::to_string(i) + "\"}"));
+    h.send(track(u, "Dashboard Viewed", kT0 + i));
+    if (i == cap - 1) expansions = count_expansions();
+  }
+  CHECK(expansions == static_cast<std::size_t>(cap));
+  CHECK(count_expansions() == static_cast<std::size_t>(cap));  // none after the 64th
+  CHECK(h.state("a").departments.size() == static_cast<std::size_t>(cap));
+  CHECK(h.score_now("a").active_departments == static_cast<std::uint32_t>(cap));
 }
 
 TEST_CASE("fabric signal strength follows seed 000's table: very high above high above medium-high",
