@@ -404,6 +404,9 @@ def scenario_faults():
     first_log = open(relay.log.name).read()
     check('"consumption paused","reason":"max_pending_signals reached"' in first_log and
           '"consumption resumed"' in first_log, "the relay did not pause at max_pending_signals")
+    delivered_before_kill = len(delivered_ids(receiver))
+    check(delivered_before_kill < len(all_ids),
+          f"every signal was delivered before the kill ({delivered_before_kill})")
     relay.kill()  # mid-way, uncommitted deliveries are delivered again
     relay.start(env={"PQA_TEST_WEBHOOK_SECRET": SECRET})
     wait_for(120, "every signal", lambda: delivered_ids(receiver) >= all_ids)
@@ -638,15 +641,24 @@ def scenario_dead_letter():
     check(used and used <= exposed, f"alerts use series the relay does not expose: {used - exposed}")
     wait_for(10, "the offsets to be committed", lambda: relay.metric(
         "pqa_relay_pending_signals", must_exist=True) == 0)
-    time.sleep(1)  # one more commit interval
-    relay.stop()
-    # Restarted in the same group: committed offsets are past every dead-lettered signal.
+    relay.stop()  # a clean stop commits what is finished
+    # Restarted in the same group: committed offsets are past every dead-lettered signal. One
+    # new signal per partition, after the old records: once both are read, any old record read
+    # again would have been counted before them (a fixed wait proves nothing on a slow day).
     relay.start()
-    time.sleep(3)
-    check(relay.metric("pqa_relay_signals_consumed_total", must_exist=True) == 0,
+    for partition in (0, 1):
+        sentinel = f"sentinel-{partition}"
+        subprocess.run(["kcat", "-P", "-b", BOOTSTRAP, "-t", f"{NAME}-signals", "-K", "\t",
+                        "-p", str(partition), "-z", "none"], check=True, text=True,
+                       input=f"{sentinel}\t{signal_json('sig-' + sentinel, sentinel, band='qualified')}\n")
+    wait_for(60, "the two new signals", lambda: relay.metric(
+        "pqa_relay_signals_consumed_total", must_exist=True) >= 2)
+    check(relay.metric("pqa_relay_signals_consumed_total") == 2,
           "signals were read again after a clean stop")
+    wait_for(60, "the new signals' dead letters (400 from /bad)",
+             lambda: len(consume_all(dlq)) >= 26)
     relay.stop()
-    check(len(consume_all(dlq)) == 24, "records dead-lettered twice after a restart")
+    check(len(consume_all(dlq)) == 26, "records dead-lettered twice after a restart")
     print("dead_letter: 20 signals dead-lettered with their reasons (500 after 3 attempts, 410 "
           "disabling the endpoint, 400 at once, untrusted certificate) and 4 invalid records (one "
           "cut to the producer's limit, one with its key cut); "
