@@ -44,7 +44,8 @@ service: { state_dir: $work/state, idle_advance_ms: 0 }
 admin: { bind_address: 127.0.0.1, port: $admin_port }
 YAML
 "$scorer" run --config "$work/scorer.yaml" 2>"$work/scorer.log" &
-pids+=($!)
+scorer_pid=$!
+pids+=("$scorer_pid")
 consumed() {
   curl -sf "http://127.0.0.1:$admin_port/metrics" >"$work/metrics.txt" || return 1
   local n
@@ -125,4 +126,9 @@ bad = [r["name"] for r in rules if r.get("health") != "ok"]
 sys.exit(0 if rules and not bad else 1)'
 }
 wait_for 30 "every alert rule to evaluate healthily" rules_ok
-echo "prometheus: $total events, $dead dead letters, $signals signals, p99 processing ${p99}s, rules healthy"
+# A graceful stop of the scraped service exits 0 (the cleanup's own stop ignores codes).
+kill -TERM "$scorer_pid"
+code=0
+wait "$scorer_pid" || code=$?
+[ "$code" -eq 0 ] || fail "the scorer exited $code after SIGTERM"
+echo "prometheus: $total events, $dead dead letters, $signals signals, p99 processing ${p99}s, rules healthy, clean stop"

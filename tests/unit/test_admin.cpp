@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -57,6 +58,24 @@ TEST_CASE("Probes: /healthz always, /readyz only when ready", "[admin]") {
   CHECK(get(handler, "/v1/accounts/").status == 400);
   CHECK(get(handler, "/v1/accounts/a%zz").status == 400);
   CHECK(get(handler, "/v1/accounts/a/b").status == 400);
+}
+
+TEST_CASE("/readyz turns 503 while the processing loop is stuck, and back once it turns",
+          "[admin][slow]") {
+  // A loop stuck in a commit retried through an outage, or in a long restore, must take the
+  // pod out of the Service (docs/operations.md, /readyz). Waits out the real 5 s bound.
+  ServiceMetrics metrics("v1", "exactly_once");
+  AccountQueries queries;
+  const auto handler = make_admin_handler(metrics, queries);
+  metrics.set_ready(true);
+  metrics.loop_turned();
+  CHECK(get(handler, "/readyz").status == 200);
+  std::this_thread::sleep_for(ServiceMetrics::kMaxLoopStall + std::chrono::milliseconds(300));
+  CHECK(get(handler, "/readyz").status == 503);
+  CHECK(metrics.exposition().find("\npqa_ready 0") != std::string::npos);
+  CHECK(get(handler, "/healthz").status == 200);  // alive all the same: not restarted
+  metrics.loop_turned();
+  CHECK(get(handler, "/readyz").status == 200);
 }
 
 TEST_CASE("/metrics serves the text format with the service's series", "[admin]") {
