@@ -11,6 +11,7 @@
 #include <optional>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 #include "json_output.h"
 #include "log.h"
@@ -206,8 +207,19 @@ struct AdminServer::Impl {
     acceptor.async_accept(asio::make_strand(io), [this](beast::error_code ec, tcp::socket socket) {
       if (ec) {
         if (ec == asio::error::operation_aborted) return;
-        log::warn("admin", "accept failed", {{"error", ec.message()}});
-      } else if (open.load() >= options.max_connections + kProbeReserve) {
+        // Out of file descriptors (EMFILE, ENFILE) the connection stays in the backlog and an
+        // immediate retry fails again: a busy loop, and a log line each time. Wait a little,
+        // and say so once per streak.
+        if (std::exchange(accept_failing, true) == false)
+          log::warn("admin", "accept failed; retrying every 100 ms", {{"error", ec.message()}});
+        retry_timer.expires_after(std::chrono::milliseconds(100));
+        retry_timer.async_wait([this](beast::error_code wait_ec) {
+          if (!wait_ec) accept();
+        });
+        return;
+      }
+      accept_failing = false;
+      if (open.load() >= options.max_connections + kProbeReserve) {
         beast::error_code ignored;
         socket.close(ignored);  // over the cap: refused outright, costs nothing
       } else {
@@ -225,6 +237,8 @@ struct AdminServer::Impl {
   std::atomic<std::size_t> open{0};
   asio::io_context io{1};
   tcp::acceptor acceptor;
+  asio::steady_timer retry_timer{io};
+  bool accept_failing = false;  ///< only the io thread touches it
   int bound_port = 0;
   std::thread thread;
 };
