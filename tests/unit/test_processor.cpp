@@ -66,6 +66,14 @@ TEST_CASE("track events without groupId resolve through the user's group call", 
   h.send(group("u1", "acme", kT0 + 5));
   h.send(track("u1", "Report Created", kT0 + 11));
   CHECK(h.score_now("globex").seats.active_users == 1);
+  // The user who moved keeps counting in the old account until their activity there expires
+  // (docs/architecture.md, Identity): the later event went to globex only.
+  CHECK(h.score_now("acme").seats.active_users == 1);
+  CHECK(h.user("acme", "u1").last_active == kT0 + 1);
+  CHECK(h.user("globex", "u1").last_active == kT0 + 11);
+  const int window = h.model.config().activity.active_window_days;
+  h.processor.advance_to(kT0 + (window + 1) * rollup::kMsPerDay);
+  CHECK(h.score_now("acme").seats.active_users == 0);
 }
 
 TEST_CASE("an event with no resolvable account is rejected, not guessed", "[processor]") {
