@@ -39,6 +39,13 @@ TEST_CASE("the shipped config is the built-in defaults", "[config]") {
   CHECK(shipped.rocksdb.new_key_filter_bytes == empty.rocksdb.new_key_filter_bytes);
   CHECK(parse_config("state: { rocksdb: { new_key_filter_mb: 0 } }").rocksdb.new_key_filter_bytes ==
         0);
+  // The decoder's limits are not model parameters (not in the model version): each by hand.
+  CHECK(shipped.model.decoder.max_clock_jump_days == empty.model.decoder.max_clock_jump_days);
+  CHECK(shipped.model.decoder.max_event_bytes == empty.model.decoder.max_event_bytes);
+  CHECK(shipped.model.decoder.max_id_bytes == empty.model.decoder.max_id_bytes);
+  CHECK(shipped.processor.allowed_lateness_ms == empty.processor.allowed_lateness_ms);
+  CHECK(shipped.processor.user_cache_entries == empty.processor.user_cache_entries);
+  CHECK(shipped.processor.identity_cache_entries == empty.processor.identity_cache_entries);
   CHECK(shipped.model.decoder.max_clock_jump_days == 30);
   CHECK(shipped.kafka.catch_up.lag_events == empty.kafka.catch_up.lag_events);
   CHECK(shipped.kafka.catch_up.commit_interval_ms == empty.kafka.catch_up.commit_interval_ms);
