@@ -1,5 +1,6 @@
 #include "admin_server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -36,6 +37,9 @@ std::optional<int> status_for(const beast::error_code& ec) {
   return 400;
 }
 
+/// How long a reserved connection (beyond max_connections) may take to send its request.
+constexpr int kReservedReadTimeoutMs = 1000;
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
   /// `reserved`: a connection beyond max_connections, for a probe or a scrape only.
@@ -59,7 +63,10 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(options_.max_header_bytes));
     parser_->body_limit(options_.max_body_bytes);
-    stream_.expires_after(std::chrono::milliseconds(options_.request_timeout_ms));
+    // A probe sends its request at once: a reserved slot is not held idle for long.
+    stream_.expires_after(std::chrono::milliseconds(
+        reserved_ ? std::min(options_.request_timeout_ms, kReservedReadTimeoutMs)
+                  : options_.request_timeout_ms));
     http::async_read(
         stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });

@@ -36,9 +36,9 @@ struct AdminServerOptions {
   std::string bind_address = "0.0.0.0";
   int port = 8080;  ///< 0: any free port (tests)
   /// Connections served in full. Beyond them kProbeReserve more are accepted for the probes
-  /// and the scrape only (/healthz, /readyz, /metrics, one request each), so that clients
-  /// holding every slot (parked account queries, idle kept-alive pools) never make the
-  /// kubelet restart a healthy pod; anything else there gets 503. Beyond those: closed.
+  /// and the scrape only (/healthz, /readyz, /metrics, one request each, sent within 1 s),
+  /// so that clients holding every slot (parked account queries, idle kept-alive pools) do
+  /// not make the kubelet restart a healthy pod; anything else there gets 503. Beyond: closed.
   std::size_t max_connections = 64;
   /// A request must arrive in full, and be answered, within this time; an idle kept-alive
   /// connection is closed after it too.
