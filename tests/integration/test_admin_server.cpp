@@ -295,6 +295,9 @@ TEST_CASE("Connections beyond the cap are refused until one closes", "[admin][ht
   CHECK(served);
 }
 
+// Not in sanitizer builds: with no descriptor left, the sanitizers' own checks fail too (UBSan
+// tells whether memory is readable through a pipe, and reports every vptr it cannot check).
+#ifndef __SANITIZE_ADDRESS__
 namespace {
 
 /// CPU seconds this process has used (every thread), user and system.
@@ -366,6 +369,7 @@ TEST_CASE("Out of file descriptors, the server waits to accept again instead of 
   CHECK(status_of(response) == 200);
   f.check_alive();
 }
+#endif  // __SANITIZE_ADDRESS__
 
 TEST_CASE("Admin server refuses an address it cannot bind, naming it", "[admin][http]") {
   Fixture f;
