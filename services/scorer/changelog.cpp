@@ -1,7 +1,6 @@
 #include "changelog.h"
 
 #include <algorithm>
-#include <charconv>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -72,13 +71,10 @@ std::optional<std::int64_t> stored_offset(StateStore& store, std::string_view me
 }  // namespace
 
 std::optional<std::int64_t> changelog_input_offset(StateStore& store) {
-  const auto value = store.get(keys::meta(changelog_meta::kInputOffset));
-  if (!value) return std::nullopt;
-  std::int64_t offset = -1;
-  const auto [end, ec] = std::from_chars(value->data(), value->data() + value->size(), offset);
-  if (ec != std::errc() || end != value->data() + value->size() || offset < 0)
+  const auto offset = read_meta_integer(store, changelog_meta::kInputOffset, "an offset");
+  if (offset && *offset < 0)
     throw StoreError("corrupt state record: meta '" + std::string(changelog_meta::kInputOffset) +
-                     "' is not an offset");
+                     "' is not an offset: " + std::to_string(*offset));
   return offset;
 }
 

@@ -1,7 +1,6 @@
 #include "processor.h"
 
 #include <algorithm>
-#include <charconv>
 #include <future>
 #include <iterator>
 
@@ -49,27 +48,9 @@ Processor::Processor(const rollup::Model& model, StateStore& store, SignalSink& 
   restore();
 }
 
-namespace {
-
-/// A time kept in the store's metadata (decimal milliseconds); kNoTime if absent.
-rollup::TimeMs stored_time(StateStore& store, const std::string& name) {
-  const auto value = store.get(keys::meta(name));
-  if (!value) return rollup::kNoTime;
-  rollup::TimeMs t = 0;
-  const auto [end, ec] = std::from_chars(value->data(), value->data() + value->size(), t);
-  if (ec != std::errc() || end != value->data() + value->size())
-    throw StoreError("corrupt state record: meta '" + name + "' is not a time: '" +
-                     rollup::quote_input(*value) + "'");
-  return t;
-}
-
-}  // namespace
-
 void Processor::restore() {
-  watermark_ = stored_time(store_, "watermark");
-  max_event_time_ = watermark_;
-  if (const auto t = stored_time(store_, "max_event_time"); t != rollup::kNoTime)
-    max_event_time_ = t;
+  watermark_ = read_meta_integer(store_, "watermark", "a time").value_or(rollup::kNoTime);
+  max_event_time_ = read_meta_integer(store_, "max_event_time", "a time").value_or(watermark_);
   // State written under other model parameters keeps its history, but what the parameters
   // derive from traits (fit, segment) is recomputed, and the account is re-evaluated at the
   // clock by a timer, so that band changes the new parameters imply are published. Each record

@@ -2,13 +2,16 @@
 
 #include <algorithm>
 #include <bit>
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
 #include <variant>
 
+#include "pqa/rollup/event.h"
 #include "pqa/v1/pqa.pb.h"
+#include "state_store.h"
 
 namespace pqa::scorer {
 namespace {
@@ -430,4 +433,17 @@ std::string meta(std::string_view name) {
 }
 
 }  // namespace keys
+
+std::optional<std::int64_t> read_meta_integer(StateStore& store, std::string_view name,
+                                              std::string_view what) {
+  const auto value = store.get(keys::meta(name));
+  if (!value) return std::nullopt;
+  std::int64_t n = 0;
+  const auto [end, ec] = std::from_chars(value->data(), value->data() + value->size(), n);
+  if (ec != std::errc() || end != value->data() + value->size())
+    throw StoreError("corrupt state record: meta '" + std::string(name) + "' is not " +
+                     std::string(what) + ": '" + rollup::quote_input(*value) + "'");
+  return n;
+}
+
 }  // namespace pqa::scorer

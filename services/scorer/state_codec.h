@@ -1,6 +1,7 @@
 // Binary encoding of persisted state (proto/pqa/v1/pqa.proto) and the store's key layout.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -51,5 +52,11 @@ void account(std::string& out, std::string_view account_id);
 void user(std::string& out, std::string_view account_id, std::string_view user_id);
 void identity(std::string& out, std::string_view user_id);
 }  // namespace keys
+
+class StateStore;
+/// A decimal integer kept in the store's metadata (keys::meta(name)); nullopt if absent. Not a
+/// whole decimal integer: StoreError naming the record and what it should be (`what`: "a time").
+std::optional<std::int64_t> read_meta_integer(StateStore& store, std::string_view name,
+                                              std::string_view what);
 
 }  // namespace pqa::scorer

@@ -1067,16 +1067,8 @@ TEST_CASE("streaming: an outage past the transaction timeout, aborted by the bro
                        "    message.timeout.ms: 5000\n";
   auto service = p.start("a");
   p.wait_started("a");
-  const int port = p.admin_port("a");
   auto load = p.produce(2000);  // ~10 s of traffic: transactions open when the outage starts
-  const auto committed = [&] {
-    const auto metrics = http_get(port, "/metrics");
-    return metrics.status == 200
-               ? metric_sum(metrics.body, "pqa_transactions_total", "outcome=\"committed\"")
-               : 0.0;
-  };
-  for (int i = 0; i < 300 && committed() < 3; ++i) std::this_thread::sleep_for(50ms);
-  REQUIRE(committed() >= 3);
+  wait_commits(p, "a", 3);
   broker.set_password("rotated-" + secure.password);
   std::this_thread::sleep_for(12s);  // > 5 s timeout + 1 s sweep, after the restart's ~3 s
   INFO(own_log_tail(p, "a"));
