@@ -40,6 +40,7 @@ kafka::Properties restore_properties(const KafkaConfig& c) {
   };
   for (const auto& [k, v] : c.properties) p[k] = v;
   for (const auto& [k, v] : c.consumer_properties) p[k] = v;
+  for (const auto& [k, v] : c.restore_consumer_properties) p[k] = v;
   p["enable.auto.commit"] = "false";
   p["enable.partition.eof"] = "true";
   p["isolation.level"] = "read_committed";

@@ -448,18 +448,21 @@ std::map<std::string, std::string> read_properties(Section& parent, const std::s
   return out;
 }
 
-/// The three maps of librdkafka properties, each checked by librdkafka. Not with a plugin:
+/// The maps of librdkafka properties, each checked by librdkafka. Not with a plugin:
 /// setting its path loads it (a file that may exist only where the service runs, not where
 /// `replay` reads the same file), and it adds properties of its own, set in any of the maps.
 void read_kafka_properties(Section& s, KafkaConfig& k) {
   k.properties = read_properties(s, "properties");
   k.consumer_properties = read_properties(s, "consumer_properties");
   k.producer_properties = read_properties(s, "producer_properties");
-  for (const auto* map : {&k.properties, &k.consumer_properties, &k.producer_properties})
+  k.restore_consumer_properties = read_properties(s, "restore_consumer_properties");
+  for (const auto* map : {&k.properties, &k.consumer_properties, &k.producer_properties,
+                          &k.restore_consumer_properties})
     if (map->count("plugin.library.paths") > 0) return;
   check_properties(k.properties, s.key_path("properties"));
   check_properties(k.consumer_properties, s.key_path("consumer_properties"));
   check_properties(k.producer_properties, s.key_path("producer_properties"));
+  check_properties(k.restore_consumer_properties, s.key_path("restore_consumer_properties"));
 }
 
 /// A transaction open longer than the producer's transaction.timeout.ms is aborted by the

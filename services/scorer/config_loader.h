@@ -43,6 +43,10 @@ struct KafkaConfig {
   int timeout_ms = 30'000;  ///< metadata, transaction and restore calls
   /// librdkafka properties: for every client, then per client kind (overriding).
   std::map<std::string, std::string> properties, consumer_properties, producer_properties;
+  /// Over consumer_properties, for the consumer that restores state from the changelog only
+  /// (as Kafka Streams' `restore.consumer.` prefix): e.g. smaller fetches, or a client.id a
+  /// broker quota throttles so that restores leave room for processing.
+  std::map<std::string, std::string> restore_consumer_properties;
 };
 
 /// The `service:` section.

@@ -25,6 +25,7 @@
 #include "output_producer.h"
 #include "partitioning.h"
 #include "processor.h"
+#include "restore_worker.h"
 #include "state_codec.h"
 
 namespace pqa::scorer {
@@ -159,9 +160,8 @@ struct StreamService::Impl {
   /// Where a partition's processing starts: the group's offset, or, when the group has none in
   /// exactly-once mode, the input offset its restored state counts (changelog_input_offset).
   std::int64_t start_offset(PartitionTask& task, std::int64_t group_offset);
-  /// Sets the start offset of `partition` in an assignment list, for (incremental_)assign.
-  void start_at(rd_kafka_topic_partition_list_t* partitions, int partition,
-                std::int64_t offset) const;
+  /// The position for a partition with no offset to start from: auto.offset.reset's.
+  std::int64_t reset_position() const;
   /// handle(), but a transaction that fails meanwhile is aborted and the input rewound, as
   /// a failed commit is; false then (the turn ends).
   bool handle_or_rewind(kafka::Message m);
@@ -180,14 +180,25 @@ struct StreamService::Impl {
   void rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                  rd_kafka_topic_partition_list_t* partitions);
   void rethrow_callback_error();
-  void assign(rd_kafka_topic_partition_list_t* partitions);
-  /// Waits until the group's committed offsets of `partitions` are settled; false if the
-  /// service is asked to stop meanwhile.
+  /// Takes the new partitions of an assignment: assigned paused, restored by `restores`.
+  void assign(rd_kafka_t* rk, rd_kafka_topic_partition_list_t* partitions, bool cooperative);
+  /// Waits until the group's committed offsets of `partitions` are settled; false if `halt`
+  /// turns true meanwhile (shutdown, a cancelled restore). Thread-safe: the restore's thread
+  /// calls it too.
   bool wait_for_stable_offsets(const std::vector<int>& partitions,
-                               std::map<int, std::int64_t>& committed);
+                               std::map<int, std::int64_t>& committed,
+                               const std::atomic<bool>& halt) const;
   void revoke(rd_kafka_topic_partition_list_t* partitions, bool lost);
-  /// `committed`: the group's committed input offset, for the restore to reach; -1: none.
-  std::unique_ptr<PartitionTask> open_task(int partition, std::int64_t committed);
+  /// On the restore's thread: the partition's settled committed offset, then its store,
+  /// restored from the changelog up to what that offset counts.
+  RestoredPartition restore_partition(int partition, prometheus::Gauge* remaining,
+                                      const std::atomic<bool>& halt);
+  /// On the loop's thread: the restores finished since the last turn become tasks, and their
+  /// partitions are resumed at their start offsets.
+  void take_restored();
+  void activate(RestoredPartition restored);
+  /// Bookkeeping of restores cancelled (RestoreWorker::cancel), logged with `why`.
+  void give_up_restores(const std::vector<int>& cancelled, std::string_view why);
   /// Closes a partition's task (its store; the directory stays for a later assignment) and
   /// removes its series, after publishing what its store and processor counted since their
   /// last publication.
@@ -223,7 +234,12 @@ struct StreamService::Impl {
   std::string transactional_id;
   kafka::Handle consumer;
   std::unique_ptr<OutputProducer> producer;
+  /// The loop's own restorer: a store brought up to the changelog after a producer replacement.
   std::unique_ptr<ChangelogRestorer> restorer;
+  /// New partitions are restored on this thread, with a restorer of its own (below), while the
+  /// loop goes on (RestoreWorker).
+  std::unique_ptr<RestoreWorker> restores;
+  std::unique_ptr<ChangelogRestorer> background_restorer;
   std::map<int, std::unique_ptr<PartitionTask>> tasks;
   int input_partitions = 0;
   bool transaction_open = false;
@@ -258,6 +274,7 @@ StreamService::Impl::~Impl() {
   // with callbacks that only drop the partitions: the uncommitted work is discarded, and a
   // restart resumes from the last commit.
   tearing_down = true;
+  restores.reset();  // its job uses the consumer (committed offsets)
   owners.reset();
   consumer.reset();
 }
@@ -303,11 +320,16 @@ StreamService::Impl::Impl(const ServiceConfig& c, const std::atomic<bool>& s, Se
   producer = std::make_unique<OutputProducer>(config.kafka, transactional_id, stop);
   check_topics();
   share_memory_budget();
-  restorer = std::make_unique<ChangelogRestorer>(config.kafka, stop);
-  restorer->on_progress([this](int partition, std::uint64_t applied, std::int64_t remaining) {
-    metrics.add_restored_records(applied);
-    metrics.partition(partition).restore_remaining->Set(static_cast<double>(remaining));
-  });
+  // The restore consumers are told apart from the processing one in the brokers' metrics, logs
+  // and quotas: its client id with "-restore" appended, unless given.
+  KafkaConfig restore_config = config.kafka;
+  restore_config.restore_consumer_properties.try_emplace(
+      "client.id", consumer_properties(config.kafka).at("client.id") + "-restore");
+  restorer = std::make_unique<ChangelogRestorer>(restore_config, stop);
+  restorer->on_progress(
+      [this](int, std::uint64_t applied, std::int64_t) { metrics.add_restored_records(applied); });
+  restores = std::make_unique<RestoreWorker>();
+  background_restorer = std::make_unique<ChangelogRestorer>(restore_config, restores->halt());
   auto conf = kafka::make_conf(consumer_properties(config.kafka));
   rd_kafka_conf_set_rebalance_cb(conf.get(), &Impl::on_rebalance);
   rd_kafka_conf_set_error_cb(conf.get(), &Impl::on_error);
@@ -414,24 +436,76 @@ fs::path StreamService::Impl::task_dir(int partition) const {
   return fs::path(config.service.state_dir) / ("partition-" + std::to_string(partition));
 }
 
-std::unique_ptr<PartitionTask> StreamService::Impl::open_task(int partition,
-                                                              std::int64_t committed) {
-  auto task = std::make_unique<PartitionTask>();
-  task->partition = partition;
+RestoredPartition StreamService::Impl::restore_partition(int partition,
+                                                         prometheus::Gauge* remaining,
+                                                         const std::atomic<bool>& halt) {
+  RestoredPartition restored;
+  restored.partition = partition;
+  // Read before the restore, settled (see wait_for_stable_offsets), so that the restore does
+  // not stop short of a commit the offset already counts.
+  std::map<int, std::int64_t> committed;
+  if (!wait_for_stable_offsets({partition}, committed, halt))
+    throw RestoreInterrupted("restore interrupted");
+  restored.committed_offset = committed.at(partition);
   RocksDbOptions db = config.rocksdb;
   db.path = task_dir(partition).string();
-  task->store = open_rocksdb_store(db);
-  const RestoreResult restored = restorer->restore(*task->store, partition, committed);
+  restored.store = open_rocksdb_store(db);
+  background_restorer->on_progress(
+      [this, remaining](int, std::uint64_t applied, std::int64_t left) {
+        metrics.add_restored_records(applied);
+        remaining->Set(static_cast<double>(left));
+      });
+  // At least once writes the changelog before committing offsets, so its state is never
+  // behind the group's offset: there is no commit to wait for.
+  restored.result = background_restorer->restore(*restored.store, partition,
+                                                 exactly_once ? restored.committed_offset : -1);
+  return restored;
+}
+
+void StreamService::Impl::give_up_restores(const std::vector<int>& cancelled,
+                                           std::string_view why) {
+  for (const int p : cancelled) {
+    --restoring_partitions;
+    log::info("restore", "restore given up: " + std::string(why),
+              {{"partition", std::to_string(p)}});
+  }
+  if (!cancelled.empty()) update_gauges();
+}
+
+void StreamService::Impl::take_restored() {
+  for (RestoredPartition& restored : restores->take_finished()) activate(std::move(restored));
+}
+
+void StreamService::Impl::activate(RestoredPartition restored) {
+  const int p = restored.partition;
   log::info("restore", "partition restored",
-            {{"partition", std::to_string(partition)},
-             {"committed_input_offset", std::to_string(committed)},
-             {"records", std::to_string(restored.records)},
-             {"rebuilt", restored.rebuilt ? "true" : "false"},
-             {"seconds", std::to_string(restored.seconds)}});
+            {{"partition", std::to_string(p)},
+             {"committed_input_offset", std::to_string(restored.committed_offset)},
+             {"records", std::to_string(restored.result.records)},
+             {"rebuilt", restored.result.rebuilt ? "true" : "false"},
+             {"seconds", std::to_string(restored.result.seconds)}});
+  auto task = std::make_unique<PartitionTask>();
+  task->partition = p;
+  task->store = std::move(restored.store);
   task->sink = std::make_unique<KafkaSignalSink>(*producer, config.kafka.signals_topic,
                                                  model.version(), metrics);
   reload_processor(*task);
-  return task;
+  task->committed_offset = start_offset(*task, restored.committed_offset);
+  // Resumed, then sought to where its state ends: assigned and paused in one callback,
+  // librdkafka can lose the assignment's start (its issue 2190, "seek after resuming"), and a
+  // seek also drops anything fetched for it before.
+  auto list = kafka::make_partition_list(1);
+  rd_kafka_topic_partition_list_add(list.get(), config.kafka.input_topic.c_str(), p)->offset =
+      task->committed_offset >= 0 ? task->committed_offset : reset_position();
+  tasks[p] = std::move(task);
+  --restoring_partitions;
+  update_gauges();
+  kafka::throw_if(rd_kafka_resume_partitions(consumer.get(), list.get()), "resuming a partition");
+  kafka::throw_if(rd_kafka_seek_partitions(consumer.get(), list.get(), config.kafka.timeout_ms),
+                  "seeking a restored partition to its start");
+  if (list->elems[0].err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    kafka::throw_if(list->elems[0].err, "seeking a restored partition to its start");
+  log::info("service", "partition assigned", {{"partition", std::to_string(p)}});
 }
 
 void StreamService::Impl::reload_processor(PartitionTask& task) {
@@ -463,11 +537,7 @@ void StreamService::Impl::rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     if (tearing_down) return;
     metrics.count_rebalance(ServiceMetrics::Rebalance::kAssigned);
-    assign(partitions);
-    if (cooperative)
-      kafka::throw_if(rd_kafka_incremental_assign(rk, partitions), "incremental_assign");
-    else
-      kafka::throw_if(rd_kafka_assign(rk, partitions), "assign");
+    assign(rk, partitions, cooperative);
   } else {
     // Closing after an error (~Impl): the partitions are given up and nothing is committed.
     if (!tearing_down) {
@@ -484,47 +554,36 @@ void StreamService::Impl::rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
   update_gauges();
 }
 
-void StreamService::Impl::assign(rd_kafka_topic_partition_list_t* partitions) {
-  std::vector<int> fresh;
-  for (int i = 0; i < partitions->cnt; ++i)
-    if (!tasks.count(partitions->elems[i].partition))
-      fresh.push_back(partitions->elems[i].partition);
-  if (fresh.empty()) return;
-  // The partitions kept commit first: their outputs need not wait for a restore, and an
-  // open transaction must not outlive transaction.timeout.ms during a long one.
-  if (events_since_commit > 0) commit_or_rewind();
-  std::map<int, std::int64_t> committed;
-  if (exactly_once && !wait_for_stable_offsets(fresh, committed)) return;  // shutting down
-  // Restored before the consumer is told to fetch them, so no event meets missing state.
-  for (const int p : fresh) {
-    if (stop) return;  // shutting down: it is left to its next owner
+void StreamService::Impl::assign(rd_kafka_t* rk, rd_kafka_topic_partition_list_t* partitions,
+                                 bool cooperative) {
+  if (cooperative)
+    kafka::throw_if(rd_kafka_incremental_assign(rk, partitions), "incremental_assign");
+  else
+    kafka::throw_if(rd_kafka_assign(rk, partitions), "assign");
+  // The new partitions are paused until their state is restored, so no event meets missing
+  // or stale state, and restored off the loop (RestoreWorker), which meanwhile goes on polling
+  // the group and processing the partitions it has: a restore inside this callback would stop
+  // both for as long as it lasts (docs/architecture.md, "Rebalances").
+  auto fresh = kafka::make_partition_list(partitions->cnt);
+  for (int i = 0; i < partitions->cnt; ++i) {
+    const int p = partitions->elems[i].partition;
+    if (tasks.count(p) == 0 && !restores->pending(p))
+      rd_kafka_topic_partition_list_add(fresh.get(), config.kafka.input_topic.c_str(), p);
+  }
+  if (fresh->cnt == 0) return;
+  kafka::throw_if(rd_kafka_pause_partitions(rk, fresh.get()), "pausing partitions to restore");
+  for (int i = 0; i < fresh->cnt; ++i) {
+    const int p = fresh->elems[i].partition;
     // Not ready while restoring (/readyz, pqa_ready); the gauges say how far it got.
     ++restoring_partitions;
-    update_gauges();
-    struct Restoring {
-      Impl& impl;
-      ~Restoring() {
-        --impl.restoring_partitions;
-        impl.update_gauges();
-      }
-    } restoring{*this};
-    try {
-      const auto at = committed.find(p);
-      const std::int64_t offset = at != committed.end() ? at->second : -1;  // negative: none
-      auto task = open_task(p, offset);
-      task->committed_offset = start_offset(*task, offset);
-      if (task->committed_offset != offset) start_at(partitions, p, task->committed_offset);
-      tasks[p] = std::move(task);
-    } catch (const RestoreInterrupted&) {
-      metrics.remove_partition(p);
-      log::info("restore", "restore interrupted by shutdown", {{"partition", std::to_string(p)}});
-      return;
-    }
-    log::info("service", "partition assigned", {{"partition", std::to_string(p)}});
+    prometheus::Gauge* remaining = metrics.partition(p).restore_remaining;
+    // The flag, not `restores`: ~Impl resets that pointer while it halts and joins the job.
+    const std::atomic<bool>* halt = &restores->halt();
+    restores->start(p,
+                    [this, p, remaining, halt] { return restore_partition(p, remaining, *halt); });
+    log::info("restore", "restoring a newly assigned partition",
+              {{"partition", std::to_string(p)}});
   }
-  // Restored one after another: the idle time of each starts now, when it can be fetched.
-  for (const int p : fresh)
-    if (const auto it = tasks.find(p); it != tasks.end()) it->second->last_event = Clock::now();
 }
 
 std::int64_t StreamService::Impl::start_offset(PartitionTask& task, std::int64_t group_offset) {
@@ -547,14 +606,21 @@ std::int64_t StreamService::Impl::start_offset(PartitionTask& task, std::int64_t
   return *counted;
 }
 
-void StreamService::Impl::start_at(rd_kafka_topic_partition_list_t* partitions, int partition,
-                                   std::int64_t offset) const {
-  for (int i = 0; i < partitions->cnt; ++i)
-    if (partitions->elems[i].partition == partition) partitions->elems[i].offset = offset;
+std::int64_t StreamService::Impl::reset_position() const {
+  // The consumer's own setting (kafka.consumer_properties over kafka.properties), as
+  // librdkafka would apply it to a partition without a committed offset; "error" is not
+  // honoured here: the start of the partition, as by default.
+  std::string reset = "earliest";
+  for (const auto* properties : {&config.kafka.properties, &config.kafka.consumer_properties})
+    if (const auto it = properties->find("auto.offset.reset"); it != properties->end())
+      reset = it->second;
+  return reset == "latest" || reset == "largest" || reset == "end" ? RD_KAFKA_OFFSET_END
+                                                                   : RD_KAFKA_OFFSET_BEGINNING;
 }
 
 bool StreamService::Impl::wait_for_stable_offsets(const std::vector<int>& partitions,
-                                                  std::map<int, std::int64_t>& committed) {
+                                                  std::map<int, std::int64_t>& committed,
+                                                  const std::atomic<bool>& halt) const {
   // A previous owner's transaction may still hold these partitions' offsets (it commits or
   // aborts after its member left the group). Asked with read_committed, the group answers
   // only once it is settled, so the restore that follows does not stop short of a commit
@@ -567,7 +633,7 @@ bool StreamService::Impl::wait_for_stable_offsets(const std::vector<int>& partit
   for (const int p : partitions)
     rd_kafka_topic_partition_list_add(list.get(), config.kafka.input_topic.c_str(), p);
   constexpr int kWarnEvery = 20;
-  for (int attempt = 0; !stop; ++attempt) {
+  for (int attempt = 0; !halt; ++attempt) {
     rd_kafka_resp_err_t err =
         rd_kafka_committed(consumer.get(), list.get(), config.kafka.timeout_ms);
     for (int i = 0; err == RD_KAFKA_RESP_ERR_NO_ERROR && i < list->cnt; ++i)
@@ -586,6 +652,11 @@ bool StreamService::Impl::wait_for_stable_offsets(const std::vector<int>& partit
 }
 
 void StreamService::Impl::revoke(rd_kafka_topic_partition_list_t* partitions, bool lost) {
+  // Restores of these partitions are given up first (a running one is halted and waited for:
+  // its store is closed before the partition's series go, and before it can be assigned again).
+  std::vector<int> taken_away;
+  for (int i = 0; i < partitions->cnt; ++i) taken_away.push_back(partitions->elems[i].partition);
+  give_up_restores(restores->cancel(taken_away), "the partition was taken away");
   if (lost) {
     // Another member may own them already: nothing uncommitted of theirs may land, so the
     // open transaction is aborted and the partitions kept are rewound to their last commit.
@@ -891,7 +962,7 @@ void StreamService::Impl::rewind() {
   // assignment, never guessed (a partition whose offset could not be read, taken as "none",
   // would be processed again from its start on top of its state).
   std::map<int, std::int64_t> committed;  // negative: none
-  if (!owned.empty() && !wait_for_stable_offsets(owned, committed)) {
+  if (!owned.empty() && !wait_for_stable_offsets(owned, committed, stop)) {
     // Shutting down: their uncommitted state must be neither used nor committed; their next
     // owner restores them.
     for (const int p : owned) drop_task(p);
@@ -904,7 +975,7 @@ void StreamService::Impl::rewind() {
     reload_processor(*task);
     task->committed_offset = start_offset(*task, committed.at(p));
     rd_kafka_topic_partition_list_add(seeks.get(), config.kafka.input_topic.c_str(), p)->offset =
-        task->committed_offset >= 0 ? task->committed_offset : RD_KAFKA_OFFSET_BEGINNING;
+        task->committed_offset >= 0 ? task->committed_offset : reset_position();
   }
   if (seeks->cnt == 0) return;
   kafka::throw_if(rd_kafka_seek_partitions(consumer.get(), seeks.get(), config.kafka.timeout_ms),
@@ -1083,6 +1154,7 @@ void StreamService::Impl::run() {
   const int poll_ms = std::max(1, std::min(100, config.kafka.commit_interval_ms));
   while (!stop) {
     idle_clock.polled(Clock::now());  // after the last turn's commit, which may have stalled
+    take_restored();
     observe_lag();
     const auto commit_every = cadence.interval();
     // With uncommitted work, wait for input no longer than until the commit is due.
@@ -1124,6 +1196,9 @@ void StreamService::Impl::run() {
   }
   if (queries != nullptr) queries->set_serving(false);
   log::info("service", "stopping: committing and leaving the group");
+  // Before the consumer closes: a restore may be asking the group for its committed offset,
+  // which a closing consumer no longer answers (the call would wait out kafka.timeout_ms).
+  give_up_restores(restores->cancel_all(), "shutting down");
   if (events_since_commit > 0) commit_or_rewind();
   if (transaction_open) {
     producer->abort_transaction();  // an empty transaction

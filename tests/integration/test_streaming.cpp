@@ -601,6 +601,139 @@ TEST_CASE("streaming: instances join and leave mid-stream, one loses its disk", 
   CHECK(c_rebuilt > 0);
 }
 
+TEST_CASE("streaming: partitions kept go on while taken-over ones restore, off the loop",
+          "[kafka]") {
+  // A restore used to run inside the rebalance callback: the instance's other partitions
+  // waited for it, and one longer than max.poll.interval.ms got the member removed from the
+  // group. Here b's restores are slowed down (each changelog fetch waits 1 s for bytes that
+  // never come, and brings one record batch), and b must go on committing its own partitions
+  // meanwhile, not ready until the restore is done, with the outputs still equal to replay.
+  Pipeline p;
+  auto load = p.produce(1000);  // ~20 s of traffic
+  auto a = p.start("a");
+  wait_commits(p, "a", 1);
+  p.extra_kafka_yaml =
+      "  restore_consumer_properties:\n"
+      "    fetch.wait.max.ms: 1000\n"
+      "    fetch.min.bytes: 100000000\n"
+      "    fetch.max.bytes: 1000\n"
+      "    max.partition.fetch.bytes: 1000\n"
+      "    message.max.bytes: 1000\n";
+  auto b = p.start("b");
+  wait_commits(p, "b", 3);   // b owns partitions and is at work
+  wait_commits(p, "a", 20);  // a's changelog partitions hold state to restore
+  REQUIRE(load.running());
+  a.signal(SIGTERM);  // scale in: b takes a's partitions and restores them from the changelog
+
+  const int port = p.admin_port("b");
+  struct Sample {
+    double restoring, committed, ready;  // from one scrape
+  };
+  std::vector<Sample> samples;
+  const auto deadline = std::chrono::steady_clock::now() + 120s;
+  bool restored = false;
+  while (!restored && std::chrono::steady_clock::now() < deadline) {
+    const auto metrics = http_get(port, "/metrics");
+    if (metrics.status == 200) {
+      const double restoring = metric_sum(metrics.body, "pqa_restoring_partitions");
+      samples.push_back(
+          {restoring, metric_sum(metrics.body, "pqa_transactions_total", "outcome=\"committed\""),
+           metric_sum(metrics.body, "pqa_ready")});
+      restored =
+          restoring == 0 && metric_sum(metrics.body, "pqa_assigned_partitions") == kPartitions;
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  REQUIRE(a.wait_for(60s) == std::optional<int>(0));
+  INFO("b's log ends with:\n" << p.log_tail("b", 30));
+  REQUIRE(restored);
+  std::vector<Sample> restoring;
+  std::copy_if(samples.begin(), samples.end(), std::back_inserter(restoring),
+               [](const Sample& s) { return s.restoring > 0; });
+  REQUIRE(restoring.size() >= 10);  // the restore lasted long enough to watch (~0.2 s at least)
+  // Commits of the partitions b kept went on while the others restored.
+  INFO(restoring.size() << " scrapes while restoring, committed from "
+                        << restoring.front().committed << " to " << restoring.back().committed);
+  CHECK(restoring.back().committed - restoring.front().committed >= 2);
+  // Not ready meanwhile (a scrape may fall between the two gauges' updates at either end).
+  const auto ready_while_restoring = std::count_if(restoring.begin(), restoring.end(),
+                                                   [](const Sample& s) { return s.ready != 0; });
+  CHECK(ready_while_restoring <= 2);
+  REQUIRE(load.wait() == 0);
+  REQUIRE(p.consumed());
+  stop_cleanly(p, "b", b);
+  check_equal_to_replay(p, p.observe());
+  // The partitions b took over were restored from a's changelog records.
+  int taken_over = 0;
+  for (const auto& line : read_lines(p.log_path("b")))
+    taken_over += line.find("\"partition restored\"") != std::string::npos &&
+                  std::regex_search(line, std::regex("\"records\":\"[1-9]"));
+  CHECK(taken_over >= 1);
+}
+
+TEST_CASE("streaming: stopped mid-restore, it exits cleanly and the next start restores the rest",
+          "[kafka]") {
+  Pipeline p;
+  REQUIRE(p.produce().wait() == 0);
+  {
+    auto a = p.start("a");
+    REQUIRE(p.consumed());
+    stop_cleanly(p, "a", a);
+  }
+  fs::remove_all(p.state_dir("a"));  // the next start restores every partition
+  const std::string slow_restore =
+      "  restore_consumer_properties:\n"
+      "    fetch.wait.max.ms: 1000\n"
+      "    fetch.min.bytes: 100000000\n"
+      "    fetch.max.bytes: 1000\n"
+      "    max.partition.fetch.bytes: 1000\n"
+      "    message.max.bytes: 1000\n";
+  p.extra_kafka_yaml = slow_restore;
+  auto slow = p.start("a");
+  p.wait_started("a");
+  const int port = p.admin_port("a");
+  // Stopped while a partition's restore has applied records but not finished.
+  bool midway = false;
+  for (int i = 0; i < 600 && !midway; ++i) {
+    const auto metrics = http_get(port, "/metrics").body;
+    midway = metric_sum(metrics, "pqa_restore_records_total") > 0 &&
+             metric_sum(metrics, "pqa_restoring_partitions") > 0;
+    if (!midway) std::this_thread::sleep_for(50ms);
+  }
+  REQUIRE(midway);
+  const auto stopped_at = std::chrono::steady_clock::now();
+  stop_cleanly(p, "a", slow);
+  // A halted restore ends within a poll; the stop does not wait for the restores to finish.
+  CHECK(std::chrono::steady_clock::now() - stopped_at < 10s);
+  int given_up = 0;
+  for (const auto& line : read_lines(p.log_path("a")))
+    given_up += line.find("\"restore given up") != std::string::npos;
+  CHECK(given_up >= 1);
+
+  // The next start restores everything: its answers are replay's, from the restored state.
+  p.extra_kafka_yaml.clear();
+  auto again = p.start("a");
+  p.wait_started("a");
+  const int again_port = p.admin_port("a");
+  bool ready = false;
+  for (int i = 0; i < 600 && !ready; ++i) {
+    ready = http_get(again_port, "/readyz").status == 200;
+    if (!ready) std::this_thread::sleep_for(50ms);
+  }
+  REQUIRE(ready);
+  const auto expected = p.replay_scores_at_end();
+  REQUIRE(expected.size() > 20);
+  int compared = 0;
+  for (const auto& [account, line] : expected) {
+    const auto answer = http_get(again_port, "/v1/accounts/" + account);
+    CHECK(answer.status == 200);
+    CHECK(answer.body == line);
+    if (++compared == 40) break;
+  }
+  stop_cleanly(p, "a", again);
+  check_equal_to_replay(p, p.observe());
+}
+
 TEST_CASE("streaming: a revoked partition's state reads reach the metrics", "[kafka][metrics]") {
   Pipeline p("--events 20000 --accounts 150 --seed 11");  // no poison: every account is read
   // The gauges do not refresh during the test, so reads can only be published when a

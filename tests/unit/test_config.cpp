@@ -176,6 +176,10 @@ TEST_CASE("config errors name the key and the problem", "[config]") {
   CHECK(key_of_error("admin: {gauge_refresh_ms: 50}") == "admin.gauge_refresh_ms");
   CHECK(key_of_error("kafka: {consumer_properties: {statistics.interval.ms: 0}}") ==
         "kafka.consumer_properties.statistics.interval.ms");
+  CHECK(key_of_error("kafka: {restore_consumer_properties: {fetch.wait.max.ms: soon}}") ==
+        "kafka.restore_consumer_properties.fetch.wait.max.ms");
+  CHECK(parse_config("kafka: {restore_consumer_properties: {client.id: restorer}}")
+            .kafka.restore_consumer_properties.at("client.id") == "restorer");
   CHECK(key_of_error("kafka: {properties: {statistics.interval.ms: off}}") ==
         "kafka.properties.statistics.interval.ms");
   CHECK(key_of_error("kafka: {properties: {statistics.interval.ms: 0}, "
