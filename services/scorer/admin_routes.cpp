@@ -110,8 +110,9 @@ HttpHandler make_admin_handler(ServiceMetrics& metrics, AccountQueries& queries)
       return answer("metrics", std::move(r));
     }
     if (path.substr(0, kAccountsPrefix.size()) == kAccountsPrefix) {
-      // Not ready (restoring, say): the loop is busy elsewhere, and a query parked for it
-      // would hold one of the connections the probes and the scrapes need.
+      // Not ready (a partition restoring, Kafka unreachable): an answer could be missing or
+      // stale, and a query parked for the loop would hold one of the connections the probes
+      // and the scrapes need.
       if (!metrics.ready()) {
         HttpResponse busy = json_error(503, "unavailable",
                                        "not ready: restoring partitions or not connected to Kafka");

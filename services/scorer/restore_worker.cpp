@@ -26,46 +26,61 @@ void RestoreWorker::start(int partition, Job job) {
   changed_.notify_all();
 }
 
-std::vector<int> RestoreWorker::cancel(const std::vector<int>& partitions) {
+std::vector<RestoreWorker::Cancelled> RestoreWorker::cancel(const std::vector<int>& partitions) {
   const auto listed = [&partitions](int p) {
     return std::find(partitions.begin(), partitions.end(), p) != partitions.end();
   };
-  std::vector<int> cancelled;
-  std::unique_lock lock(mutex_);
-  for (auto it = queue_.begin(); it != queue_.end();) {
-    if (!listed(it->partition)) {
-      ++it;
-      continue;
+  std::vector<Cancelled> cancelled;
+  const auto note = [&cancelled](int p, bool was_running) {
+    if (std::none_of(cancelled.begin(), cancelled.end(),
+                     [p](const Cancelled& c) { return c.partition == p; }))
+      cancelled.push_back({p, was_running});
+  };
+  std::vector<RestoredPartition> discarded;  // closed after the lock is released
+  {
+    const std::lock_guard lock(mutex_);
+    // The running one first, so that it counts as such.
+    if (running_ >= 0 && !halt_ && listed(running_)) {
+      halt_ = true;  // its outcome is dropped when it ends (run())
+      note(running_, true);
     }
-    cancelled.push_back(it->partition);
-    it = queue_.erase(it);
-  }
-  if (running_ >= 0 && listed(running_)) {
-    const int running = running_;
-    cancelled.push_back(running);
-    halt_ = true;
-    changed_.wait(lock, [&] { return running_ != running; });
-  }
-  // Finished meanwhile or before: discarded, which closes their stores.
-  for (auto it = finished_.begin(); it != finished_.end();) {
-    if (!listed(it->partition)) {
-      ++it;
-      continue;
+    for (auto it = queue_.begin(); it != queue_.end();) {
+      if (!listed(it->partition)) {
+        ++it;
+        continue;
+      }
+      note(it->partition, false);
+      it = queue_.erase(it);
     }
-    if (!std::count(cancelled.begin(), cancelled.end(), it->partition))
-      cancelled.push_back(it->partition);
-    it = finished_.erase(it);
+    for (auto it = finished_.begin(); it != finished_.end();) {
+      if (!listed(it->partition)) {
+        ++it;
+        continue;
+      }
+      note(it->partition, false);
+      discarded.push_back(std::move(*it));
+      it = finished_.erase(it);
+    }
+    for (auto it = errors_.begin(); it != errors_.end();) {
+      if (!listed(it->partition)) {
+        ++it;
+        continue;
+      }
+      note(it->partition, false);
+      it = errors_.erase(it);
+    }
   }
   return cancelled;
 }
 
-std::vector<int> RestoreWorker::cancel_all() {
+std::vector<RestoreWorker::Cancelled> RestoreWorker::cancel_all() {
   std::vector<int> all;
   {
     const std::lock_guard lock(mutex_);
     for (const Queued& q : queue_) all.push_back(q.partition);
     if (running_ >= 0) all.push_back(running_);
     for (const RestoredPartition& r : finished_) all.push_back(r.partition);
+    for (const Failed& f : errors_) all.push_back(f.partition);
   }
   return cancel(all);
 }
@@ -73,7 +88,7 @@ std::vector<int> RestoreWorker::cancel_all() {
 std::vector<RestoredPartition> RestoreWorker::take_finished() {
   const std::lock_guard lock(mutex_);
   if (!errors_.empty()) {
-    const std::exception_ptr error = errors_.front();
+    const std::exception_ptr error = errors_.front().error;
     errors_.erase(errors_.begin());
     std::rethrow_exception(error);
   }
@@ -82,16 +97,21 @@ std::vector<RestoredPartition> RestoreWorker::take_finished() {
 
 std::size_t RestoreWorker::pending() const {
   const std::lock_guard lock(mutex_);
-  return queue_.size() + finished_.size() + (running_ >= 0 ? 1 : 0);
+  return queue_.size() + finished_.size() + errors_.size() + (running_ >= 0 && !halt_ ? 1 : 0);
 }
 
 bool RestoreWorker::pending(int partition) const {
   const std::lock_guard lock(mutex_);
-  return running_ == partition ||
-         std::any_of(queue_.begin(), queue_.end(),
-                     [partition](const Queued& q) { return q.partition == partition; }) ||
-         std::any_of(finished_.begin(), finished_.end(),
-                     [partition](const RestoredPartition& r) { return r.partition == partition; });
+  const auto is = [partition](const auto& item) { return item.partition == partition; };
+  return (running_ == partition && !halt_) || std::any_of(queue_.begin(), queue_.end(), is) ||
+         std::any_of(finished_.begin(), finished_.end(), is) ||
+         std::any_of(errors_.begin(), errors_.end(), is);
+}
+
+std::optional<std::pair<int, std::int64_t>> RestoreWorker::running() const {
+  const std::lock_guard lock(mutex_);
+  if (running_ < 0 || halt_) return std::nullopt;
+  return std::pair{running_, remaining_.load()};
 }
 
 void RestoreWorker::run() {
@@ -104,12 +124,13 @@ void RestoreWorker::run() {
       next = std::move(queue_.front());
       queue_.pop_front();
       running_ = next.partition;
+      remaining_ = 0;
     }
     RestoredPartition restored;
     std::exception_ptr error;
     bool completed = false;
     try {
-      restored = next.job();
+      restored = next.job(halt_, remaining_);
       completed = true;
     } catch (const RestoreInterrupted&) {
       // Cancelled or stopping: the partition's next owner (or next assignment) restores it.
@@ -121,11 +142,11 @@ void RestoreWorker::run() {
       // A halted job's outcome is dropped whatever it was: its partition is no longer wanted.
       if (!halt_) {
         if (completed) finished_.push_back(std::move(restored));
-        if (error) errors_.push_back(error);
+        if (error) errors_.push_back({next.partition, error});
       }
     }
-    // A store not handed over is closed before the job counts as ended: cancel() returns only
-    // then, and the partition's next assignment may open the same directory at once.
+    // A store not handed over is closed before the next job starts, which may be the same
+    // partition's, opening the same directory.
     restored = {};
     {
       const std::lock_guard lock(mutex_);

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -35,18 +36,24 @@ struct RestoredPartition {
 /// its poll loop with the new partitions paused; here the loop pauses them and this thread
 /// restores them, and the loop takes each result when it is done (take_finished()).
 ///
-/// Threads: start(), cancel(), take_finished() and pending() are called by the loop's thread;
-/// a job runs on the worker's thread and must touch nothing the loop uses without a lock (its
-/// own store, its own Kafka clients, thread-safe metrics). A job must give up, throwing
-/// RestoreInterrupted, soon after halt() turns true: that is how cancel() and the destructor
-/// stop it.
+/// Threads: start(), cancel(), take_finished(), pending() and running() are called by the
+/// loop's thread; a job runs on the worker's thread and must touch nothing the loop uses
+/// without a lock (its own store, its own Kafka clients, thread-safe counters). A job must give
+/// up, throwing RestoreInterrupted, soon after `halt` turns true: that is how cancel() and the
+/// destructor stop it. It reports the records it still has to restore through `remaining`.
+///
+/// Cancelling does not wait for a running job (a broker call inside it may last
+/// kafka.timeout_ms, and the caller is a rebalance callback): the job is halted and its outcome
+/// dropped when it ends. As jobs run one at a time, in order, a partition restored again later
+/// opens its store only after the halted job has closed it.
 ///
 /// Errors: a job that throws anything else (a corrupt state record, a hanging transaction on
 /// the changelog) has its exception rethrown by the next take_finished(), on the loop's
-/// thread, as the restore inside the callback did.
+/// thread, as the restore inside the callback did; unless its partition is cancelled first.
 class RestoreWorker {
  public:
-  using Job = std::function<RestoredPartition()>;
+  using Job = std::function<RestoredPartition(const std::atomic<bool>& halt,
+                                              std::atomic<std::int64_t>& remaining)>;
 
   RestoreWorker();
   /// Halts the job running, drops the queued ones and joins the thread.
@@ -59,23 +66,34 @@ class RestoreWorker {
 
   /// Queues the restore of `partition`.
   void start(int partition, Job job);
+
+  struct Cancelled {
+    int partition;
+    bool was_running;  ///< halted mid-way (else queued, or finished and not taken)
+  };
   /// Gives up the restores of `partitions`, all at once (none of them queued starts meanwhile):
-  /// queued ones are dropped, a running one is halted and waited for, finished ones not yet
-  /// taken are discarded (their stores closed). Returns the partitions that had one.
-  std::vector<int> cancel(const std::vector<int>& partitions);
+  /// queued ones are dropped, a running one is halted (not waited for), finished ones not yet
+  /// taken are discarded (their stores closed), and so are their errors.
+  std::vector<Cancelled> cancel(const std::vector<int>& partitions);
   /// cancel() of every restore started and not yet taken.
-  std::vector<int> cancel_all();
+  std::vector<Cancelled> cancel_all();
   /// The restores finished since the last call, in the order they finished; rethrows the
   /// first error of a job (the worker goes on with the others).
   std::vector<RestoredPartition> take_finished();
-  /// Restores started and not yet taken or cancelled.
+  /// Restores started and neither taken nor cancelled.
   std::size_t pending() const;
   bool pending(int partition) const;
+  /// The partition being restored (not cancelled) and the records it still has to restore.
+  std::optional<std::pair<int, std::int64_t>> running() const;
 
  private:
   struct Queued {
     int partition;
     Job job;
+  };
+  struct Failed {
+    int partition;
+    std::exception_ptr error;
   };
   void run();
 
@@ -85,8 +103,9 @@ class RestoreWorker {
   int running_ = -1;  ///< the partition being restored; -1: none
   bool stopping_ = false;
   std::vector<RestoredPartition> finished_;
-  std::vector<std::exception_ptr> errors_;
+  std::vector<Failed> errors_;
   std::atomic<bool> halt_{false};
+  std::atomic<std::int64_t> remaining_{0};
   std::thread thread_;  ///< last: started once the rest exists
 };
 

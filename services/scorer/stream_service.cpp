@@ -191,14 +191,15 @@ struct StreamService::Impl {
   void revoke(rd_kafka_topic_partition_list_t* partitions, bool lost);
   /// On the restore's thread: the partition's settled committed offset, then its store,
   /// restored from the changelog up to what that offset counts.
-  RestoredPartition restore_partition(int partition, prometheus::Gauge* remaining,
-                                      const std::atomic<bool>& halt);
+  RestoredPartition restore_partition(int partition, const std::atomic<bool>& halt,
+                                      std::atomic<std::int64_t>& remaining);
   /// On the loop's thread: the restores finished since the last turn become tasks, and their
   /// partitions are resumed at their start offsets.
   void take_restored();
   void activate(RestoredPartition restored);
   /// Bookkeeping of restores cancelled (RestoreWorker::cancel), logged with `why`.
-  void give_up_restores(const std::vector<int>& cancelled, std::string_view why);
+  void give_up_restores(const std::vector<RestoreWorker::Cancelled>& cancelled,
+                        std::string_view why);
   /// Closes a partition's task (its store; the directory stays for a later assignment) and
   /// removes its series, after publishing what its store and processor counted since their
   /// last publication.
@@ -437,8 +438,8 @@ fs::path StreamService::Impl::task_dir(int partition) const {
 }
 
 RestoredPartition StreamService::Impl::restore_partition(int partition,
-                                                         prometheus::Gauge* remaining,
-                                                         const std::atomic<bool>& halt) {
+                                                         const std::atomic<bool>& halt,
+                                                         std::atomic<std::int64_t>& remaining) {
   RestoredPartition restored;
   restored.partition = partition;
   // Read before the restore, settled (see wait_for_stable_offsets), so that the restore does
@@ -450,10 +451,11 @@ RestoredPartition StreamService::Impl::restore_partition(int partition,
   RocksDbOptions db = config.rocksdb;
   db.path = task_dir(partition).string();
   restored.store = open_rocksdb_store(db);
+  // The loop publishes `remaining` (a partition's series may be removed under this thread).
   background_restorer->on_progress(
-      [this, remaining](int, std::uint64_t applied, std::int64_t left) {
+      [this, &remaining](int, std::uint64_t applied, std::int64_t left) {
         metrics.add_restored_records(applied);
-        remaining->Set(static_cast<double>(left));
+        remaining = left;
       });
   // At least once writes the changelog before committing offsets, so its state is never
   // behind the group's offset: there is no commit to wait for.
@@ -462,18 +464,23 @@ RestoredPartition StreamService::Impl::restore_partition(int partition,
   return restored;
 }
 
-void StreamService::Impl::give_up_restores(const std::vector<int>& cancelled,
+void StreamService::Impl::give_up_restores(const std::vector<RestoreWorker::Cancelled>& cancelled,
                                            std::string_view why) {
-  for (const int p : cancelled) {
+  for (const auto& c : cancelled) {
     --restoring_partitions;
     log::info("restore", "restore given up: " + std::string(why),
-              {{"partition", std::to_string(p)}});
+              {{"partition", std::to_string(c.partition)},
+               {"was_running", c.was_running ? "true" : "false"}});
   }
   if (!cancelled.empty()) update_gauges();
 }
 
 void StreamService::Impl::take_restored() {
+  // An exception from activate() (a resume or seek refused) ends the service (exit 3): the
+  // results not activated yet are dropped with it.
   for (RestoredPartition& restored : restores->take_finished()) activate(std::move(restored));
+  if (const auto running = restores->running())
+    metrics.partition(running->first).restore_remaining->Set(static_cast<double>(running->second));
 }
 
 void StreamService::Impl::activate(RestoredPartition restored) {
@@ -499,6 +506,7 @@ void StreamService::Impl::activate(RestoredPartition restored) {
       task->committed_offset >= 0 ? task->committed_offset : reset_position();
   tasks[p] = std::move(task);
   --restoring_partitions;
+  metrics.partition(p).restore_remaining->Set(0);
   update_gauges();
   kafka::throw_if(rd_kafka_resume_partitions(consumer.get(), list.get()), "resuming a partition");
   kafka::throw_if(rd_kafka_seek_partitions(consumer.get(), list.get(), config.kafka.timeout_ms),
@@ -572,15 +580,18 @@ void StreamService::Impl::assign(rd_kafka_t* rk, rd_kafka_topic_partition_list_t
   }
   if (fresh->cnt == 0) return;
   kafka::throw_if(rd_kafka_pause_partitions(rk, fresh.get()), "pausing partitions to restore");
+  // Shutting down (an assignment served while the consumer closes): not restored; the restore
+  // would ask a closing consumer for committed offsets, and the next owner restores them anyway.
+  if (stop) return;
   for (int i = 0; i < fresh->cnt; ++i) {
     const int p = fresh->elems[i].partition;
     // Not ready while restoring (/readyz, pqa_ready); the gauges say how far it got.
     ++restoring_partitions;
-    prometheus::Gauge* remaining = metrics.partition(p).restore_remaining;
-    // The flag, not `restores`: ~Impl resets that pointer while it halts and joins the job.
-    const std::atomic<bool>* halt = &restores->halt();
+    metrics.partition(p);  // its series, restore_remaining_records among them, from now on
     restores->start(p,
-                    [this, p, remaining, halt] { return restore_partition(p, remaining, *halt); });
+                    [this, p](const std::atomic<bool>& halt, std::atomic<std::int64_t>& remaining) {
+                      return restore_partition(p, halt, remaining);
+                    });
     log::info("restore", "restoring a newly assigned partition",
               {{"partition", std::to_string(p)}});
   }
@@ -787,8 +798,8 @@ std::optional<std::int64_t> StreamService::Impl::partition_lag(int partition,
   // still open count as lag too; catch_up.lag_events is far above what one usually holds.
   const auto high = high_watermark(partition);
   if (!high) return std::nullopt;
-  // A position not known yet (nothing processed since the assignment, and no committed offset
-  // read, as in at-least-once mode) is not guessed: its start could be a whole retained log.
+  // A position not known yet (nothing processed since the assignment, and none committed in the
+  // group) is not guessed: its start could be a whole retained log.
   const std::int64_t position = task.position();
   if (position < 0) return std::nullopt;
   return std::max<std::int64_t>(0, *high - position);
@@ -975,7 +986,10 @@ void StreamService::Impl::rewind() {
     reload_processor(*task);
     task->committed_offset = start_offset(*task, committed.at(p));
     rd_kafka_topic_partition_list_add(seeks.get(), config.kafka.input_topic.c_str(), p)->offset =
-        task->committed_offset >= 0 ? task->committed_offset : reset_position();
+        // Not reset_position(): a logical end, resolved now, would skip the events of the
+        // failed interval; from the beginning they are processed again (at worst, with
+        // auto.offset.reset latest, so are older ones).
+        task->committed_offset >= 0 ? task->committed_offset : RD_KAFKA_OFFSET_BEGINNING;
   }
   if (seeks->cnt == 0) return;
   kafka::throw_if(rd_kafka_seek_partitions(consumer.get(), seeks.get(), config.kafka.timeout_ms),
