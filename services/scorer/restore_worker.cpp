@@ -137,18 +137,22 @@ void RestoreWorker::run() {
     } catch (...) {
       error = std::current_exception();
     }
+    bool halted = false;
     {
       const std::lock_guard lock(mutex_);
       // A halted job's outcome is dropped whatever it was: its partition is no longer wanted.
-      if (!halt_) {
+      halted = halt_;
+      if (!halted) {
         if (completed) finished_.push_back(std::move(restored));
         if (error) errors_.push_back({next.partition, error});
+        // Handed over in the same step: the partition is never both running and finished.
+        running_ = -1;
       }
     }
-    // A store not handed over is closed before the next job starts, which may be the same
-    // partition's, opening the same directory.
-    restored = {};
-    {
+    if (halted) {
+      // A store not handed over is closed before the next job starts, which may be the same
+      // partition's, opening the same directory.
+      restored = {};
       const std::lock_guard lock(mutex_);
       running_ = -1;
       halt_ = stopping_;

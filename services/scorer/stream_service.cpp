@@ -275,7 +275,8 @@ StreamService::Impl::~Impl() {
   // with callbacks that only drop the partitions: the uncommitted work is discarded, and a
   // restart resumes from the last commit.
   tearing_down = true;
-  restores.reset();  // its job uses the consumer (committed offsets)
+  restores.reset();             // its job uses the consumer (committed offsets)
+  background_restorer.reset();  // it refers to the worker's flags
   owners.reset();
   consumer.reset();
 }
@@ -445,12 +446,13 @@ RestoredPartition StreamService::Impl::restore_partition(int partition,
   // Read before the restore, settled (see wait_for_stable_offsets), so that the restore does
   // not stop short of a commit the offset already counts.
   std::map<int, std::int64_t> committed;
-  if (!wait_for_stable_offsets({partition}, committed, halt))
+  if (!wait_for_stable_offsets({partition}, committed, halt) || halt)
     throw RestoreInterrupted("restore interrupted");
   restored.committed_offset = committed.at(partition);
   RocksDbOptions db = config.rocksdb;
   db.path = task_dir(partition).string();
   restored.store = open_rocksdb_store(db);
+  if (halt) throw RestoreInterrupted("restore interrupted");
   // The loop publishes `remaining` (a partition's series may be removed under this thread).
   background_restorer->on_progress(
       [this, &remaining](int, std::uint64_t applied, std::int64_t left) {
@@ -654,6 +656,7 @@ bool StreamService::Impl::wait_for_stable_offsets(const std::vector<int>& partit
         committed[list->elems[i].partition] = list->elems[i].offset;
       return true;
     }
+    if (halt) break;  // e.g. a closing consumer's answer: no warning, no wait
     if (attempt % kWarnEvery == 0)
       log::warn("service", "committed offsets of assigned partitions not readable yet; waiting",
                 {{"error", rd_kafka_err2str(err)}, {"attempt", std::to_string(attempt + 1)}});
@@ -663,8 +666,8 @@ bool StreamService::Impl::wait_for_stable_offsets(const std::vector<int>& partit
 }
 
 void StreamService::Impl::revoke(rd_kafka_topic_partition_list_t* partitions, bool lost) {
-  // Restores of these partitions are given up first (a running one is halted and waited for:
-  // its store is closed before the partition's series go, and before it can be assigned again).
+  // Restores of these partitions are given up first: queued ones dropped, a running one halted
+  // (its outcome dropped; the partition's series, removed below, are not its to touch).
   std::vector<int> taken_away;
   for (int i = 0; i < partitions->cnt; ++i) taken_away.push_back(partitions->elems[i].partition);
   give_up_restores(restores->cancel(taken_away), "the partition was taken away");

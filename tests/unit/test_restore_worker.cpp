@@ -44,14 +44,16 @@ std::vector<RestoredPartition> take(RestoreWorker& worker, std::size_t count) {
 }
 
 /// A job that reports `remaining`, then blocks until halted, telling when it has started and
-/// when it has given up.
+/// when it has given up. Once halted it waits for `release` too, if given (a broker call that
+/// goes on after the halt).
 RestoreWorker::Job blocking_job(std::promise<void>& started, std::atomic<bool>& gave_up,
-                                std::int64_t remaining = 0) {
-  return [&started, &gave_up, remaining](const std::atomic<bool>& halt,
-                                         std::atomic<std::int64_t>& left) -> RestoredPartition {
+                                std::int64_t remaining = 0, std::shared_future<void> release = {}) {
+  return [&started, &gave_up, remaining, release](
+             const std::atomic<bool>& halt, std::atomic<std::int64_t>& left) -> RestoredPartition {
     left = remaining;
     started.set_value();
     while (!halt) std::this_thread::sleep_for(1ms);
+    if (release.valid()) release.wait();
     std::this_thread::sleep_for(20ms);  // closing the store takes a while
     gave_up = true;
     throw RestoreInterrupted("halted");
@@ -112,33 +114,71 @@ TEST_CASE("restore worker: the running restore reports what it has left", "[rest
 }
 
 TEST_CASE(
-    "restore worker: a running restore is halted without waiting; restored again, it "
+    "restore worker: a running restore is halted without waiting, and restored again it "
     "starts after the halted one has ended",
     "[restore]") {
   std::promise<void> started;
+  std::promise<void> release;
   std::atomic<bool> gave_up{false};
+  std::atomic<bool> second_saw_first_ended{false};
   RestoreWorker worker;  // last: destroyed (joined) before what its jobs use
-  worker.start(7, blocking_job(started, gave_up));
+  worker.start(7, blocking_job(started, gave_up, 0, release.get_future().share()));
   REQUIRE(started.get_future().wait_for(10s) == std::future_status::ready);
   CHECK(worker.pending(7));
   const auto cancelled = worker.cancel({7});
+  // cancel() returned while the job is still held after its halt.
+  CHECK_FALSE(gave_up);
   REQUIRE(cancelled.size() == 1);
   CHECK(cancelled[0].partition == 7);
   CHECK(cancelled[0].was_running);
-  CHECK_FALSE(worker.pending(7));  // at once, while the job is still ending
+  CHECK_FALSE(worker.pending(7));
+  CHECK_FALSE(worker.running());
 
-  // The same partition again (a re-assignment): its job runs after the halted one ended, so
-  // it never opens the store the other still holds.
-  std::atomic<bool> second_saw_first_ended{false};
+  // The same partition again (a re-assignment), queued while the halted job still holds its
+  // store: it must not start before that job has ended.
   worker.start(7, [&](const std::atomic<bool>&, std::atomic<std::int64_t>&) {
     second_saw_first_ended = gave_up.load();
     return restored(7);
   });
   CHECK(worker.pending(7));
+  std::this_thread::sleep_for(50ms);
+  CHECK(worker.take_finished().empty());  // still waiting behind the halted job
+  release.set_value();
   const auto done = take(worker, 1);
   REQUIRE(done.size() == 1);
   CHECK(done[0].partition == 7);
   CHECK(second_saw_first_ended);
+}
+
+TEST_CASE("restore worker: a halted restore's outcome is dropped, whether it completed or failed",
+          "[restore]") {
+  // The partition was taken away while its restore ended anyway.
+  std::promise<void> started;
+  std::promise<void> started_failing;
+  RestoreWorker worker;  // last: destroyed (joined) before what its jobs use
+  worker.start(1, [&started](const std::atomic<bool>& halt, std::atomic<std::int64_t>&) {
+    started.set_value();
+    while (!halt) std::this_thread::sleep_for(1ms);
+    return restored(1);  // completed all the same
+  });
+  worker.start(2,
+               [&started_failing](const std::atomic<bool>& halt,
+                                  std::atomic<std::int64_t>&) -> RestoredPartition {
+                 started_failing.set_value();
+                 while (!halt) std::this_thread::sleep_for(1ms);
+                 throw StoreError("failed all the same");
+               });
+  worker.start(3, quick(3));
+  REQUIRE(started.get_future().wait_for(10s) == std::future_status::ready);
+  worker.cancel({1});
+  REQUIRE(started_failing.get_future().wait_for(10s) == std::future_status::ready);
+  worker.cancel({2});
+  std::vector<RestoredPartition> done;
+  REQUIRE_NOTHROW(done = take(worker, 1));
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].partition == 3);
+  CHECK_NOTHROW(worker.take_finished());
+  CHECK(worker.pending() == 0);
 }
 
 TEST_CASE(
