@@ -852,6 +852,33 @@ TEST_CASE("streaming: at-least-once mode gives the same signals and scores", "[k
   check_equal_to_replay(p, p.observe());
 }
 
+TEST_CASE("streaming: with an eager assignor, a join and a leave mid-stream give replay's output",
+          "[kafka]") {
+  // partition.assignment.strategy may be set to an eager one (range): every rebalance revokes
+  // all partitions and assigns them anew (rd_kafka_assign), each paused and restored again.
+  Pipeline p;
+  p.extra_kafka_yaml =
+      "  properties:\n"
+      "    partition.assignment.strategy: range\n";
+  auto load = p.produce(1000);  // ~20 s of traffic
+  auto a = p.start("a");
+  wait_commits(p, "a", 2);
+  auto b = p.start("b");
+  wait_commits(p, "b", 2);  // both own partitions after the eager rebalance
+  REQUIRE(load.running());
+  stop_cleanly(p, "a", a);  // b takes everything: its own again from local state, a's restored
+  REQUIRE(load.wait() == 0);
+  REQUIRE(p.consumed());
+  stop_cleanly(p, "b", b);
+  check_equal_to_replay(p, p.observe());
+  int rebuilt_from_a = 0;
+  for (const auto& line : read_lines(p.log_path("b")))
+    rebuilt_from_a += line.find("\"partition restored\"") != std::string::npos &&
+                      line.find("\"rebuilt\":\"true\"") != std::string::npos &&
+                      std::regex_search(line, std::regex("\"records\":\"[1-9]"));
+  CHECK(rebuilt_from_a >= 1);
+}
+
 TEST_CASE("streaming: far behind, it commits at the catch-up interval until caught up", "[kafka]") {
   // The whole input is in the topic before the instance starts: a backlog, as after downtime.
   Pipeline p;
