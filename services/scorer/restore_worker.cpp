@@ -26,6 +26,23 @@ void RestoreWorker::start(int partition, Job job) {
   changed_.notify_all();
 }
 
+namespace {
+
+/// Removes the items whose partition `listed` names, handing each to `taken` first.
+template <typename Items, typename Listed, typename Taken>
+void remove_listed(Items& items, const Listed& listed, const Taken& taken) {
+  for (auto it = items.begin(); it != items.end();) {
+    if (!listed(it->partition)) {
+      ++it;
+      continue;
+    }
+    taken(*it);
+    it = items.erase(it);
+  }
+}
+
+}  // namespace
+
 std::vector<RestoreWorker::Cancelled> RestoreWorker::cancel(const std::vector<int>& partitions) {
   const auto listed = [&partitions](int p) {
     return std::find(partitions.begin(), partitions.end(), p) != partitions.end();
@@ -36,6 +53,7 @@ std::vector<RestoreWorker::Cancelled> RestoreWorker::cancel(const std::vector<in
                      [p](const Cancelled& c) { return c.partition == p; }))
       cancelled.push_back({p, was_running});
   };
+  const auto note_waiting = [&note](const auto& item) { note(item.partition, false); };
   std::vector<RestoredPartition> discarded;  // closed after the lock is released
   {
     const std::lock_guard lock(mutex_);
@@ -44,31 +62,12 @@ std::vector<RestoreWorker::Cancelled> RestoreWorker::cancel(const std::vector<in
       halt_ = true;  // its outcome is dropped when it ends (run())
       note(running_, true);
     }
-    for (auto it = queue_.begin(); it != queue_.end();) {
-      if (!listed(it->partition)) {
-        ++it;
-        continue;
-      }
-      note(it->partition, false);
-      it = queue_.erase(it);
-    }
-    for (auto it = finished_.begin(); it != finished_.end();) {
-      if (!listed(it->partition)) {
-        ++it;
-        continue;
-      }
-      note(it->partition, false);
-      discarded.push_back(std::move(*it));
-      it = finished_.erase(it);
-    }
-    for (auto it = errors_.begin(); it != errors_.end();) {
-      if (!listed(it->partition)) {
-        ++it;
-        continue;
-      }
-      note(it->partition, false);
-      it = errors_.erase(it);
-    }
+    remove_listed(queue_, listed, note_waiting);
+    remove_listed(finished_, listed, [&](RestoredPartition& r) {
+      note_waiting(r);
+      discarded.push_back(std::move(r));
+    });
+    remove_listed(errors_, listed, note_waiting);
   }
   return cancelled;
 }

@@ -197,7 +197,7 @@ struct StreamService::Impl {
   /// partitions are resumed at their start offsets.
   void take_restored();
   void activate(RestoredPartition restored);
-  /// Bookkeeping of restores cancelled (RestoreWorker::cancel), logged with `why`.
+  /// Logs the restores cancelled (RestoreWorker::cancel) with `why`, and refreshes the gauges.
   void give_up_restores(const std::vector<RestoreWorker::Cancelled>& cancelled,
                         std::string_view why);
   /// Closes a partition's task (its store; the directory stays for a later assignment) and
@@ -225,7 +225,6 @@ struct StreamService::Impl {
   HistogramBatch event_durations{ServiceMetrics::event_duration_bounds()};
   static constexpr std::uint64_t kEventTimingSample = 32;
   std::uint64_t events_seen = 0;
-  int restoring_partitions = 0;
   bool subscribed = false;
   bool brokers_down = false;  ///< every broker unreachable (librdkafka's error callback)
   Clock::time_point last_gauges = Clock::now();
@@ -468,12 +467,10 @@ RestoredPartition StreamService::Impl::restore_partition(int partition,
 
 void StreamService::Impl::give_up_restores(const std::vector<RestoreWorker::Cancelled>& cancelled,
                                            std::string_view why) {
-  for (const auto& c : cancelled) {
-    --restoring_partitions;
+  for (const auto& c : cancelled)
     log::info("restore", "restore given up: " + std::string(why),
               {{"partition", std::to_string(c.partition)},
                {"was_running", c.was_running ? "true" : "false"}});
-  }
   if (!cancelled.empty()) update_gauges();
 }
 
@@ -507,7 +504,6 @@ void StreamService::Impl::activate(RestoredPartition restored) {
   rd_kafka_topic_partition_list_add(list.get(), config.kafka.input_topic.c_str(), p)->offset =
       task->committed_offset >= 0 ? task->committed_offset : reset_position();
   tasks[p] = std::move(task);
-  --restoring_partitions;
   metrics.partition(p).restore_remaining->Set(0);
   update_gauges();
   kafka::throw_if(rd_kafka_resume_partitions(consumer.get(), list.get()), "resuming a partition");
@@ -588,7 +584,6 @@ void StreamService::Impl::assign(rd_kafka_t* rk, rd_kafka_topic_partition_list_t
   for (int i = 0; i < fresh->cnt; ++i) {
     const int p = fresh->elems[i].partition;
     // Not ready while restoring (/readyz, pqa_ready); the gauges say how far it got.
-    ++restoring_partitions;
     metrics.partition(p);  // its series, restore_remaining_records among them, from now on
     restores->start(p,
                     [this, p](const std::atomic<bool>& halt, std::atomic<std::int64_t>& remaining) {
@@ -620,13 +615,9 @@ std::int64_t StreamService::Impl::start_offset(PartitionTask& task, std::int64_t
 }
 
 std::int64_t StreamService::Impl::reset_position() const {
-  // The consumer's own setting (kafka.consumer_properties over kafka.properties), as
-  // librdkafka would apply it to a partition without a committed offset; "error" is not
-  // honoured here: the start of the partition, as by default.
-  std::string reset = "earliest";
-  for (const auto* properties : {&config.kafka.properties, &config.kafka.consumer_properties})
-    if (const auto it = properties->find("auto.offset.reset"); it != properties->end())
-      reset = it->second;
+  // The consumer's own setting, as librdkafka would apply it to a partition without a
+  // committed offset; "error" is not honoured here: the start of the partition, as by default.
+  const std::string reset = consumer_properties(config.kafka).at("auto.offset.reset");
   return reset == "latest" || reset == "largest" || reset == "end" ? RD_KAFKA_OFFSET_END
                                                                    : RD_KAFKA_OFFSET_BEGINNING;
 }
@@ -695,9 +686,11 @@ void StreamService::Impl::revoke(rd_kafka_topic_partition_list_t* partitions, bo
 }
 
 void StreamService::Impl::update_gauges() {
+  // Restores started and neither taken nor given up (none once ~Impl has dropped the worker).
+  const auto restoring = restores ? static_cast<int>(restores->pending()) : 0;
   metrics.set_assigned_partitions(static_cast<int>(tasks.size()));
-  metrics.set_restoring_partitions(restoring_partitions);
-  metrics.set_ready(subscribed && restoring_partitions == 0 && !brokers_down);
+  metrics.set_restoring_partitions(restoring);
+  metrics.set_ready(subscribed && restoring == 0 && !brokers_down);
 }
 
 void StreamService::Impl::ensure_transaction() {

@@ -339,6 +339,29 @@ int metric_samples(const std::string& exposition, const std::string& name) {
   return samples;
 }
 
+/// The first `count` accounts of `expected` (replay's scores at the end of the input), asked of
+/// the instance's account queries: each answer is replay's line.
+void check_answers(int port, const std::map<std::string, std::string>& expected, int count) {
+  int compared = 0;
+  for (const auto& [account, line] : expected) {
+    if (++compared > count) break;
+    const auto answer = http_get(port, "/v1/accounts/" + account);
+    CHECK(answer.status == 200);
+    CHECK(answer.body == line);
+  }
+}
+
+/// kafka.restore_consumer_properties that slow a restore down: each changelog fetch waits 1 s
+/// for bytes that never come (fetch.min.bytes above fetch.max.bytes) and brings one record
+/// batch.
+const std::string kSlowRestoreYaml =
+    "  restore_consumer_properties:\n"
+    "    fetch.wait.max.ms: 1000\n"
+    "    fetch.min.bytes: 100000000\n"
+    "    fetch.max.bytes: 1000\n"
+    "    max.partition.fetch.bytes: 1000\n"
+    "    message.max.bytes: 1000\n";
+
 /// Once the instance has consumed everything: probes, metrics and interactive queries agree
 /// with replay.
 void check_admin_api(Pipeline& p, const std::string& instance) {
@@ -358,13 +381,7 @@ void check_admin_api(Pipeline& p, const std::string& instance) {
 
   const auto expected = p.replay_scores_at_end();
   REQUIRE(expected.size() > 20);
-  int compared = 0;
-  for (const auto& [account, line] : expected) {
-    if (++compared > 25) break;
-    const auto answer = http_get(port, "/v1/accounts/" + account);
-    CHECK(answer.status == 200);
-    CHECK(answer.body == line);
-  }
+  check_answers(port, expected, 25);
   const auto unknown = http_get(port, "/v1/accounts/no-such-account");
   CHECK(unknown.status == 404);
   CHECK(unknown.body.find("\"error\":\"not_found\"") != std::string::npos);
@@ -611,13 +628,7 @@ TEST_CASE("streaming: partitions kept go on while taken-over ones restore, off t
   Pipeline p;
   auto a = p.start("a");
   p.wait_started("a");
-  p.extra_kafka_yaml =
-      "  restore_consumer_properties:\n"
-      "    fetch.wait.max.ms: 1000\n"
-      "    fetch.min.bytes: 100000000\n"
-      "    fetch.max.bytes: 1000\n"
-      "    max.partition.fetch.bytes: 1000\n"
-      "    message.max.bytes: 1000\n";
+  p.extra_kafka_yaml = kSlowRestoreYaml;
   auto b = p.start("b");  // before any input: its first restores are of empty changelogs
   p.wait_started("b");
   auto load = p.produce(800);  // ~25 s of traffic
@@ -682,14 +693,7 @@ TEST_CASE("streaming: stopped mid-restore, it exits cleanly and the next start r
     stop_cleanly(p, "a", a);
   }
   fs::remove_all(p.state_dir("a"));  // the next start restores every partition
-  const std::string slow_restore =
-      "  restore_consumer_properties:\n"
-      "    fetch.wait.max.ms: 1000\n"
-      "    fetch.min.bytes: 100000000\n"
-      "    fetch.max.bytes: 1000\n"
-      "    max.partition.fetch.bytes: 1000\n"
-      "    message.max.bytes: 1000\n";
-  p.extra_kafka_yaml = slow_restore;
+  p.extra_kafka_yaml = kSlowRestoreYaml;
   auto slow = p.start("a");
   p.wait_started("a");
   const int port = p.admin_port("a");
@@ -725,13 +729,7 @@ TEST_CASE("streaming: stopped mid-restore, it exits cleanly and the next start r
   REQUIRE(ready);
   const auto expected = p.replay_scores_at_end();
   REQUIRE(expected.size() > 20);
-  int compared = 0;
-  for (const auto& [account, line] : expected) {
-    const auto answer = http_get(again_port, "/v1/accounts/" + account);
-    CHECK(answer.status == 200);
-    CHECK(answer.body == line);
-    if (++compared == 40) break;
-  }
+  check_answers(again_port, expected, 40);
   stop_cleanly(p, "a", again);
   check_equal_to_replay(p, p.observe());
 }
@@ -1082,6 +1080,16 @@ std::string secure_kafka_yaml(const SecureListener& secure, bool with_ca) {
   return yaml;
 }
 
+/// Points the pipeline's instances at the SASL_SSL listener of the test's own broker, with
+/// credentials the brokers can be made to reject (ScopedBroker::set_password); returns their
+/// `kafka:` lines. A shorter call timeout than the default 30 s only shortens the tests: a call
+/// blocked when the credentials stop working returns sooner.
+std::string on_rotatable_credentials(Pipeline& p, const SecureListener& secure) {
+  p.service_bootstrap = secure.bootstrap;
+  p.env["PQA_TEST_SASL_PASSWORD"] = secure.password;
+  return "  timeout_ms: 10000\n" + secure_kafka_yaml(secure, true);
+}
+
 }  // namespace
 
 TEST_CASE("streaming: SASL/PLAIN over TLS, set by configuration alone, gives replay's output",
@@ -1148,11 +1156,7 @@ TEST_CASE("streaming: credentials rotated on the brokers while running: not read
   ScopedBroker broker;
   const auto secure = secure_listener();
   Pipeline p;
-  p.service_bootstrap = secure.bootstrap;
-  p.env["PQA_TEST_SASL_PASSWORD"] = secure.password;
-  // A shorter call timeout than the default 30 s only shortens the test: the call blocked
-  // when the credentials stop working returns sooner.
-  p.extra_kafka_yaml = "  timeout_ms: 10000\n" + secure_kafka_yaml(secure, true);
+  p.extra_kafka_yaml = on_rotatable_credentials(p, secure);
   auto service = p.start("a");
   p.wait_started("a");
   const int port = p.admin_port("a");
@@ -1217,9 +1221,7 @@ TEST_CASE("streaming: credentials rejected mid-restore until the partitions are 
   ScopedBroker broker;
   const auto secure = secure_listener();
   Pipeline p;
-  p.service_bootstrap = secure.bootstrap;
-  p.env["PQA_TEST_SASL_PASSWORD"] = secure.password;
-  const std::string kafka_yaml = "  timeout_ms: 10000\n" + secure_kafka_yaml(secure, true);
+  const std::string kafka_yaml = on_rotatable_credentials(p, secure);
   p.extra_kafka_yaml = kafka_yaml;
   REQUIRE(p.produce().wait() == 0);
   {
@@ -1228,13 +1230,7 @@ TEST_CASE("streaming: credentials rejected mid-restore until the partitions are 
     stop_cleanly(p, "a", first);
   }
   fs::remove_all(p.state_dir("a"));
-  p.extra_kafka_yaml = kafka_yaml +
-                       "  restore_consumer_properties:\n"
-                       "    fetch.wait.max.ms: 1000\n"
-                       "    fetch.min.bytes: 100000000\n"
-                       "    fetch.max.bytes: 1000\n"
-                       "    max.partition.fetch.bytes: 1000\n"
-                       "    message.max.bytes: 1000\n";
+  p.extra_kafka_yaml = kafka_yaml + kSlowRestoreYaml;
   auto service = p.start("a");
   p.wait_started("a");
   const int port = p.admin_port("a");
@@ -1265,14 +1261,7 @@ TEST_CASE("streaming: credentials rejected mid-restore until the partitions are 
   }
   INFO("after the rollback:\n" << own_log_tail(p, "a"));  // as of now, if it failed
   REQUIRE(ready);
-  const auto expected = p.replay_scores_at_end();
-  int compared = 0;
-  for (const auto& [account, line] : expected) {
-    const auto answer = http_get(port, "/v1/accounts/" + account);
-    CHECK(answer.status == 200);
-    CHECK(answer.body == line);
-    if (++compared == 40) break;
-  }
+  check_answers(port, p.replay_scores_at_end(), 40);
   stop_cleanly(p, "a", service);
   check_equal_to_replay(p, p.observe());
 }
