@@ -562,20 +562,29 @@ void StreamService::Impl::rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
 
 void StreamService::Impl::assign(rd_kafka_t* rk, rd_kafka_topic_partition_list_t* partitions,
                                  bool cooperative) {
-  if (cooperative)
-    kafka::throw_if(rd_kafka_incremental_assign(rk, partitions), "incremental_assign");
-  else
-    kafka::throw_if(rd_kafka_assign(rk, partitions), "assign");
   // The new partitions are paused until their state is restored, so no event meets missing
   // or stale state, and restored off the loop (RestoreWorker), which meanwhile goes on polling
   // the group and processing the partitions it has: a restore inside this callback would stop
   // both for as long as it lasts (docs/architecture.md, "Rebalances").
+  //
+  // Their fetch starts at the log's end, paused; where it really starts is activate()'s to
+  // set, from the committed offset the restore read once settled. Left to find the committed
+  // offset itself, librdkafka asks for the whole assignment at once and starts each
+  // partition's fetch when answered: a transaction holding any one partition's offsets delays
+  // that answer for all, past the restores of the others, and a seek before the fetch has
+  // started fails ("Erroneous state").
+  kafka::PartitionList assigned(rd_kafka_topic_partition_list_copy(partitions));
   auto fresh = kafka::make_partition_list(partitions->cnt);
-  for (int i = 0; i < partitions->cnt; ++i) {
-    const int p = partitions->elems[i].partition;
-    if (tasks.count(p) == 0 && !restores->pending(p))
-      rd_kafka_topic_partition_list_add(fresh.get(), config.kafka.input_topic.c_str(), p);
+  for (int i = 0; i < assigned->cnt; ++i) {
+    const int p = assigned->elems[i].partition;
+    if (tasks.count(p) != 0 || restores->pending(p)) continue;
+    assigned->elems[i].offset = RD_KAFKA_OFFSET_END;
+    rd_kafka_topic_partition_list_add(fresh.get(), config.kafka.input_topic.c_str(), p);
   }
+  if (cooperative)
+    kafka::throw_if(rd_kafka_incremental_assign(rk, assigned.get()), "incremental_assign");
+  else
+    kafka::throw_if(rd_kafka_assign(rk, assigned.get()), "assign");
   if (fresh->cnt == 0) return;
   kafka::throw_if(rd_kafka_pause_partitions(rk, fresh.get()), "pausing partitions to restore");
   // Shutting down (an assignment served while the consumer closes): not restored; the restore

@@ -1619,6 +1619,42 @@ TEST_CASE("restore: a checkpoint past the committed end, its transaction settlin
   CHECK(store->get("U1") == "v2");
 }
 
+TEST_CASE(
+    "streaming: partitions restored while another's offsets are held: each event counted once",
+    "[kafka][restore]") {
+  // librdkafka queries an assignment's committed offsets itself and, once answered, starts the
+  // fetch there. A transaction that holds one partition's offsets in the group delays that
+  // answer for every partition of the assignment, while the service's restores of the others
+  // finish and their events are processed. The late answer moved their fetch back to the
+  // offsets committed then, and the events of the open transaction were counted twice.
+  Pipeline p;
+  auto holder = kafka::make_client(RD_KAFKA_PRODUCER,
+                                   kafka::make_conf({{"bootstrap.servers", bootstrap()},
+                                                     {"transactional.id", unique_name("holder")},
+                                                     {"transaction.timeout.ms", "120000"}}));
+  require_ok(rd_kafka_init_transactions(holder.get(), 30000));
+  require_ok(rd_kafka_begin_transaction(holder.get()));
+  {
+    auto offsets = kafka::make_partition_list(1);
+    rd_kafka_topic_partition_list_add(offsets.get(), p.topic("in").c_str(), kPartitions - 1)
+        ->offset = 0;
+    kafka::GroupMetadata group(rd_kafka_consumer_group_metadata_new(p.group().c_str()));
+    require_ok(
+        rd_kafka_send_offsets_to_transaction(holder.get(), offsets.get(), group.get(), 30000));
+  }
+  auto load = p.produce(1000);  // ~20 s of traffic
+  auto service = p.start("a");
+  wait_commits(p, "a", 20);  // the other partitions are restored and at work
+  const auto metrics = http_get(p.admin_port("a"), "/metrics").body;
+  CHECK(metric_sum(metrics, "pqa_restoring_partitions") == 1);  // the held one still waits
+  REQUIRE(load.running());
+  require_ok(rd_kafka_abort_transaction(holder.get(), 30000));  // mid-stream
+  REQUIRE(load.wait() == 0);
+  REQUIRE(p.consumed());
+  stop_cleanly(p, "a", service);
+  check_equal_to_replay(p, p.observe());
+}
+
 TEST_CASE("a producer dead for a reason other than fencing is replaced, and commits again",
           "[kafka]") {
   // The rotation test meets this by chance (librdkafka 2.0 makes an abort that the
