@@ -159,7 +159,7 @@ struct StreamService::Impl {
   void commit_or_rewind();
   /// Where a partition's processing starts: the group's offset, or, when the group has none in
   /// exactly-once mode, the input offset its restored state counts (changelog_input_offset).
-  std::int64_t start_offset(PartitionTask& task, std::int64_t group_offset);
+  std::int64_t start_offset(int partition, StateStore& store, std::int64_t group_offset);
   /// The position for a partition with no offset to start from: auto.offset.reset's.
   std::int64_t reset_position() const;
   /// handle(), but a transaction that fails meanwhile is aborted and the input rewound, as
@@ -193,10 +193,18 @@ struct StreamService::Impl {
   /// restored from the changelog up to what that offset counts.
   RestoredPartition restore_partition(int partition, const std::atomic<bool>& halt,
                                       std::atomic<std::int64_t>& remaining);
-  /// On the loop's thread: the restores finished since the last turn become tasks, and their
-  /// partitions are resumed at their start offsets.
+  /// On the loop's thread: the restores finished since the last turn, and those still waiting
+  /// for their fetch to start (start()), become tasks, resumed at their start offsets.
   void take_restored();
-  void activate(RestoredPartition restored);
+  /// A restored partition not started yet, and where it starts.
+  struct Unstarted {
+    RestoredPartition restored;
+    std::int64_t start = -1;  ///< start_offset(); negative: reset_position()
+    bool waiting = false;     ///< its fetch found not started (logged once)
+  };
+  /// Resumes the partition at its start and makes it a task; false when the consumer has not
+  /// started its fetch yet (it stays paused, to be tried again next turn).
+  bool start(Unstarted& restored);
   /// Logs the restores cancelled (RestoreWorker::cancel) with `why`, and refreshes the gauges.
   void give_up_restores(const std::vector<RestoreWorker::Cancelled>& cancelled,
                         std::string_view why);
@@ -240,6 +248,8 @@ struct StreamService::Impl {
   /// loop goes on (RestoreWorker).
   std::unique_ptr<RestoreWorker> restores;
   std::unique_ptr<ChangelogRestorer> background_restorer;
+  /// Restored partitions whose fetch the consumer has not started yet (start()).
+  std::map<int, Unstarted> unstarted;
   std::map<int, std::unique_ptr<PartitionTask>> tasks;
   int input_partitions = 0;
   bool transaction_open = false;
@@ -274,7 +284,8 @@ StreamService::Impl::~Impl() {
   // with callbacks that only drop the partitions: the uncommitted work is discarded, and a
   // restart resumes from the last commit.
   tearing_down = true;
-  restores.reset();             // its job uses the consumer (committed offsets)
+  restores.reset();  // its job uses the consumer (committed offsets)
+  unstarted.clear();
   background_restorer.reset();  // it refers to the worker's flags
   owners.reset();
   consumer.reset();
@@ -475,43 +486,67 @@ void StreamService::Impl::give_up_restores(const std::vector<RestoreWorker::Canc
 }
 
 void StreamService::Impl::take_restored() {
-  // An exception from activate() (a resume or seek refused) ends the service (exit 3): the
-  // results not activated yet are dropped with it.
-  for (RestoredPartition& restored : restores->take_finished()) activate(std::move(restored));
+  for (RestoredPartition& restored : restores->take_finished()) {
+    const int p = restored.partition;
+    log::info("restore", "partition restored",
+              {{"partition", std::to_string(p)},
+               {"committed_input_offset", std::to_string(restored.committed_offset)},
+               {"records", std::to_string(restored.result.records)},
+               {"rebuilt", restored.result.rebuilt ? "true" : "false"},
+               {"seconds", std::to_string(restored.result.seconds)}});
+    metrics.partition(p).restore_remaining->Set(0);
+    const std::int64_t start = start_offset(p, *restored.store, restored.committed_offset);
+    unstarted.emplace(p, Unstarted{std::move(restored), start});
+  }
+  // An exception from start() (a resume or seek refused) ends the service (exit 3): the
+  // partitions not started yet are dropped with it.
+  const std::size_t waiting = unstarted.size();
+  for (auto it = unstarted.begin(); it != unstarted.end();)
+    it = start(it->second) ? unstarted.erase(it) : std::next(it);
+  if (unstarted.size() != waiting) update_gauges();  // ready once none is restoring
   if (const auto running = restores->running())
     metrics.partition(running->first).restore_remaining->Set(static_cast<double>(running->second));
 }
 
-void StreamService::Impl::activate(RestoredPartition restored) {
-  const int p = restored.partition;
-  log::info("restore", "partition restored",
-            {{"partition", std::to_string(p)},
-             {"committed_input_offset", std::to_string(restored.committed_offset)},
-             {"records", std::to_string(restored.result.records)},
-             {"rebuilt", restored.result.rebuilt ? "true" : "false"},
-             {"seconds", std::to_string(restored.result.seconds)}});
-  auto task = std::make_unique<PartitionTask>();
-  task->partition = p;
-  task->store = std::move(restored.store);
-  task->sink = std::make_unique<KafkaSignalSink>(*producer, config.kafka.signals_topic,
-                                                 model.version(), metrics);
-  reload_processor(*task);
-  task->committed_offset = start_offset(*task, restored.committed_offset);
+bool StreamService::Impl::start(Unstarted& restored) {
+  const int p = restored.restored.partition;
   // Resumed, then sought to where its state ends: assigned and paused in one callback,
   // librdkafka can lose the assignment's start (its issue 2190, "seek after resuming"), and a
   // seek also drops anything fetched for it before.
   auto list = kafka::make_partition_list(1);
   rd_kafka_topic_partition_list_add(list.get(), config.kafka.input_topic.c_str(), p)->offset =
-      task->committed_offset >= 0 ? task->committed_offset : reset_position();
-  tasks[p] = std::move(task);
-  metrics.partition(p).restore_remaining->Set(0);
-  update_gauges();
+      restored.start >= 0 ? restored.start : reset_position();
   kafka::throw_if(rd_kafka_resume_partitions(consumer.get(), list.get()), "resuming a partition");
-  kafka::throw_if(rd_kafka_seek_partitions(consumer.get(), list.get(), config.kafka.timeout_ms),
-                  "seeking a restored partition to its start");
-  if (list->elems[0].err != RD_KAFKA_RESP_ERR_NO_ERROR)
-    kafka::throw_if(list->elems[0].err, "seeking a restored partition to its start");
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  if (rd_kafka_error_t* error =
+          rd_kafka_seek_partitions(consumer.get(), list.get(), config.kafka.timeout_ms)) {
+    err = rd_kafka_error_code(error);
+    rd_kafka_error_destroy(error);
+  } else {
+    err = list->elems[0].err;
+  }
+  // librdkafka starts an assigned partition's fetch once it has the group's committed offsets,
+  // which it asks for the whole assignment at once: a transaction holding any one partition's
+  // offsets holds back every partition of the assignment (the restore has its own answer).
+  // Until then a seek finds no fetch to move; the partition stays paused and is tried again.
+  if (err == RD_KAFKA_RESP_ERR__STATE || err == RD_KAFKA_RESP_ERR__PREV_IN_PROGRESS) {
+    kafka::throw_if(rd_kafka_pause_partitions(consumer.get(), list.get()), "pausing a partition");
+    if (!std::exchange(restored.waiting, true))
+      log::info("restore", "restored; waiting for the consumer to start the partition's fetch",
+                {{"partition", std::to_string(p)}, {"error", rd_kafka_err2str(err)}});
+    return false;
+  }
+  kafka::throw_if(err, "seeking a restored partition to its start");
+  auto task = std::make_unique<PartitionTask>();
+  task->partition = p;
+  task->store = std::move(restored.restored.store);
+  task->sink = std::make_unique<KafkaSignalSink>(*producer, config.kafka.signals_topic,
+                                                 model.version(), metrics);
+  reload_processor(*task);
+  task->committed_offset = restored.start;
+  tasks[p] = std::move(task);
   log::info("service", "partition assigned", {{"partition", std::to_string(p)}});
+  return true;
 }
 
 void StreamService::Impl::reload_processor(PartitionTask& task) {
@@ -562,29 +597,20 @@ void StreamService::Impl::rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
 
 void StreamService::Impl::assign(rd_kafka_t* rk, rd_kafka_topic_partition_list_t* partitions,
                                  bool cooperative) {
+  if (cooperative)
+    kafka::throw_if(rd_kafka_incremental_assign(rk, partitions), "incremental_assign");
+  else
+    kafka::throw_if(rd_kafka_assign(rk, partitions), "assign");
   // The new partitions are paused until their state is restored, so no event meets missing
   // or stale state, and restored off the loop (RestoreWorker), which meanwhile goes on polling
   // the group and processing the partitions it has: a restore inside this callback would stop
   // both for as long as it lasts (docs/architecture.md, "Rebalances").
-  //
-  // Their fetch starts at the log's end, paused; where it really starts is activate()'s to
-  // set, from the committed offset the restore read once settled. Left to find the committed
-  // offset itself, librdkafka asks for the whole assignment at once and starts each
-  // partition's fetch when answered: a transaction holding any one partition's offsets delays
-  // that answer for all, past the restores of the others, and a seek before the fetch has
-  // started fails ("Erroneous state").
-  kafka::PartitionList assigned(rd_kafka_topic_partition_list_copy(partitions));
   auto fresh = kafka::make_partition_list(partitions->cnt);
-  for (int i = 0; i < assigned->cnt; ++i) {
-    const int p = assigned->elems[i].partition;
-    if (tasks.count(p) != 0 || restores->pending(p)) continue;
-    assigned->elems[i].offset = RD_KAFKA_OFFSET_END;
-    rd_kafka_topic_partition_list_add(fresh.get(), config.kafka.input_topic.c_str(), p);
+  for (int i = 0; i < partitions->cnt; ++i) {
+    const int p = partitions->elems[i].partition;
+    if (tasks.count(p) == 0 && !restores->pending(p) && !unstarted.count(p))
+      rd_kafka_topic_partition_list_add(fresh.get(), config.kafka.input_topic.c_str(), p);
   }
-  if (cooperative)
-    kafka::throw_if(rd_kafka_incremental_assign(rk, assigned.get()), "incremental_assign");
-  else
-    kafka::throw_if(rd_kafka_assign(rk, assigned.get()), "assign");
   if (fresh->cnt == 0) return;
   kafka::throw_if(rd_kafka_pause_partitions(rk, fresh.get()), "pausing partitions to restore");
   // Shutting down (an assignment served while the consumer closes): not restored; the restore
@@ -603,7 +629,8 @@ void StreamService::Impl::assign(rd_kafka_t* rk, rd_kafka_topic_partition_list_t
   }
 }
 
-std::int64_t StreamService::Impl::start_offset(PartitionTask& task, std::int64_t group_offset) {
+std::int64_t StreamService::Impl::start_offset(int partition, StateStore& store,
+                                               std::int64_t group_offset) {
   if (group_offset >= 0 || !exactly_once) return group_offset;
   // No offset in the group, yet a state that counts input: the group's offsets expired
   // (offsets.retention.minutes after the group was empty) or were deleted, or the group was
@@ -613,13 +640,12 @@ std::int64_t StreamService::Impl::start_offset(PartitionTask& task, std::int64_t
   // as the group's offset was: it is where the state ends. (At least once writes the
   // changelog before the offsets, and signals of the last interval may not have been
   // delivered: there the group's offset, or the reset, is the safe start.)
-  const auto counted = changelog_input_offset(*task.store);
+  const auto counted = changelog_input_offset(store);
   if (!counted) return group_offset;
-  log::warn(
-      "service",
-      "the group has no committed offset for the partition, but its state counts input "
-      "up to an offset: resuming there (group offsets expired or deleted?)",
-      {{"partition", std::to_string(task.partition)}, {"input_offset", std::to_string(*counted)}});
+  log::warn("service",
+            "the group has no committed offset for the partition, but its state counts input "
+            "up to an offset: resuming there (group offsets expired or deleted?)",
+            {{"partition", std::to_string(partition)}, {"input_offset", std::to_string(*counted)}});
   return *counted;
 }
 
@@ -670,7 +696,10 @@ void StreamService::Impl::revoke(rd_kafka_topic_partition_list_t* partitions, bo
   // (its outcome dropped; the partition's series, removed below, are not its to touch).
   std::vector<int> taken_away;
   for (int i = 0; i < partitions->cnt; ++i) taken_away.push_back(partitions->elems[i].partition);
-  give_up_restores(restores->cancel(taken_away), "the partition was taken away");
+  auto cancelled = restores->cancel(taken_away);
+  for (const int p : taken_away)
+    if (unstarted.erase(p) > 0) cancelled.push_back({p, false});  // its store closes here
+  give_up_restores(cancelled, "the partition was taken away");
   if (lost) {
     // Another member may own them already: nothing uncommitted of theirs may land, so the
     // open transaction is aborted and the partitions kept are rewound to their last commit.
@@ -696,7 +725,7 @@ void StreamService::Impl::revoke(rd_kafka_topic_partition_list_t* partitions, bo
 
 void StreamService::Impl::update_gauges() {
   // Restores started and neither taken nor given up (none once ~Impl has dropped the worker).
-  const auto restoring = restores ? static_cast<int>(restores->pending()) : 0;
+  const auto restoring = restores ? static_cast<int>(restores->pending() + unstarted.size()) : 0;
   metrics.set_assigned_partitions(static_cast<int>(tasks.size()));
   metrics.set_restoring_partitions(restoring);
   metrics.set_ready(subscribed && restoring == 0 && !brokers_down);
@@ -989,7 +1018,7 @@ void StreamService::Impl::rewind() {
   for (auto& [p, task] : tasks) {
     task->committing = {};
     reload_processor(*task);
-    task->committed_offset = start_offset(*task, committed.at(p));
+    task->committed_offset = start_offset(p, *task->store, committed.at(p));
     rd_kafka_topic_partition_list_add(seeks.get(), config.kafka.input_topic.c_str(), p)->offset =
         // Not reset_position(): a logical end, resolved now, would skip the events of the
         // failed interval; from the beginning they are processed again (at worst, with
@@ -1217,7 +1246,10 @@ void StreamService::Impl::run() {
   log::info("service", "stopping: committing and leaving the group");
   // Before the consumer closes: a restore may be asking the group for its committed offset,
   // which a closing consumer no longer answers (the call would wait out kafka.timeout_ms).
-  give_up_restores(restores->cancel_all(), "shutting down");
+  auto cancelled = restores->cancel_all();
+  for (const auto& [p, restored] : unstarted) cancelled.push_back({p, false});
+  unstarted.clear();
+  give_up_restores(cancelled, "shutting down");
   if (events_since_commit > 0) commit_or_rewind();
   if (transaction_open) {
     producer->abort_transaction();  // an empty transaction
