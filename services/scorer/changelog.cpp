@@ -232,6 +232,18 @@ std::int64_t ChangelogRestorer::settle(StateStore& store, int partition,
   }
 }
 
+void ChangelogRestorer::refresh_metadata(rd_kafka_t* client) {
+  // librdkafka answers a watermark query from its cached view of the topic and says "Unknown
+  // partition" for one that view lacks, without asking the brokers, until the view ages out
+  // (metadata.max.age.ms, 15 min): a view taken while the changelog was being created, or
+  // while a broker restarted, would hold the restore that long. A metadata request for the
+  // topic renews the view; its own failure (the brokers still away) is the next attempt's.
+  try {
+    kafka::partition_count(client, topic_, timeout_);
+  } catch (const kafka::KafkaError&) {
+  }
+}
+
 bool ChangelogRestorer::transaction_open(int partition, std::int64_t committed_end) {
   return watermarks(partition, uncommitted_.get()).second > committed_end;
 }
@@ -256,6 +268,7 @@ std::pair<std::int64_t, std::int64_t> ChangelogRestorer::watermarks(int partitio
                    {"attempt", std::to_string(attempt + 1)},
                    {"error", e.what()}});
       std::this_thread::sleep_for(kPause);
+      refresh_metadata(client);
     }
   }
 }

@@ -98,6 +98,8 @@ class ChangelogRestorer {
   /// Low and high offsets of the changelog partition as `client` sees them (read_committed:
   /// the high one is the last stable offset), retrying while the cluster settles.
   std::pair<std::int64_t, std::int64_t> watermarks(int partition, rd_kafka_t* client);
+  /// Renews `client`'s view of the changelog topic (after a failed watermark query).
+  void refresh_metadata(rd_kafka_t* client);
 
   void report(int partition, std::uint64_t applied, std::int64_t remaining) const {
     if (progress_) progress_(partition, applied, remaining);
