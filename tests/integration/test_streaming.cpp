@@ -1233,7 +1233,7 @@ TEST_CASE("streaming: credentials rotated on the brokers while running: not read
     // The service's own last lines (librdkafka's fill the tail during the outage): why it
     // stopped, if it did (it did about once in ten runs: a restore still waiting for the new
     // changelog when the broker restarted gave up after kafka.timeout_ms; see the restore
-    // test).
+    // tests, also for the stale view of the changelog such a restore then waited on).
     INFO(own_log_tail(p, "a"));
     CHECK(not_ready == 5);
     REQUIRE(service.running());  // rejected for a while: still running, not crash-looping
