@@ -268,6 +268,8 @@ std::pair<std::int64_t, std::int64_t> ChangelogRestorer::watermarks(int partitio
                    {"attempt", std::to_string(attempt + 1)},
                    {"error", e.what()}});
       std::this_thread::sleep_for(kPause);
+      // The renewal may itself wait kafka.timeout_ms: a shutdown or a cancel must not wait too.
+      if (stop_) throw RestoreInterrupted("restore interrupted by shutdown");
       refresh_metadata(client);
     }
   }
