@@ -76,6 +76,15 @@ OutputProducer::OutputProducer(const KafkaConfig& config, const std::string& tra
   create_client(/*at_start_up=*/true);
 }
 
+OutputProducer::~OutputProducer() {
+  // Destroying the client can still run its callbacks (records undelivered fail into
+  // on_delivery, as in replace()), which write to changelog_offsets_, delivery_error_ and
+  // security_failure_: declared after handle_, those would be destroyed first and written to
+  // after. (The fencing test's release build once died at exit with a corrupted heap; this
+  // is one way there.)
+  handle_.reset();
+}
+
 void OutputProducer::create_client(bool at_start_up) {
   auto conf = kafka::make_conf(properties_);
   rd_kafka_conf_set_dr_msg_cb(conf.get(), &OutputProducer::on_delivery);

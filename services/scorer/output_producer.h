@@ -31,6 +31,10 @@ class OutputProducer {
   /// earlier producer with the same transactional.id).
   OutputProducer(const KafkaConfig& config, const std::string& transactional_id,
                  const std::atomic<bool>& stop);
+  /// Destroys the client before the members its callbacks write to (see the definition).
+  ~OutputProducer();
+  OutputProducer(const OutputProducer&) = delete;
+  OutputProducer& operator=(const OutputProducer&) = delete;
 
   /// Queues one record; waits (serving delivery reports) while librdkafka's queue is full.
   /// partition -1: the producer's partitioner on the key.
