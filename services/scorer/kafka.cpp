@@ -114,6 +114,18 @@ PartitionList make_partition_list(int capacity) {
   return PartitionList(rd_kafka_topic_partition_list_new(capacity));
 }
 
+rd_kafka_resp_err_t seek(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions,
+                         int timeout_ms) {
+  if (rd_kafka_error_t* error = rd_kafka_seek_partitions(consumer, partitions, timeout_ms)) {
+    const rd_kafka_resp_err_t err = rd_kafka_error_code(error);
+    rd_kafka_error_destroy(error);
+    return err;
+  }
+  for (int i = 0; i < partitions->cnt; ++i)
+    if (partitions->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) return partitions->elems[i].err;
+  return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
 std::pair<std::int64_t, std::int64_t> query_watermarks(rd_kafka_t* rk, const std::string& topic,
                                                        int partition,
                                                        std::chrono::milliseconds timeout) {

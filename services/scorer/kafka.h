@@ -88,6 +88,13 @@ void throw_if(rd_kafka_resp_err_t err, std::string_view what);
 
 PartitionList make_partition_list(int capacity = 4);
 
+/// Seeks each partition of `partitions` to its offset, waiting up to `timeout_ms`: the call's
+/// error, else the first partition's, else none. librdkafka reports a partition it could not
+/// seek (e.g. RD_KAFKA_RESP_ERR__STATE: its fetch not started) in that partition's element
+/// only, so a caller that checked the call alone would take a refused seek for a done one.
+rd_kafka_resp_err_t seek(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions,
+                         int timeout_ms);
+
 /// Queues one record (payload and key copied). An empty key is a null key; `headers`
 /// (may be null) belong to the record on success, to the caller otherwise; timestamp_ms 0:
 /// now; `opaque` reaches the delivery report. Uses rd_kafka_produceva: librdkafka's RD_KAFKA_V_*

@@ -520,14 +520,7 @@ bool StreamService::Impl::start(Unstarted& restored) {
   rd_kafka_topic_partition_list_add(list.get(), config.kafka.input_topic.c_str(), p)->offset =
       restored.start >= 0 ? restored.start : reset_position();
   kafka::throw_if(rd_kafka_resume_partitions(consumer.get(), list.get()), "resuming a partition");
-  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-  if (rd_kafka_error_t* error =
-          rd_kafka_seek_partitions(consumer.get(), list.get(), config.kafka.timeout_ms)) {
-    err = rd_kafka_error_code(error);
-    rd_kafka_error_destroy(error);
-  } else {
-    err = list->elems[0].err;
-  }
+  const rd_kafka_resp_err_t err = kafka::seek(consumer.get(), list.get(), config.kafka.timeout_ms);
   // librdkafka starts an assigned partition's fetch once it has the group's committed offsets,
   // which it asks for the whole assignment at once: a transaction holding any one partition's
   // offsets holds back every partition of the assignment (the restore has its own answer).
@@ -815,9 +808,8 @@ void StreamService::Impl::skip_counted(PartitionTask& task, std::int64_t offset,
   auto list = kafka::make_partition_list(1);
   rd_kafka_topic_partition_list_add(list.get(), config.kafka.input_topic.c_str(), task.partition)
       ->offset = position;
-  kafka::throw_if(rd_kafka_seek_partitions(consumer.get(), list.get(), config.kafka.timeout_ms),
+  kafka::throw_if(kafka::seek(consumer.get(), list.get(), config.kafka.timeout_ms),
                   "seeking a partition back to its position");
-  kafka::throw_if(list->elems[0].err, "seeking a partition back to its position");
 }
 
 void StreamService::Impl::advance_idle_partitions() {
@@ -1053,7 +1045,7 @@ void StreamService::Impl::rewind() {
         task->committed_offset >= 0 ? task->committed_offset : RD_KAFKA_OFFSET_BEGINNING;
   }
   if (seeks->cnt == 0) return;
-  kafka::throw_if(rd_kafka_seek_partitions(consumer.get(), seeks.get(), config.kafka.timeout_ms),
+  kafka::throw_if(kafka::seek(consumer.get(), seeks.get(), config.kafka.timeout_ms),
                   "seeking to committed offsets");
 }
 

@@ -366,6 +366,21 @@ void wait_commits(const Pipeline& p, const std::string& instance, double count) 
                    << p.log_tail(instance, 30));
 }
 
+/// Waits (30 s at most) until the latest start of `instance` is mid-way through a restore: a
+/// partition restoring with records left to read. False if it never was.
+bool wait_mid_restore(const Pipeline& p, const std::string& instance) {
+  p.wait_started(instance);
+  const int port = p.admin_port(instance);
+  for (int i = 0; i < 600; ++i) {
+    const auto metrics = http_get(port, "/metrics").body;
+    if (metric_sum(metrics, "pqa_restore_remaining_records") > 0 &&
+        metric_sum(metrics, "pqa_restoring_partitions") > 0)
+      return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return false;
+}
+
 /// Number of samples of a metric in a text exposition.
 int metric_samples(const std::string& exposition, const std::string& name) {
   int samples = 0;
@@ -731,17 +746,8 @@ TEST_CASE("streaming: stopped mid-restore, it exits cleanly and the next start r
   fs::remove_all(p.state_dir("a"));  // the next start restores every partition
   p.extra_kafka_yaml = kSlowRestoreYaml;
   auto slow = p.start("a");
-  p.wait_started("a");
-  const int port = p.admin_port("a");
   // Stopped while a partition's restore has records left to read.
-  bool midway = false;
-  for (int i = 0; i < 600 && !midway; ++i) {
-    const auto metrics = http_get(port, "/metrics").body;
-    midway = metric_sum(metrics, "pqa_restore_remaining_records") > 0 &&
-             metric_sum(metrics, "pqa_restoring_partitions") > 0;
-    if (!midway) std::this_thread::sleep_for(50ms);
-  }
-  REQUIRE(midway);
+  REQUIRE(wait_mid_restore(p, "a"));
   const auto stopped_at = std::chrono::steady_clock::now();
   stop_cleanly(p, "a", slow);
   // A halted restore ends within a poll; the stop does not wait for the restores to finish.
@@ -1277,15 +1283,8 @@ TEST_CASE("streaming: credentials rejected mid-restore until the partitions are 
   fs::remove_all(p.state_dir("a"));
   p.extra_kafka_yaml = kafka_yaml + kSlowRestoreYaml;
   auto service = p.start("a");
-  p.wait_started("a");
+  REQUIRE(wait_mid_restore(p, "a"));
   const int port = p.admin_port("a");
-  bool restoring = false;
-  for (int i = 0; i < 600 && !restoring; ++i) {
-    const auto metrics = http_get(port, "/metrics").body;
-    restoring = metric_sum(metrics, "pqa_restore_remaining_records") > 0;
-    if (!restoring) std::this_thread::sleep_for(50ms);
-  }
-  REQUIRE(restoring);
   broker.set_password("rotated-" + secure.password);
   bool lost = false;
   for (int i = 0; i < 600 && !lost; ++i) {
