@@ -23,6 +23,9 @@
 #                 the shipped configuration before both changes of 2026-12-06 (§5j)
 #   uncompressed  catch-up off, the producer's compression.type none (no broker decompression)
 #   interval-1s   catch-up off, commit_interval_ms 1000 (fewer, larger transactions)
+#   catch-up-3s   as default, but catching up commits every 3,000 ms
+#   queue-64m, queue-128m, queue-256m, queue-1g: as default, with the input consumer's
+#                 queued.max.messages.kbytes set to that size (librdkafka's default is 64 MB)
 #   interval-100ms catch-up off, commit_interval_ms 100 (Kafka Streams' default)
 #   no-thp        as default, but glibc's malloc without transparent huge pages (an empty
 #                 GLIBC_TUNABLES; bench/with_broker.sh sets what the container image sets)
@@ -37,7 +40,7 @@ variants=("${@:3}")
 [ ${#variants[@]} -gt 0 ] || variants=(default catch-up-off uncompressed interval-1s interval-100ms)
 for variant in "${variants[@]}"; do  # before a broker is started for nothing
   case $variant in
-    default | catch-up-off | previous | uncompressed | interval-1s | interval-100ms | no-thp) ;;
+    default | catch-up-off | catch-up-3s | queue-64m | queue-128m | queue-256m | queue-1g | previous | uncompressed | interval-1s | interval-100ms | no-thp) ;;
     base) [ -x "${BASE_SCORER:-}" ] || { echo "variant base needs BASE_SCORER=BINARY" >&2; exit 2; } ;;
     *) echo "unknown variant: $variant" >&2; exit 2 ;;
   esac
@@ -70,15 +73,20 @@ thread_cpu() {  # thread_cpu PID: "main X librdkafka Y rocksdb Z other W" CPU-se
             cpu["main"] / hz, cpu["librdkafka"] / hz, cpu["rocksdb"] / hz, cpu["other"] / hz }'
 }
 
-# config NAME INTERVAL_MS COMPRESSION CATCH_UP_LAG [KAFKA_YAML]: writes $work/NAME.yaml
+peak_mb() {  # peak_mb PID: the process's peak resident memory (VmHWM), in MB
+  awk '$1 == "VmHWM:" {printf "%.0f", $2 / 1024}' "/proc/$1/status"
+}
+
+# config NAME INTERVAL_MS COMPRESSION CATCH_UP [KAFKA_YAML]: CATCH_UP is the kafka.catch_up
+# mapping's content, e.g. "lag_events: 0";: writes $work/NAME.yaml
 config() {
   local lines="  commit_interval_ms: $2"$'\n'
   lines+="  producer_properties: { compression.type: $3 }"$'\n'
-  lines+="  catch_up: { lag_events: $4 }"$'\n'
+  lines+="  catch_up: { $4 }"$'\n'
   service_config "$1" "$1" exactly_once bench-in "$lines${5:-}"
 }
 
-# run_variant ROUND NAME INTERVAL_MS COMPRESSION CATCH_UP_LAG RAW_RATE [KAFKA_YAML]: one row
+# run_variant ROUND NAME INTERVAL_MS COMPRESSION CATCH_UP RAW_RATE [KAFKA_YAML]: one row
 run_variant() {
   local name="r$1-$2"
   config "$name" "$3" "$4" "$5" "${7:-}"
@@ -91,7 +99,7 @@ run_variant() {
   result=$("$bin/bench/pqa-bench-e2e" wait --bootstrap "$bootstrap" --topic bench-in --group "$name")
   service_cpu=$(cpu_seconds "$pid")
   fair=$(rate_from_assignment "$events" "$result" "$work/$name.log")
-  threads[$2]+="| $1 | $2 | $(thread_cpu "$pid" | awk '{printf "%s | %s | %s | %s", $2, $4, $6, $8}') |"$'\n'
+  threads[$2]+="| $1 | $2 | $(thread_cpu "$pid" | awk '{printf "%s | %s | %s | %s", $2, $4, $6, $8}') | $(peak_mb "$pid") |"$'\n'
   broker_cpu=$(awk -v a="$broker_before" -v b="$(cpu_seconds "$broker_pid")" 'BEGIN{printf "%.2f", b - a}')
   kill -TERM "$pid"
   wait "$pid" || true
@@ -113,21 +121,27 @@ for round in $(seq 1 "$rounds"); do
   echo "| $round | librdkafka alone (raw) | $raw_rate | 1.000 | | | | | | |"
   for variant in "${variants[@]}"; do
     case $variant in
-      default) run_variant "$round" default 80 lz4 50000 "$raw_rate" ;;
-      base) run_variant "$round" base 80 lz4 50000 "$raw_rate" ;;
-      no-thp) run_variant "$round" no-thp 80 lz4 50000 "$raw_rate" ;;
-      catch-up-off) run_variant "$round" catch-up-off 80 lz4 0 "$raw_rate" ;;
-      previous) run_variant "$round" previous 80 lz4 0 "$raw_rate" \
+      default) run_variant "$round" default 80 lz4 "lag_events: 50000" "$raw_rate" ;;
+      base) run_variant "$round" base 80 lz4 "lag_events: 50000" "$raw_rate" ;;
+      no-thp) run_variant "$round" no-thp 80 lz4 "lag_events: 50000" "$raw_rate" ;;
+      catch-up-off) run_variant "$round" catch-up-off 80 lz4 "lag_events: 0" "$raw_rate" ;;
+      previous) run_variant "$round" previous 80 lz4 "lag_events: 0" "$raw_rate" \
         "  consumer_properties: { queued.min.messages: 100000 }"$'\n' ;;
-      uncompressed) run_variant "$round" uncompressed 80 none 0 "$raw_rate" ;;
-      interval-1s) run_variant "$round" interval-1s 1000 lz4 0 "$raw_rate" ;;
-      interval-100ms) run_variant "$round" interval-100ms 100 lz4 0 "$raw_rate" ;;
+      uncompressed) run_variant "$round" uncompressed 80 none "lag_events: 0" "$raw_rate" ;;
+      interval-1s) run_variant "$round" interval-1s 1000 lz4 "lag_events: 0" "$raw_rate" ;;
+      queue-64m | queue-128m | queue-256m | queue-1g)
+        declare -A queue_kb=([queue-64m]=65536 [queue-128m]=131072 [queue-256m]=262144 [queue-1g]=1048576)
+        run_variant "$round" "$variant" 80 lz4 "lag_events: 50000" "$raw_rate" \
+          "  consumer_properties: { queued.max.messages.kbytes: ${queue_kb[$variant]} }"$'\n' ;;
+      catch-up-3s) run_variant "$round" catch-up-3s 80 lz4 \
+        "lag_events: 50000, commit_interval_ms: 3000" "$raw_rate" ;;
+      interval-100ms) run_variant "$round" interval-100ms 100 lz4 "lag_events: 0" "$raw_rate" ;;
       *) echo "unknown variant: $variant" >&2; exit 2 ;;
     esac
   done
 done
 
 echo
-echo "| round | variant | service main thread CPU-s | librdkafka threads | RocksDB threads | other threads |"
-echo "| ---: | --- | ---: | ---: | ---: | ---: |"
+echo "| round | variant | service main thread CPU-s | librdkafka threads | RocksDB threads | other threads | peak RSS MB |"
+echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"
 for variant in "${variants[@]}"; do printf "%s" "${threads[$variant]}"; done

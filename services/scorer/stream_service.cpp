@@ -46,40 +46,6 @@ std::string host_name() {
   return name.data();
 }
 
-kafka::Properties consumer_properties(const KafkaConfig& c) {
-  kafka::Properties p = {
-      {"bootstrap.servers", c.bootstrap_servers},
-      {"group.id", c.group_id},
-      {"partition.assignment.strategy", "cooperative-sticky"},
-      {"enable.auto.commit", "false"},
-      {"enable.auto.offset.store", "false"},
-      {"auto.offset.reset", "earliest"},
-      {"isolation.level", "read_committed"},
-      // librdkafka 2.0 stops fetching once its queue holds queued.min.messages (default
-      // 100,000) and looks again only about a second later, however soon the queue drains:
-      // a service working through a backlog drained it in well under that second and then
-      // waited (with the catch-up interval, removing the stall took the exactly-once rate
-      // from ~0.19 to a median 0.43 of the raw consume rate, bench/RESULTS.md §5j; the restore's
-      // consumer met the same stall, §5e). The count then never stops a fetch;
-      // queued.max.messages.kbytes (64 MB) bounds the queue.
-      {"queued.min.messages", "10000000"},
-  };
-  if (!c.group_instance_id.empty()) p["group.instance.id"] = c.group_instance_id;
-  // Names the instance in the group's description (account queries' owner, broker logs).
-  p["client.id"] =
-      c.group_id + "-" + (c.group_instance_id.empty() ? host_name() : c.group_instance_id);
-  for (const auto& [k, v] : c.properties) p[k] = v;
-  for (const auto& [k, v] : c.consumer_properties) p[k] = v;
-  // What the commit protocol relies on is not the user's to change: offsets are committed
-  // with the state they belong to, and only committed input is read.
-  p["enable.auto.commit"] = "false";
-  p["enable.auto.offset.store"] = "false";
-  p["isolation.level"] = "read_committed";
-  // Consumer lag per partition comes from librdkafka's statistics (metrics).
-  if (!p.count("statistics.interval.ms")) p["statistics.interval.ms"] = "5000";
-  return p;
-}
-
 /// Signals of one partition go to the signals topic, keyed by account id.
 class KafkaSignalSink final : public SignalSink {
  public:
@@ -108,6 +74,46 @@ class KafkaSignalSink final : public SignalSink {
 };
 
 }  // namespace
+
+kafka::Properties input_consumer_properties(const KafkaConfig& c) {
+  kafka::Properties p = {
+      {"bootstrap.servers", c.bootstrap_servers},
+      {"group.id", c.group_id},
+      {"partition.assignment.strategy", "cooperative-sticky"},
+      {"enable.auto.commit", "false"},
+      {"enable.auto.offset.store", "false"},
+      {"auto.offset.reset", "earliest"},
+      {"isolation.level", "read_committed"},
+      // librdkafka 2.0 stops fetching once its queue holds queued.min.messages (default
+      // 100,000) and looks again only about a second later, however soon the queue drains:
+      // a service working through a backlog drained it in well under that second and then
+      // waited (with the catch-up interval, removing the stall took the exactly-once rate
+      // from ~0.19 to a median 0.43 of the raw consume rate, bench/RESULTS.md §5j; the restore's
+      // consumer met the same stall, §5e). The count then never stops a fetch;
+      // queued.max.messages.kbytes bounds the queue, and has the same stall: full, the
+      // queue is looked at again only a second later, so it must hold more than a second of
+      // input at the rate the loop works through a backlog. librdkafka's 64 MB held about
+      // 0.8 s at 400,000 events/s, and the loop sat idle ~200 ms of every second; 128 MB
+      // took the exactly-once rate up 14-23 % for ~190 MB more resident memory while behind
+      // (bench/RESULTS.md §5q). (librdkafka 2.4 makes the second fetch.queue.backoff.ms.)
+      {"queued.min.messages", "10000000"},
+      {"queued.max.messages.kbytes", "131072"},
+  };
+  if (!c.group_instance_id.empty()) p["group.instance.id"] = c.group_instance_id;
+  // Names the instance in the group's description (account queries' owner, broker logs).
+  p["client.id"] =
+      c.group_id + "-" + (c.group_instance_id.empty() ? host_name() : c.group_instance_id);
+  for (const auto& [k, v] : c.properties) p[k] = v;
+  for (const auto& [k, v] : c.consumer_properties) p[k] = v;
+  // What the commit protocol relies on is not the user's to change: offsets are committed
+  // with the state they belong to, and only committed input is read.
+  p["enable.auto.commit"] = "false";
+  p["enable.auto.offset.store"] = "false";
+  p["isolation.level"] = "read_committed";
+  // Consumer lag per partition comes from librdkafka's statistics (metrics).
+  if (!p.count("statistics.interval.ms")) p["statistics.interval.ms"] = "5000";
+  return p;
+}
 
 /// One assigned input partition: its own store, processor and clock.
 struct PartitionTask {
@@ -339,13 +345,13 @@ StreamService::Impl::Impl(const ServiceConfig& c, const std::atomic<bool>& s, Se
   // and quotas: its client id with "-restore" appended, unless given.
   KafkaConfig restore_config = config.kafka;
   restore_config.restore_consumer_properties.try_emplace(
-      "client.id", consumer_properties(config.kafka).at("client.id") + "-restore");
+      "client.id", input_consumer_properties(config.kafka).at("client.id") + "-restore");
   restorer = std::make_unique<ChangelogRestorer>(restore_config, stop);
   restorer->on_progress(
       [this](int, std::uint64_t applied, std::int64_t) { metrics.add_restored_records(applied); });
   restores = std::make_unique<RestoreWorker>();
   background_restorer = std::make_unique<ChangelogRestorer>(restore_config, restores->halt());
-  auto conf = kafka::make_conf(consumer_properties(config.kafka));
+  auto conf = kafka::make_conf(input_consumer_properties(config.kafka));
   rd_kafka_conf_set_rebalance_cb(conf.get(), &Impl::on_rebalance);
   rd_kafka_conf_set_error_cb(conf.get(), &Impl::on_error);
   rd_kafka_conf_set_stats_cb(conf.get(), &Impl::on_statistics);
@@ -648,7 +654,7 @@ std::int64_t StreamService::Impl::start_offset(int partition, StateStore& store,
 std::int64_t StreamService::Impl::reset_position() const {
   // The consumer's own setting, as librdkafka would apply it to a partition without a
   // committed offset; "error" is not honoured here: the start of the partition, as by default.
-  const std::string reset = consumer_properties(config.kafka).at("auto.offset.reset");
+  const std::string reset = input_consumer_properties(config.kafka).at("auto.offset.reset");
   return reset == "latest" || reset == "largest" || reset == "end" ? RD_KAFKA_OFFSET_END
                                                                    : RD_KAFKA_OFFSET_BEGINNING;
 }

@@ -9,9 +9,15 @@
 
 #include "admin_routes.h"
 #include "config_loader.h"
+#include "kafka.h"
 #include "metrics.h"
 
 namespace pqa::scorer {
+
+/// The input consumer's librdkafka properties: the service's defaults, then
+/// `kafka.properties` and `kafka.consumer_properties` over them, then what the commit
+/// protocol fixes (no auto commit or offset store, read_committed) over those.
+kafka::Properties input_consumer_properties(const KafkaConfig& c);
 
 class StreamService {
  public:

@@ -11,6 +11,7 @@
 #include "config_loader.h"
 #include "harness.h"
 #include "partitioning.h"
+#include "stream_service.h"
 
 using namespace pqa;
 using scorer::ConfigException;
@@ -269,6 +270,32 @@ TEST_CASE("kafka settings read environment variables, and an unset one names its
                     Catch::Contains("kafka.topics.input"));
   CHECK_THROWS_WITH(scorer::parse_config("input: { allowed_lateness_ms: 999999999999 }\n"),
                     Catch::Contains("input.allowed_lateness_ms"));
+}
+
+TEST_CASE(
+    "the input consumer's queue bounds are defaults the YAML overrides; the commit "
+    "protocol's settings are not",
+    "[config][kafka]") {
+  auto props = scorer::input_consumer_properties(parse_config("").kafka);
+  // A full prefetch queue is looked at again only a second later (librdkafka 2.0): a message
+  // count must never be what fills it, and its byte bound must hold over a second of input.
+  CHECK(props.at("queued.min.messages") == "10000000");
+  CHECK(props.at("queued.max.messages.kbytes") == "131072");
+  CHECK(props.at("isolation.level") == "read_committed");
+
+  props = scorer::input_consumer_properties(
+      parse_config("kafka: {consumer_properties: {queued.max.messages.kbytes: 16384, "
+                   "isolation.level: read_uncommitted, enable.auto.commit: true}}")
+          .kafka);
+  CHECK(props.at("queued.max.messages.kbytes") == "16384");
+  CHECK(props.at("queued.min.messages") == "10000000");
+  CHECK(props.at("isolation.level") == "read_committed");
+  CHECK(props.at("enable.auto.commit") == "false");
+  CHECK(props.at("enable.auto.offset.store") == "false");
+  // kafka.properties (every client) also overrides the defaults.
+  CHECK(scorer::input_consumer_properties(
+            parse_config("kafka: {properties: {queued.max.messages.kbytes: 65536}}").kafka)
+            .at("queued.max.messages.kbytes") == "65536");
 }
 
 TEST_CASE("Kafka's murmur2 partitioner: the Java client's test vectors", "[kafka][partitioning]") {
