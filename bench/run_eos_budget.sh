@@ -29,6 +29,7 @@
 #   interval-100ms catch-up off, commit_interval_ms 100 (Kafka Streams' default)
 #   no-thp        as default, but glibc's malloc without transparent huge pages (an empty
 #                 GLIBC_TUNABLES; bench/with_broker.sh sets what the container image sets)
+#   no-trim       as default, but glibc's malloc trims its heap only above 256 MB free
 #   base          as default, but the pqa-scorer binary named by $BASE_SCORER (another build,
 #                 e.g. the one before a change, measured against this tree's on one broker)
 # Without VARIANT arguments: default, catch-up-off, uncompressed, interval-1s, interval-100ms.
@@ -40,7 +41,7 @@ variants=("${@:3}")
 [ ${#variants[@]} -gt 0 ] || variants=(default catch-up-off uncompressed interval-1s interval-100ms)
 for variant in "${variants[@]}"; do  # before a broker is started for nothing
   case $variant in
-    default | catch-up-off | catch-up-3s | queue-64m | queue-128m | queue-256m | queue-1g | previous | uncompressed | interval-1s | interval-100ms | no-thp) ;;
+    default | catch-up-off | catch-up-3s | queue-64m | queue-128m | queue-256m | queue-1g | previous | uncompressed | interval-1s | interval-100ms | no-thp | no-trim) ;;
     base) [ -x "${BASE_SCORER:-}" ] || { echo "variant base needs BASE_SCORER=BINARY" >&2; exit 2; } ;;
     *) echo "unknown variant: $variant" >&2; exit 2 ;;
   esac
@@ -123,7 +124,7 @@ for round in $(seq 1 "$rounds"); do
     case $variant in
       default) run_variant "$round" default 80 lz4 "lag_events: 50000" "$raw_rate" ;;
       base) run_variant "$round" base 80 lz4 "lag_events: 50000" "$raw_rate" ;;
-      no-thp) run_variant "$round" no-thp 80 lz4 "lag_events: 50000" "$raw_rate" ;;
+      no-thp | no-trim) run_variant "$round" "$variant" 80 lz4 "lag_events: 50000" "$raw_rate" ;;
       catch-up-off) run_variant "$round" catch-up-off 80 lz4 "lag_events: 0" "$raw_rate" ;;
       previous) run_variant "$round" previous 80 lz4 "lag_events: 0" "$raw_rate" \
         "  consumer_properties: { queued.min.messages: 100000 }"$'\n' ;;

@@ -18,9 +18,14 @@ bootstrap=$(scripts/kafka.sh start "$broker")
 export GLIBC_TUNABLES=${GLIBC_TUNABLES-glibc.malloc.hugetlb=1}
 
 # service_tunables VARIANT: the GLIBC_TUNABLES a service of that variant runs with (the
-# scripts' variant no-thp: none, so glibc's malloc keeps to 4 kB pages).
+# scripts' variant no-thp: none, so glibc's malloc keeps to 4 kB pages; no-trim: as set, and
+# glibc's malloc keeps up to 256 MB freed at the top of its heap instead of returning it).
 service_tunables() {
-  [[ $1 == no-thp ]] || printf '%s' "$GLIBC_TUNABLES"
+  case $1 in
+    no-thp) ;;
+    no-trim) printf '%s' "${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.trim_threshold=268435456" ;;
+    *) printf '%s' "$GLIBC_TUNABLES" ;;
+  esac
 }
 
 # service_config NAME GROUP PROCESSING INPUT [KAFKA_LINES]: writes $work/NAME.yaml, a
