@@ -19,13 +19,16 @@
 # commits every kafka.catch_up.commit_interval_ms while far behind); the others do not:
 #   default       exactly_once, as shipped: commit_interval_ms 80, catch-up on, lz4
 #   catch-up-off  commit_interval_ms 80 throughout
-#   previous      catch-up off and the consumer's queued.min.messages at librdkafka's 100000:
-#                 the shipped configuration before both changes of 2026-12-06 (§5j)
+#   previous      catch-up off and the consumer's queued.min.messages and
+#                 queued.max.messages.kbytes at librdkafka's 100000 and 64 MB:
+#                 the shipped configuration before the changes of 2026-12-06 (§5j) and
+#                 2026-12-07 (§5q)
 #   uncompressed  catch-up off, the producer's compression.type none (no broker decompression)
 #   interval-1s   catch-up off, commit_interval_ms 1000 (fewer, larger transactions)
 #   catch-up-3s   as default, but catching up commits every 3,000 ms
 #   queue-64m, queue-128m, queue-256m, queue-1g: as default, with the input consumer's
-#                 queued.max.messages.kbytes set to that size (librdkafka's default is 64 MB)
+#                 queued.max.messages.kbytes set to that size (the service's default is
+#                 128 MB since 2026-12-07, so queue-128m is default; librdkafka's is 64 MB)
 #   interval-100ms catch-up off, commit_interval_ms 100 (Kafka Streams' default)
 #   no-thp        as default, but glibc's malloc without transparent huge pages (an empty
 #                 GLIBC_TUNABLES; bench/with_broker.sh sets what the container image sets)
@@ -74,12 +77,12 @@ thread_cpu() {  # thread_cpu PID: "main X librdkafka Y rocksdb Z other W" CPU-se
             cpu["main"] / hz, cpu["librdkafka"] / hz, cpu["rocksdb"] / hz, cpu["other"] / hz }'
 }
 
-peak_mb() {  # peak_mb PID: the process's peak resident memory (VmHWM), in MB
+peak_mb() {  # peak_mb PID: the process's peak resident memory (VmHWM), in MiB
   awk '$1 == "VmHWM:" {printf "%.0f", $2 / 1024}' "/proc/$1/status"
 }
 
 # config NAME INTERVAL_MS COMPRESSION CATCH_UP [KAFKA_YAML]: CATCH_UP is the kafka.catch_up
-# mapping's content, e.g. "lag_events: 0";: writes $work/NAME.yaml
+# mapping's content, e.g. "lag_events: 0": writes $work/NAME.yaml
 config() {
   local lines="  commit_interval_ms: $2"$'\n'
   lines+="  producer_properties: { compression.type: $3 }"$'\n'
@@ -114,6 +117,7 @@ run_variant() {
 }
 
 declare -A threads
+declare -A queue_kb=([queue-64m]=65536 [queue-128m]=131072 [queue-256m]=262144 [queue-1g]=1048576)
 echo "| round | variant | events/s from assignment | ratio to raw | events/s first to last commit | ratio | service CPU-s | broker CPU-s | together | budget at 0.5 of raw |"
 echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 "$bin/bench/pqa-bench-e2e" raw --bootstrap "$bootstrap" --topic bench-in >/dev/null  # warms the cache
@@ -127,11 +131,10 @@ for round in $(seq 1 "$rounds"); do
       no-thp | no-trim) run_variant "$round" "$variant" 80 lz4 "lag_events: 50000" "$raw_rate" ;;
       catch-up-off) run_variant "$round" catch-up-off 80 lz4 "lag_events: 0" "$raw_rate" ;;
       previous) run_variant "$round" previous 80 lz4 "lag_events: 0" "$raw_rate" \
-        "  consumer_properties: { queued.min.messages: 100000 }"$'\n' ;;
+        "  consumer_properties: { queued.min.messages: 100000, queued.max.messages.kbytes: 65536 }"$'\n' ;;
       uncompressed) run_variant "$round" uncompressed 80 none "lag_events: 0" "$raw_rate" ;;
       interval-1s) run_variant "$round" interval-1s 1000 lz4 "lag_events: 0" "$raw_rate" ;;
       queue-64m | queue-128m | queue-256m | queue-1g)
-        declare -A queue_kb=([queue-64m]=65536 [queue-128m]=131072 [queue-256m]=262144 [queue-1g]=1048576)
         run_variant "$round" "$variant" 80 lz4 "lag_events: 50000" "$raw_rate" \
           "  consumer_properties: { queued.max.messages.kbytes: ${queue_kb[$variant]} }"$'\n' ;;
       catch-up-3s) run_variant "$round" catch-up-3s 80 lz4 \
@@ -143,6 +146,6 @@ for round in $(seq 1 "$rounds"); do
 done
 
 echo
-echo "| round | variant | service main thread CPU-s | librdkafka threads | RocksDB threads | other threads | peak RSS MB |"
+echo "| round | variant | service main thread CPU-s | librdkafka threads | RocksDB threads | other threads | peak RSS MiB |"
 echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"
 for variant in "${variants[@]}"; do printf "%s" "${threads[$variant]}"; done

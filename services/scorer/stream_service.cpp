@@ -94,8 +94,9 @@ kafka::Properties input_consumer_properties(const KafkaConfig& c) {
       // queue is looked at again only a second later, so it must hold more than a second of
       // input at the rate the loop works through a backlog. librdkafka's 64 MB held about
       // 0.8 s at 400,000 events/s, and the loop sat idle ~200 ms of every second; 128 MB
-      // took the exactly-once rate up 14-23 % for ~190 MB more resident memory while behind
-      // (bench/RESULTS.md §5q). (librdkafka 2.4 makes the second fetch.queue.backoff.ms.)
+      // took the exactly-once rate through a backlog up 15-76 % (side by side) for ~180 MiB
+      // more resident memory while behind (bench/RESULTS.md §5q). (librdkafka 2.4 makes the
+      // second fetch.queue.backoff.ms.) The restore's consumer has its own (changelog.cpp).
       {"queued.min.messages", "10000000"},
       {"queued.max.messages.kbytes", "131072"},
   };
