@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <limits>
 
 #include "log.h"
 
@@ -114,9 +115,17 @@ PartitionList make_partition_list(int capacity) {
   return PartitionList(rd_kafka_topic_partition_list_new(capacity));
 }
 
+int seek_timeout_argument(int timeout_ms, int version) {
+  constexpr int kFixedIn = 0x02010000;  // 2.1.0, any pre-release of it included
+  if (version >= kFixedIn || timeout_ms <= 0) return timeout_ms;
+  const auto micros = static_cast<long long>(timeout_ms) * 1000;
+  return static_cast<int>(std::min<long long>(micros, std::numeric_limits<int>::max()));
+}
+
 rd_kafka_resp_err_t seek(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions,
                          int timeout_ms) {
-  if (rd_kafka_error_t* error = rd_kafka_seek_partitions(consumer, partitions, timeout_ms)) {
+  if (rd_kafka_error_t* error = rd_kafka_seek_partitions(
+          consumer, partitions, seek_timeout_argument(timeout_ms, rd_kafka_version()))) {
     const rd_kafka_resp_err_t err = rd_kafka_error_code(error);
     rd_kafka_error_destroy(error);
     return err;

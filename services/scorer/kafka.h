@@ -88,6 +88,12 @@ void throw_if(rd_kafka_resp_err_t err, std::string_view what);
 
 PartitionList make_partition_list(int capacity = 4);
 
+/// The timeout argument that makes rd_kafka_seek_partitions of librdkafka `version`
+/// (rd_kafka_version()) wait `timeout_ms` milliseconds. Before 2.1.0 it waited that many
+/// *microseconds* (librdkafka PR 4230): Debian's 2.0.2 gave a seek 30 ms where 30 s were asked,
+/// and a loaded broker thread that answered later failed the seek with "Timed out".
+int seek_timeout_argument(int timeout_ms, int version);
+
 /// Seeks each partition of `partitions` to its offset, waiting up to `timeout_ms`: the call's
 /// error, else the first partition's, else none. librdkafka reports a partition it could not
 /// seek (e.g. RD_KAFKA_RESP_ERR__STATE: its fetch not started) in that partition's element

@@ -1,5 +1,7 @@
-// How transactional calls are retried through an unreachable cluster (kafka_retry.h).
+// Kafka call helpers: how transactional calls are retried through an unreachable cluster
+// (kafka_retry.h), and the seek's timeout (kafka.h).
 #include <catch2/catch.hpp>
+#include <limits>
 
 #include "kafka_retry.h"
 
@@ -58,4 +60,16 @@ TEST_CASE("an error other than an unreachable cluster is not retried", "[kafka][
   FlakyCall refused{RD_KAFKA_RESP_ERR_INVALID_TXN_STATE, 5};
   CHECK_THROWS_AS(retry(refused, stop, deadline), kafka::KafkaError);
   CHECK(refused.calls == 1);
+}
+
+TEST_CASE("a seek waits the milliseconds asked for, also on librdkafka before 2.1.0", "[kafka]") {
+  // librdkafka 2.0 (Debian's) took rd_kafka_seek_partitions' timeout as microseconds.
+  CHECK(kafka::seek_timeout_argument(30000, 0x020002ff) == 30000000);  // 2.0.2
+  CHECK(kafka::seek_timeout_argument(30000, 0x020100ff) == 30000);     // 2.1.0: fixed
+  CHECK(kafka::seek_timeout_argument(30000, 0x020300ff) == 30000);
+  CHECK(kafka::seek_timeout_argument(3000000, 0x020002ff) == std::numeric_limits<int>::max());
+  CHECK(kafka::seek_timeout_argument(0, 0x020002ff) == 0);  // 0: asynchronous, either way
+  // This build runs on the librdkafka it is tested with: the argument is what it needs.
+  if (rd_kafka_version() < 0x02010000)
+    CHECK(kafka::seek_timeout_argument(1, rd_kafka_version()) == 1000);
 }
