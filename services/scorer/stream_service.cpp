@@ -169,6 +169,8 @@ struct StreamService::Impl {
   std::int64_t start_offset(int partition, StateStore& store, std::int64_t group_offset);
   /// The position for a partition with no offset to start from: auto.offset.reset's.
   std::int64_t reset_position() const;
+  /// A list of one input partition at `offset`, for a resume, pause or seek of it.
+  kafka::PartitionList input_partition(int partition, std::int64_t offset) const;
   /// handle(), but a transaction that fails meanwhile is aborted and the input rewound, as
   /// a failed commit is; false then (the turn ends).
   bool handle_or_rewind(kafka::Message m);
@@ -236,6 +238,9 @@ struct StreamService::Impl {
   void read_statistics(std::string_view json);
 
   ServiceConfig config;
+  /// input_consumer_properties(config.kafka), read once (reset_position() runs every turn a
+  /// partition waits for its fetch).
+  kafka::Properties consumer_properties;
   const std::atomic<bool>& stop;
   rollup::Model model;
   ServiceMetrics& metrics;
@@ -308,6 +313,7 @@ void StreamService::Impl::rethrow_callback_error() {
 StreamService::Impl::Impl(const ServiceConfig& c, const std::atomic<bool>& s, ServiceMetrics& m,
                           AccountQueries* q)
     : config(c),
+      consumer_properties(input_consumer_properties(c.kafka)),
       stop(s),
       model(c.model),
       metrics(m),
@@ -346,13 +352,13 @@ StreamService::Impl::Impl(const ServiceConfig& c, const std::atomic<bool>& s, Se
   // and quotas: its client id with "-restore" appended, unless given.
   KafkaConfig restore_config = config.kafka;
   restore_config.restore_consumer_properties.try_emplace(
-      "client.id", input_consumer_properties(config.kafka).at("client.id") + "-restore");
+      "client.id", consumer_properties.at("client.id") + "-restore");
   restorer = std::make_unique<ChangelogRestorer>(restore_config, stop);
   restorer->on_progress(
       [this](int, std::uint64_t applied, std::int64_t) { metrics.add_restored_records(applied); });
   restores = std::make_unique<RestoreWorker>();
   background_restorer = std::make_unique<ChangelogRestorer>(restore_config, restores->halt());
-  auto conf = kafka::make_conf(input_consumer_properties(config.kafka));
+  auto conf = kafka::make_conf(consumer_properties);
   rd_kafka_conf_set_rebalance_cb(conf.get(), &Impl::on_rebalance);
   rd_kafka_conf_set_error_cb(conf.get(), &Impl::on_error);
   rd_kafka_conf_set_stats_cb(conf.get(), &Impl::on_statistics);
@@ -523,9 +529,7 @@ bool StreamService::Impl::start(Unstarted& restored) {
   // Resumed, then sought to where its state ends: assigned and paused in one callback,
   // librdkafka can lose the assignment's start (its issue 2190, "seek after resuming"), and a
   // seek also drops anything fetched for it before.
-  auto list = kafka::make_partition_list(1);
-  rd_kafka_topic_partition_list_add(list.get(), config.kafka.input_topic.c_str(), p)->offset =
-      restored.start >= 0 ? restored.start : reset_position();
+  auto list = input_partition(p, restored.start >= 0 ? restored.start : reset_position());
   kafka::throw_if(rd_kafka_resume_partitions(consumer.get(), list.get()), "resuming a partition");
   const rd_kafka_resp_err_t err = kafka::seek(consumer.get(), list.get(), config.kafka.timeout_ms);
   // librdkafka starts an assigned partition's fetch once it has the group's committed offsets,
@@ -652,10 +656,18 @@ std::int64_t StreamService::Impl::start_offset(int partition, StateStore& store,
   return *counted;
 }
 
+kafka::PartitionList StreamService::Impl::input_partition(int partition,
+                                                          std::int64_t offset) const {
+  auto list = kafka::make_partition_list(1);
+  rd_kafka_topic_partition_list_add(list.get(), config.kafka.input_topic.c_str(), partition)
+      ->offset = offset;
+  return list;
+}
+
 std::int64_t StreamService::Impl::reset_position() const {
   // The consumer's own setting, as librdkafka would apply it to a partition without a
   // committed offset; "error" is not honoured here: the start of the partition, as by default.
-  const std::string reset = input_consumer_properties(config.kafka).at("auto.offset.reset");
+  const std::string& reset = consumer_properties.at("auto.offset.reset");
   return reset == "latest" || reset == "largest" || reset == "end" ? RD_KAFKA_OFFSET_END
                                                                    : RD_KAFKA_OFFSET_BEGINNING;
 }
@@ -812,9 +824,7 @@ void StreamService::Impl::skip_counted(PartitionTask& task, std::int64_t offset,
             {{"partition", std::to_string(task.partition)},
              {"offset", std::to_string(offset)},
              {"position", std::to_string(position)}});
-  auto list = kafka::make_partition_list(1);
-  rd_kafka_topic_partition_list_add(list.get(), config.kafka.input_topic.c_str(), task.partition)
-      ->offset = position;
+  auto list = input_partition(task.partition, position);
   kafka::throw_if(kafka::seek(consumer.get(), list.get(), config.kafka.timeout_ms),
                   "seeking a partition back to its position");
 }

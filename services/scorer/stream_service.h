@@ -5,19 +5,21 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
+#include <string>
 
 #include "admin_routes.h"
 #include "config_loader.h"
-#include "kafka.h"
 #include "metrics.h"
 
 namespace pqa::scorer {
 
 /// The input consumer's librdkafka properties: the service's defaults, then
 /// `kafka.properties` and `kafka.consumer_properties` over them, then what the commit
-/// protocol fixes (no auto commit or offset store, read_committed) over those.
-kafka::Properties input_consumer_properties(const KafkaConfig& c);
+/// protocol fixes (no auto commit or offset store, read_committed) over those. (A
+/// kafka::Properties; spelled out so that this header does not pull in librdkafka's.)
+std::map<std::string, std::string> input_consumer_properties(const KafkaConfig& c);
 
 class StreamService {
  public:
