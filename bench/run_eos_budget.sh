@@ -42,12 +42,30 @@ events=${1:-1000000}
 rounds=${2:-2}
 variants=("${@:3}")
 [ ${#variants[@]} -gt 0 ] || variants=(default catch-up-off uncompressed interval-1s interval-100ms)
-for variant in "${variants[@]}"; do  # before a broker is started for nothing
-  case $variant in
-    default | catch-up-off | catch-up-3s | queue-64m | queue-128m | queue-256m | queue-1g | previous | uncompressed | interval-1s | interval-100ms | no-thp | no-trim) ;;
-    base) [ -x "${BASE_SCORER:-}" ] || { echo "variant base needs BASE_SCORER=BINARY" >&2; exit 2; } ;;
-    *) echo "unknown variant: $variant" >&2; exit 2 ;;
+# variant_settings VARIANT: sets the variant's commit interval, compression, catch-up mapping
+# and extra kafka lines ($interval $compression $catch_up $extra); fails for an unknown name.
+variant_settings() {
+  interval=80 compression=lz4 catch_up="lag_events: 50000" extra=""
+  case $1 in
+    default | no-thp | no-trim) ;;
+    base) [ -x "${BASE_SCORER:-}" ] || { echo "variant base needs BASE_SCORER=BINARY" >&2; return 2; } ;;
+    catch-up-off) catch_up="lag_events: 0" ;;
+    previous)
+      catch_up="lag_events: 0"
+      extra="  consumer_properties: { queued.min.messages: 100000, queued.max.messages.kbytes: 65536 }"$'\n' ;;
+    uncompressed) catch_up="lag_events: 0" compression=none ;;
+    interval-1s) catch_up="lag_events: 0" interval=1000 ;;
+    interval-100ms) catch_up="lag_events: 0" interval=100 ;;
+    catch-up-3s) catch_up="lag_events: 50000, commit_interval_ms: 3000" ;;
+    queue-64m | queue-128m | queue-256m | queue-1g)
+      local kb
+      case $1 in queue-64m) kb=65536 ;; queue-128m) kb=131072 ;; queue-256m) kb=262144 ;; *) kb=1048576 ;; esac
+      extra="  consumer_properties: { queued.max.messages.kbytes: $kb }"$'\n' ;;
+    *) echo "unknown variant: $1" >&2; return 2 ;;
   esac
+}
+for variant in "${variants[@]}"; do  # before a broker is started for nothing
+  variant_settings "$variant" || exit 2
 done
 bin=build/release
 source bench/with_broker.sh
@@ -117,7 +135,6 @@ run_variant() {
 }
 
 declare -A threads
-declare -A queue_kb=([queue-64m]=65536 [queue-128m]=131072 [queue-256m]=262144 [queue-1g]=1048576)
 echo "| round | variant | events/s from assignment | ratio to raw | events/s first to last commit | ratio | service CPU-s | broker CPU-s | together | budget at 0.5 of raw |"
 echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 "$bin/bench/pqa-bench-e2e" raw --bootstrap "$bootstrap" --topic bench-in >/dev/null  # warms the cache
@@ -125,23 +142,8 @@ for round in $(seq 1 "$rounds"); do
   raw_rate=$("$bin/bench/pqa-bench-e2e" raw --bootstrap "$bootstrap" --topic bench-in | awk '{print $4}')
   echo "| $round | librdkafka alone (raw) | $raw_rate | 1.000 | | | | | | |"
   for variant in "${variants[@]}"; do
-    case $variant in
-      default) run_variant "$round" default 80 lz4 "lag_events: 50000" "$raw_rate" ;;
-      base) run_variant "$round" base 80 lz4 "lag_events: 50000" "$raw_rate" ;;
-      no-thp | no-trim) run_variant "$round" "$variant" 80 lz4 "lag_events: 50000" "$raw_rate" ;;
-      catch-up-off) run_variant "$round" catch-up-off 80 lz4 "lag_events: 0" "$raw_rate" ;;
-      previous) run_variant "$round" previous 80 lz4 "lag_events: 0" "$raw_rate" \
-        "  consumer_properties: { queued.min.messages: 100000, queued.max.messages.kbytes: 65536 }"$'\n' ;;
-      uncompressed) run_variant "$round" uncompressed 80 none "lag_events: 0" "$raw_rate" ;;
-      interval-1s) run_variant "$round" interval-1s 1000 lz4 "lag_events: 0" "$raw_rate" ;;
-      queue-64m | queue-128m | queue-256m | queue-1g)
-        run_variant "$round" "$variant" 80 lz4 "lag_events: 50000" "$raw_rate" \
-          "  consumer_properties: { queued.max.messages.kbytes: ${queue_kb[$variant]} }"$'\n' ;;
-      catch-up-3s) run_variant "$round" catch-up-3s 80 lz4 \
-        "lag_events: 50000, commit_interval_ms: 3000" "$raw_rate" ;;
-      interval-100ms) run_variant "$round" interval-100ms 100 lz4 "lag_events: 0" "$raw_rate" ;;
-      *) echo "unknown variant: $variant" >&2; exit 2 ;;
-    esac
+    variant_settings "$variant"
+    run_variant "$round" "$variant" "$interval" "$compression" "$catch_up" "$raw_rate" "$extra"
   done
 done
 

@@ -122,17 +122,26 @@ int seek_timeout_argument(int timeout_ms, int version) {
   return static_cast<int>(std::min<long long>(micros, std::numeric_limits<int>::max()));
 }
 
-rd_kafka_resp_err_t seek(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions,
-                         int timeout_ms) {
+SeekOutcome seek(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions,
+                 int timeout_ms) {
   if (rd_kafka_error_t* error = rd_kafka_seek_partitions(
           consumer, partitions, seek_timeout_argument(timeout_ms, rd_kafka_version()))) {
-    const rd_kafka_resp_err_t err = rd_kafka_error_code(error);
+    SeekOutcome outcome{rd_kafka_error_code(error), rd_kafka_error_string(error)};
     rd_kafka_error_destroy(error);
-    return err;
+    return outcome;
   }
-  for (int i = 0; i < partitions->cnt; ++i)
-    if (partitions->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) return partitions->elems[i].err;
-  return RD_KAFKA_RESP_ERR_NO_ERROR;
+  for (int i = 0; i < partitions->cnt; ++i) {
+    const rd_kafka_topic_partition_t& p = partitions->elems[i];
+    if (p.err != RD_KAFKA_RESP_ERR_NO_ERROR)
+      return {p.err, std::string(p.topic) + "[" + std::to_string(p.partition) +
+                         "]: " + rd_kafka_err2str(p.err)};
+  }
+  return {};
+}
+
+void throw_if(const SeekOutcome& outcome, std::string_view what) {
+  if (outcome.code == RD_KAFKA_RESP_ERR_NO_ERROR) return;
+  throw KafkaError(std::string(what) + ": " + outcome.reason);
 }
 
 std::pair<std::int64_t, std::int64_t> query_watermarks(rd_kafka_t* rk, const std::string& topic,

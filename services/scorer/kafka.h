@@ -94,12 +94,20 @@ PartitionList make_partition_list(int capacity = 4);
 /// and a loaded broker thread that answered later failed the seek with "Timed out".
 int seek_timeout_argument(int timeout_ms, int version);
 
+/// How a seek ended: `code` NO_ERROR, or the error with librdkafka's own description of it
+/// (e.g. "Timed out waiting for 1 remaining partition seek(s)", which its error code alone,
+/// "Local: Timed out", does not say), naming the partition when one partition was refused.
+struct SeekOutcome {
+  rd_kafka_resp_err_t code = RD_KAFKA_RESP_ERR_NO_ERROR;
+  std::string reason;
+};
 /// Seeks each partition of `partitions` to its offset, waiting up to `timeout_ms`: the call's
 /// error, else the first partition's, else none. librdkafka reports a partition it could not
 /// seek (e.g. RD_KAFKA_RESP_ERR__STATE: its fetch not started) in that partition's element
 /// only, so a caller that checked the call alone would take a refused seek for a done one.
-rd_kafka_resp_err_t seek(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions,
-                         int timeout_ms);
+SeekOutcome seek(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions, int timeout_ms);
+/// Throws KafkaError "`what`: <reason>" for a failed seek; no-op for a done one.
+void throw_if(const SeekOutcome& outcome, std::string_view what);
 
 /// Queues one record (payload and key copied). An empty key is a null key; `headers`
 /// (may be null) belong to the record on success, to the caller otherwise; timestamp_ms 0:

@@ -531,19 +531,21 @@ bool StreamService::Impl::start(Unstarted& restored) {
   // seek also drops anything fetched for it before.
   auto list = input_partition(p, restored.start >= 0 ? restored.start : reset_position());
   kafka::throw_if(rd_kafka_resume_partitions(consumer.get(), list.get()), "resuming a partition");
-  const rd_kafka_resp_err_t err = kafka::seek(consumer.get(), list.get(), config.kafka.timeout_ms);
+  const kafka::SeekOutcome sought =
+      kafka::seek(consumer.get(), list.get(), config.kafka.timeout_ms);
   // librdkafka starts an assigned partition's fetch once it has the group's committed offsets,
   // which it asks for the whole assignment at once: a transaction holding any one partition's
   // offsets holds back every partition of the assignment (the restore has its own answer).
   // Until then a seek finds no fetch to move; the partition stays paused and is tried again.
-  if (err == RD_KAFKA_RESP_ERR__STATE || err == RD_KAFKA_RESP_ERR__PREV_IN_PROGRESS) {
+  if (sought.code == RD_KAFKA_RESP_ERR__STATE ||
+      sought.code == RD_KAFKA_RESP_ERR__PREV_IN_PROGRESS) {
     kafka::throw_if(rd_kafka_pause_partitions(consumer.get(), list.get()), "pausing a partition");
     if (!std::exchange(restored.waiting, true))
       log::info("restore", "restored; waiting for the consumer to start the partition's fetch",
-                {{"partition", std::to_string(p)}, {"error", rd_kafka_err2str(err)}});
+                {{"partition", std::to_string(p)}, {"error", sought.reason}});
     return false;
   }
-  kafka::throw_if(err, "seeking a restored partition to its start");
+  kafka::throw_if(sought, "seeking a restored partition to its start");
   auto task = std::make_unique<PartitionTask>();
   task->partition = p;
   task->store = std::move(restored.restored.store);

@@ -1,7 +1,8 @@
 // Kafka call helpers: how transactional calls are retried through an unreachable cluster
-// (kafka_retry.h), and the seek's timeout (kafka.h).
+// (kafka_retry.h), and the seek (kafka.h): its timeout and what a refused one reports.
 #include <catch2/catch.hpp>
 #include <limits>
+#include <string>
 
 #include "kafka_retry.h"
 
@@ -72,4 +73,26 @@ TEST_CASE("a seek waits the milliseconds asked for, also on librdkafka before 2.
   // This build runs on the librdkafka it is tested with: the argument is what it needs.
   if (rd_kafka_version() < 0x02010000)
     CHECK(kafka::seek_timeout_argument(1, rd_kafka_version()) == 1000);
+}
+
+TEST_CASE("a refused seek says which partition and why", "[kafka]") {
+  // A consumer with nothing assigned (its bootstrap address is never reached): librdkafka
+  // refuses the seek in the partition's element, not in the call's result.
+  kafka::Handle consumer =
+      kafka::make_client(RD_KAFKA_CONSUMER, kafka::make_conf({{"bootstrap.servers", "127.0.0.1:1"},
+                                                              {"group.id", "pqa-test-seek"},
+                                                              {"log_level", "0"}}));
+  kafka::PartitionList list = kafka::make_partition_list(2);
+  rd_kafka_topic_partition_list_add(list.get(), "events", 0)->offset = 5;
+  rd_kafka_topic_partition_list_add(list.get(), "events", 3)->offset = 7;
+  const kafka::SeekOutcome outcome = kafka::seek(consumer.get(), list.get(), 1000);
+  CHECK(outcome.code == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION);
+  CHECK(outcome.reason == std::string("events[0]: ") + rd_kafka_err2str(outcome.code));
+  try {
+    kafka::throw_if(outcome, "seeking a partition back to its position");
+    FAIL("no exception");
+  } catch (const kafka::KafkaError& e) {
+    CHECK(std::string(e.what()) == "seeking a partition back to its position: " + outcome.reason);
+  }
+  CHECK_NOTHROW(kafka::throw_if(kafka::SeekOutcome{}, "a done seek"));
 }
