@@ -188,8 +188,8 @@ void Processor::remember_identity(const rollup::Event& e) {
   Identity* current = identities_.get(key);
   if (current == nullptr) {
     identities_.insert(key, Identity{e.explicit_account, e.timestamp});
-  } else if (e.timestamp >= current->as_of &&
-             !(current->account == e.explicit_account && current->as_of == e.timestamp)) {
+  } else if (rollup::later_call_wins(e.timestamp, e.explicit_account, current->as_of,
+                                     current->account)) {
     *current = Identity{e.explicit_account, e.timestamp};  // the latest group call wins
     identities_.mark_dirty(key);
   }

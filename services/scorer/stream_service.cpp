@@ -763,11 +763,17 @@ void StreamService::Impl::dead_letter(const rd_kafka_message_t* m,
       {"pqa.source.partition", std::to_string(m->partition)},
       {"pqa.source.offset", std::to_string(m->offset)},
   };
-  const std::string_view key(static_cast<const char*>(m->key), m->key_len);
+  std::string_view key(static_cast<const char*>(m->key), m->key_len);
   std::string_view payload(static_cast<const char*>(m->payload), m->len);
   // Brokers accept input records somewhat larger than a producer may send (message.max.bytes):
   // such a message is dead-lettered cut to what fits, with its size in a header, rather than
-  // refused on every retry. The source offset still leads to the whole message.
+  // refused on every retry. The source offset still leads to the whole message. A key of more
+  // than a quarter of the record is cut too: the value's room is what the key leaves, and a
+  // key alone can be over the limit.
+  if (const std::size_t max_key = producer->max_record_bytes() / 4; key.size() > max_key) {
+    headers.emplace_back("pqa.error.key_truncated_from_bytes", std::to_string(key.size()));
+    key = key.substr(0, max_key);
+  }
   const std::size_t room = kafka::value_room(producer->max_record_bytes(), key.size());
   if (payload.size() > room) {
     headers.emplace_back("pqa.error.truncated_from_bytes", std::to_string(payload.size()));

@@ -554,6 +554,9 @@ TEST_CASE("streaming: a message too large to dead-letter whole goes cut, with it
     const std::string big(kBig, 'x');
     REQUIRE(kafka::produce(producer.get(), p.topic("in"), 0, "big", big, nullptr, 0) ==
             RD_KAFKA_RESP_ERR_NO_ERROR);
+    // A key too large for any dead letter: it goes with its key cut to a quarter of the record.
+    REQUIRE(kafka::produce(producer.get(), p.topic("in"), 0, big, "not json", nullptr, 0) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR);
     REQUIRE(rd_kafka_flush(producer.get(), 30000) == RD_KAFKA_RESP_ERR_NO_ERROR);
   }
   auto service = p.start("a");
@@ -570,6 +573,14 @@ TEST_CASE("streaming: a message too large to dead-letter whole goes cut, with it
   REQUIRE(cut != nullptr);
   CHECK(cut->headers.at("pqa.error.reason") == "oversized");
   CHECK(cut->headers.at("pqa.error.truncated_from_bytes") == std::to_string(kBig));
+  const Record* cut_key = nullptr;
+  for (const auto& record : o.dead_letters)
+    if (record.headers.contains("pqa.error.key_truncated_from_bytes")) cut_key = &record;
+  REQUIRE(cut_key != nullptr);
+  CHECK(cut_key->headers.at("pqa.error.key_truncated_from_bytes") == std::to_string(kBig));
+  CHECK(cut_key->headers.at("pqa.error.reason") == "malformed_json");
+  CHECK(cut_key->key == std::string(1'000'000 / 4, 'x'));  // message.max.bytes / 4
+  CHECK(cut_key->value == "not json");
   CHECK(cut->value.size() < 1'000'000);
   CHECK(cut->value == std::string(cut->value.size(), 'x'));
 }

@@ -76,6 +76,21 @@ TEST_CASE("track events without groupId resolve through the user's group call", 
   CHECK(h.score_now("acme").seats.active_users == 0);
 }
 
+TEST_CASE("group calls of the same time tie a user to one account in either arrival order",
+          "[processor][late]") {
+  // Between two group calls of one time the greater account id wins (later_call_wins): the
+  // account a later track without groupId lands in does not depend on processing order.
+  for (const bool reversed : {false, true}) {
+    INFO("reversed: " << reversed);
+    Harness h;
+    h.send(group("u1", reversed ? "globex" : "acme", kT0));
+    h.send(group("u1", reversed ? "acme" : "globex", kT0));
+    h.send(track("u1", "Report Created", kT0 + 1));
+    CHECK(h.score_now("globex").seats.active_users == 1);
+    CHECK(h.score_now("acme").seats.active_users == 0);
+  }
+}
+
 TEST_CASE("an event with no resolvable account is rejected, not guessed", "[processor]") {
   Harness h;
   auto failure = h.processor.process(track("stranger", "Report Created", kT0));

@@ -458,6 +458,45 @@ TEST_CASE("each account trait follows its own latest group call, whatever the ar
   CHECK(scores[0].score == scores[1].score);
 }
 
+TEST_CASE("calls of the same time give the same traits in either arrival order",
+          "[scoring][late]") {
+  // Backfills stamp many calls alike: between two calls of one time the greater value wins
+  // (later_call_wins), so neither the account's traits nor the user's depend on which of them
+  // was processed first.
+  const std::vector<std::string> calls = {
+      group("u1", "a", kT0 + 1, R"({"plan":"free","seats":10})"),
+      group("u1", "a", kT0 + 1, R"({"plan":"team","seats":12})"),
+      identify("u1", kT0 + 2, R"({"role":"member","department":"engineering"})"),
+      identify("u1", kT0 + 2, R"({"role":"admin","department":"design"})")};
+  std::vector<rollup::Score> scores;
+  for (const bool reversed : {false, true}) {
+    INFO("reversed: " << reversed);
+    Harness h;
+    for (int i : reversed ? std::vector<int>{1, 0, 3, 2} : std::vector<int>{0, 1, 2, 3})
+      h.send(calls[static_cast<std::size_t>(i)]);
+    use(h, "u1", 3, kT0 + 3);
+    const auto user = h.user("a", "u1");
+    CHECK(user.explicit_role == rollup::Role::kAdmin);  // kAdmin > kMember
+    CHECK(user.department == "engineering");            // "engineering" > "design"
+    scores.push_back(h.score("a", kT0 + kDay));
+    CHECK(scores.back().seats.provisioned_seats == 12);
+  }
+  CHECK(scores[0].components.fit == scores[1].components.fit);
+  CHECK(scores[0].score == scores[1].score);
+}
+
+TEST_CASE("a redelivered seat snapshot does not undo the seat changes after it",
+          "[scoring][late]") {
+  // At-least-once delivery repeats calls: the same snapshot again (same time, same value)
+  // changes nothing, where re-applying it would drop the seat added since.
+  Harness h;
+  const std::string snapshot = group("u1", "a", kT0, R"({"seats":10})");
+  h.send(snapshot);
+  h.send(track("u1", "Seat Added", kT0 + 60'000));
+  h.send(snapshot);
+  CHECK(h.score_now("a").seats.provisioned_seats == 11);
+}
+
 TEST_CASE("a booking on an expired day is never taken from a new bucket", "[scoring][timers]") {
   // Expire day 0 under a 28-day window, then widen the window to 60 days: day 0 must stay gone.
   auto config = shipped_model_config();

@@ -206,14 +206,16 @@ void change_seats(const Model& model, AccountState& a, double delta, TimeMs t, D
 
 // ---- traits -----------------------------------------------------------------------------------
 
-/// Sets a trait from a call at time `t` unless a later call set it; false if it did.
+/// Sets a trait from a call at time `t` unless a later call set it, or a call of the same
+/// time set it to a value that wins the tie; false if one did (or if it holds this value
+/// already from a call of this time: a redelivered call changes nothing).
 bool set_trait(AccountState& a, const Trait& trait, TimeMs t) {
   auto it = std::lower_bound(a.traits.begin(), a.traits.end(), trait.name,
                              [](const Trait& x, const std::string& n) { return x.name < n; });
   if (it == a.traits.end() || it->name != trait.name) {
     it = a.traits.insert(it, trait);
   } else {
-    if (t < it->as_of) return false;
+    if (!later_call_wins(t, trait.value, it->as_of, it->value)) return false;
     it->value = trait.value;
   }
   it->as_of = t;
@@ -707,11 +709,15 @@ Outcome apply_event(const Model& model, AccountState& account, UserState& user, 
   expire(model, account, today);
   if (user_is_new) take_a_seat(account);
   // Each trait follows its own latest call, whatever the arrival order.
-  if (event.role && event.timestamp >= user.role_as_of) {
-    user.role_as_of = event.timestamp;
-    user.explicit_role = parse_role(*event.role);
+  if (event.role) {
+    const Role role = parse_role(*event.role);
+    if (later_call_wins(event.timestamp, role, user.role_as_of, user.explicit_role)) {
+      user.role_as_of = event.timestamp;
+      user.explicit_role = role;
+    }
   }
-  if (event.department && event.timestamp >= user.department_as_of) {
+  if (event.department &&
+      later_call_wins(event.timestamp, *event.department, user.department_as_of, user.department)) {
     user.department_as_of = event.timestamp;
     user.department = *event.department;
   }

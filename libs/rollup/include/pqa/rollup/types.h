@@ -27,6 +27,15 @@ constexpr TimeMs start_of_day(Day d) {
   return static_cast<TimeMs>(d) * kMsPerDay;
 }
 
+/// Whether a call at time `t` that sends `value` replaces what a call at `held_as_of` set
+/// (`held`): the later call wins, and between two calls of the same time the greater value,
+/// so that the outcome does not depend on which of them arrived first (backfills and batch
+/// imports often stamp many calls alike). A call of the same time and value changes nothing.
+template <typename T>
+bool later_call_wins(TimeMs t, const T& value, TimeMs held_as_of, const T& held) {
+  return t > held_as_of || (t == held_as_of && held < value);
+}
+
 /// A string id that cannot be confused with another kind of id (Redpanda-style named types).
 template <typename Tag>
 class StrongId {
