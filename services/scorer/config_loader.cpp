@@ -177,6 +177,13 @@ void read_taxonomy(Section s, rollup::ModelConfig& m) {
     std::string kind;
     item.read("kind", kind);
     if (!kind.empty()) rule.kind = parse_kind(kind, item.key_path("kind"));
+    // A built-in event made a usage event drops what only other kinds use (seats, the
+    // quantity, the admin inference), which check_entry refuses on a usage event if set here.
+    if (!kind.empty() && rule.kind == EventKind::kUsage && existing != m.events.end()) {
+      rule.quantity_property.clear();
+      rule.seat_delta = 0.0;
+      rule.infers_admin = false;
+    }
     // A new event infers an admin when it is an administration event, unless it says.
     if (existing == m.events.end()) rule.infers_admin = rule.kind == EventKind::kAdministration;
     item.read("infers_admin", rule.infers_admin);
@@ -199,6 +206,9 @@ void read_fit(Section s, rollup::ModelConfig& m) {
   for_each_item(rules, s.key_path("rules"), [&](Section item) {
     FitRule rule;
     item.read("trait", rule.trait);
+    // No default: a rule without a weight would add nothing, silently.
+    if (YAML::Node weight = item.get("weight"); !weight || weight.IsNull())
+      throw ConfigException(item.key_path("weight"), "is required");
     item.read("weight", rule.weight);
     int ops = 0;
     if (YAML::Node eq = item.get("equals"); eq && !eq.IsNull()) {

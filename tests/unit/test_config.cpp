@@ -212,6 +212,48 @@ TEST_CASE("config errors name the key and the problem", "[config]") {
   }
 }
 
+TEST_CASE("settings the model would ignore or overflow on stop start-up", "[config]") {
+  // A fit rule without a weight would add nothing; with no positive weight at all, fit is 0
+  // for every account and weights.fit is lost from every score.
+  CHECK(key_of_error("model: {fit: {rules: [{trait: plan, in: [team]}]}}") ==
+        "model.fit.rules[0].weight");
+  CHECK(key_of_error("model: {fit: {rules: [{trait: plan, in: [free], weight: -0.5}]}}") ==
+        "model.fit.rules");
+  CHECK(key_of_error("model: {weights: {breadth: 0.4, depth: 0.35, fabric: 0.25, fit: 0}, "
+                     "fit: {rules: [{trait: plan, in: [free], weight: -0.5}]}}") == "(no error)");
+  // A usage event feeds engagement only: seats, a quantity or the admin inference on one would
+  // be ignored. A built-in fabric event made a usage event drops them.
+  CHECK(key_of_error("model: {taxonomy: {events: [{name: Export Run, seat_delta: 1}]}}") ==
+        "model.taxonomy.events[0].seat_delta");
+  CHECK(key_of_error("model: {taxonomy: {events: [{name: Export Run, quantity_property: n}]}}") ==
+        "model.taxonomy.events[0].quantity_property");
+  CHECK(key_of_error("model: {taxonomy: {events: [{name: Export Run, infers_admin: true}]}}") ==
+        "model.taxonomy.events[0].infers_admin");
+  CHECK(key_of_error("model: {taxonomy: {events: [{name: Seat Added, kind: usage, "
+                     "seat_delta: 1}]}}") == "model.taxonomy.events[0].seat_delta");
+  const auto relabelled =
+      parse_config("model: {taxonomy: {events: [{name: Seat Added, kind: usage}]}}");
+  const rollup::Model model(relabelled.model);
+  REQUIRE(model.rule_for("Seat Added") != nullptr);
+  CHECK(model.rule_for("Seat Added")->seat_delta == 0.0);
+  CHECK(model.rule_for("Seat Added")->quantity_property.empty());
+  // Weights far beyond sense would overflow the fixed-point sums or the decayed doubles.
+  CHECK(key_of_error("model: {roles: {admin: 1e10}}") == "model.roles.admin");
+  CHECK(key_of_error("model: {roles: {admin: 100}}") == "(no error)");
+  CHECK(key_of_error("model: {taxonomy: {events: [{name: Query Run, weight: 1e308}]}}") ==
+        "model.taxonomy.events[0].weight");
+  CHECK(key_of_error("model: {taxonomy: {default_usage_weight: 1e7}}") ==
+        "model.taxonomy.default_usage_weight");
+  CHECK(key_of_error("model: {fit: {rules: [{trait: plan, in: [team], weight: 1e9}]}}") ==
+        "model.fit.rules[0].weight");
+  try {
+    parse_config("model: {roles: {admin: 1e10}}");
+    FAIL("no exception");
+  } catch (const ConfigException& e) {
+    CHECK(std::string(e.what()) == "model.roles.admin: must be at most 100");
+  }
+}
+
 TEST_CASE("taxonomy entries override defaults by name and add new events", "[config]") {
   const auto config = parse_config(R"(
 model:

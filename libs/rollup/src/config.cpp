@@ -54,6 +54,20 @@ std::vector<FitRule> ModelConfig::default_fit_rules() {
 
 namespace {
 
+/// A role weight multiplies into fixed-point sums over the active users (state.h: int64 at
+/// 1e-9, so at most ~9.2e9): 100 is far above any sensible weight and keeps ~90 million
+/// users of the heaviest role within range.
+constexpr double kMaxRoleWeight = 100.0;
+/// Event and fit weights: far above any sensible value, far below where decayed sums of
+/// them could overflow to infinity (and infinity times a zero decay factor is NaN).
+constexpr double kMaxWeight = 1e6;
+
+std::string format(double v) {
+  std::ostringstream o;
+  o << v;
+  return o.str();
+}
+
 class Checker {
  public:
   void positive(const std::string& key, double v) {
@@ -64,6 +78,10 @@ class Checker {
   }
   void unit(const std::string& key, double v) {
     if (!(v >= 0.0 && v <= 1.0)) add(key, "must be between 0 and 1");
+  }
+  /// Bounds a weight: far above any sensible value, fixed-point sums (state.h) would overflow.
+  void at_most(const std::string& key, double v, double max) {
+    if (std::isfinite(v) && std::abs(v) > max) add(key, "must be at most " + format(max));
   }
   void finite(const std::string& key, double v) {
     if (!std::isfinite(v)) add(key, "must be a finite number");
@@ -91,8 +109,17 @@ void check_events(const ModelConfig& c, Checker& ck) {
 }
 
 void check_fit(const ModelConfig& c, Checker& ck) {
-  for (std::size_t i = 0; i < c.fit_rules.size(); ++i)
+  bool any_positive = false;
+  for (std::size_t i = 0; i < c.fit_rules.size(); ++i) {
     add_entry_errors(ck, "fit.rules[" + std::to_string(i) + "]", check_entry(c.fit_rules[i]));
+    any_positive = any_positive || c.fit_rules[i].weight > 0;
+  }
+  // Fit is the matched share of the positive weights (docs/scoring.md): with none, every
+  // account's fit is 0 and weights.fit is lost from every score.
+  if (c.weights.fit > 0 && !any_positive)
+    ck.add("fit.rules",
+           "no rule has a positive weight, so fit is 0 for every account: add one, "
+           "or set weights.fit to 0");
 }
 
 void check_segments(const ModelConfig& c, Checker& ck) {
@@ -107,7 +134,16 @@ std::vector<ConfigError> check_entry(const EventRule& rule) {
   Checker ck;
   if (rule.name.empty()) ck.add("name", "must not be empty");
   ck.non_negative("weight", rule.weight);
+  ck.at_most("weight", rule.weight, kMaxWeight);
   if (!(std::abs(rule.seat_delta) <= 1e6)) ck.add("seat_delta", "must be within +-1000000");
+  // A usage event only feeds its user's engagement (scoring.cpp, apply_track): these would be
+  // ignored, so they are refused rather than silently accepted.
+  if (rule.kind == EventKind::kUsage) {
+    if (rule.seat_delta != 0.0) ck.add("seat_delta", "a usage event changes no seats");
+    if (!rule.quantity_property.empty())
+      ck.add("quantity_property", "a usage event reads no quantity");
+    if (rule.infers_admin) ck.add("infers_admin", "a usage event infers no admin");
+  }
   return ck.errors;
 }
 
@@ -115,6 +151,7 @@ std::vector<ConfigError> check_entry(const FitRule& rule) {
   Checker ck;
   if (rule.trait.empty()) ck.add("trait", "must not be empty");
   ck.finite("weight", rule.weight);
+  ck.at_most("weight", rule.weight, kMaxWeight);
   if (rule.op == FitOp::kEquals && rule.values.empty()) ck.add("equals", "must name a value");
   if (rule.op == FitOp::kIn && rule.values.empty()) ck.add("in", "must list at least one value");
   if (rule.op == FitOp::kBetween && !(rule.min <= rule.max))
@@ -148,8 +185,9 @@ std::vector<ConfigError> validate(const ModelConfig& c) {
                         {"roles.billing_owner", r.billing_owner},
                         {"roles.champion", r.champion},
                         {"roles.member", r.member}})
-    ck.positive(key, v);
+    ck.positive(key, v), ck.at_most(key, v, kMaxRoleWeight);
   ck.non_negative("roles.invited_inactive", r.invited_inactive);
+  ck.at_most("roles.invited_inactive", r.invited_inactive, kMaxRoleWeight);
   ck.unit("roles.champion_engagement", r.champion_engagement);
 
   ck.positive("engagement.half_life_days", c.engagement.half_life_days);
@@ -207,6 +245,7 @@ std::vector<ConfigError> validate(const ModelConfig& c) {
     ck.add("decoder.max_clock_jump_days", "must be between 0 and 36500");
 
   ck.non_negative("taxonomy.default_usage_weight", c.default_usage_weight);
+  ck.at_most("taxonomy.default_usage_weight", c.default_usage_weight, kMaxWeight);
   check_events(c, ck);
   check_fit(c, ck);
   check_segments(c, ck);
