@@ -128,6 +128,10 @@ struct PartitionTask {
   bool changed = false;  ///< processed or advanced since the last commit
   WriteSet committing;   ///< changes of the transaction being committed
   Clock::time_point last_event = Clock::now();
+  /// From the consumer's latest statistics: whether the partition's input may be held back
+  /// (a leader unknown, or an upstream transaction still open: its last stable offset below
+  /// its high watermark, and read_committed delivers nothing past it); nullopt before any.
+  std::optional<bool> input_held;
   /// Offset of the next event to process: after the last processed, else the committed
   /// offset; negative: not known.
   std::int64_t position() const { return next_offset >= 0 ? next_offset : committed_offset; }
@@ -851,8 +855,10 @@ void StreamService::Impl::advance_idle_partitions() {
     if (!idle_clock.idle(task->last_event, now)) continue;
     // A partition never fetched is not known to be idle. (A position below the high watermark
     // is no sign of waiting input: behind a transactional producer's last commit marker the
-    // position stays one short for good. A partition with waiting input delivers events.)
-    if (!high_watermark(p)) continue;
+    // position stays one short for good.) Nor is one whose input is held back: events of an
+    // upstream transaction still open arrive once it commits, and advancing first would fire
+    // timers before them (signals that replay of the same input would not give).
+    if (!high_watermark(p) || task->input_held.value_or(true)) continue;
     if (task->processor->watermark() == rollup::kNoTime || task->processor->watermark() >= target)
       continue;
     ensure_transaction();
@@ -1204,6 +1210,20 @@ int StreamService::Impl::on_statistics(rd_kafka_t*, char* json, size_t len, void
   return 0;  // librdkafka frees the JSON
 }
 
+namespace {
+/// Whether one partition's statistics (librdkafka's STATISTICS.md) say its input may be held
+/// back: no leader, no offsets known yet, or an open transaction (last stable offset below the
+/// high watermark; the two are equal once every transaction in the log has ended).
+bool input_held(simdjson::dom::element partition) {
+  std::int64_t leader = -1, ls_offset = -1, hi_offset = -1;
+  if (partition["leader"].get(leader) != simdjson::SUCCESS ||
+      partition["ls_offset"].get(ls_offset) != simdjson::SUCCESS ||
+      partition["hi_offset"].get(hi_offset) != simdjson::SUCCESS)
+    return true;
+  return leader < 0 || ls_offset < 0 || hi_offset < 0 || ls_offset < hi_offset;
+}
+}  // namespace
+
 void StreamService::Impl::read_statistics(std::string_view json) {
   // A message taken from librdkafka's queue is no proof of a connection (it may have been
   // fetched before the outage): the statistics are, each interval, in both directions.
@@ -1220,6 +1240,7 @@ void StreamService::Impl::read_statistics(std::string_view json) {
     std::from_chars(key.data(), key.data() + key.size(), id);
     const auto task = tasks.find(id);
     if (task == tasks.end()) continue;
+    task->second->input_held = input_held(partition);
     // librdkafka's consumer_lag counts from the offsets this consumer committed itself; in
     // exactly-once mode the producer commits them (send_offsets_to_transaction), so it would
     // stay where the assignment left it. The lag is counted from the offset committed last.

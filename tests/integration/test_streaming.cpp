@@ -1041,15 +1041,15 @@ TEST_CASE("streaming: a broker that auto-creates topics does not get to create t
     CHECK_FALSE(kafka::partition_count(consumer.get(), p.topic(output), 10s).has_value());
 }
 
-TEST_CASE("streaming: an idle partition follows the wall clock, so silent accounts decay",
-          "[kafka][time]") {
-  // The worked example's qualified account, moved so that its last event is 60 days old.
+namespace {
+
+/// The worked example's events (a qualified account, `acme`), moved so that the last one is
+/// 60 days old; `last_event` gets its time.
+std::vector<std::string> worked_example_60_days_ago(pqa::rollup::TimeMs& last_event) {
   std::vector<std::string> lines;
-  {
-    std::ifstream in(std::string(PQA_SOURCE_DIR) + "/docs/examples/worked-example.jsonl");
-    for (std::string line; std::getline(in, line);)
-      if (!line.empty()) lines.push_back(line);
-  }
+  std::ifstream in(std::string(PQA_SOURCE_DIR) + "/docs/examples/worked-example.jsonl");
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) lines.push_back(line);
   const std::string marker = "\"timestamp\":\"";
   auto time_of = [&](const std::string& line) {
     const auto at = line.find(marker) + marker.size();
@@ -1064,24 +1064,73 @@ TEST_CASE("streaming: an idle partition follows the wall clock, so silent accoun
     const auto end = line.find('"', at);
     line.replace(at, end - at, pqa::rollup::format_timestamp(time_of(line) + shift));
   }
-  const auto last_event = time_of(lines.back());
+  last_event = time_of(lines.back());
+  return lines;
+}
 
-  Pipeline p(lines);
+/// The earliest down crossing after `after` on the signals topic, polled for up to `timeout`.
+std::optional<pqa::rollup::TimeMs> first_down_crossing(const Pipeline& p, pqa::rollup::TimeMs after,
+                                                       std::chrono::milliseconds timeout) {
+  std::optional<pqa::rollup::TimeMs> first;
+  for (auto waited = 0ms; waited < timeout && !first; waited += 500ms) {
+    std::this_thread::sleep_for(500ms);
+    for (const auto& r : read_topic(p.topic("signals"))) {
+      if (r.value.find("\"direction\":\"down\"") == std::string::npos) continue;
+      const auto at = *pqa::rollup::parse_timestamp(json_field(r.value, "event_time"));
+      if (at > after && (!first || at < *first)) first = at;
+    }
+  }
+  return first;
+}
+
+}  // namespace
+
+TEST_CASE("streaming: an idle partition follows the wall clock, so silent accounts decay",
+          "[kafka][time]") {
+  pqa::rollup::TimeMs last_event = 0;
+  Pipeline p(worked_example_60_days_ago(last_event));
   auto service = p.start("a", "exactly_once", false, /*idle_advance_ms=*/2000);
   REQUIRE(p.produce().wait() == 0);
   REQUIRE(p.consumed());
   // No event follows; the partition's clock must move by itself and the account cross down,
   // first by decay at the worked example's time (docs/scoring.md section 10), long before the
   // active window would end.
-  std::optional<pqa::rollup::TimeMs> first_down;
-  for (int i = 0; i < 60 && !first_down; ++i) {
-    std::this_thread::sleep_for(500ms);
-    for (const auto& r : read_topic(p.topic("signals"))) {
-      if (r.value.find("\"direction\":\"down\"") == std::string::npos) continue;
-      const auto at = *pqa::rollup::parse_timestamp(json_field(r.value, "event_time"));
-      if (at > last_event && (!first_down || at < *first_down)) first_down = at;
-    }
-  }
+  const auto first_down = first_down_crossing(p, last_event, 30s);
+  REQUIRE(first_down);
+  CHECK(*first_down == last_event + 236034054);
+  stop_cleanly(p, "a", service);
+}
+
+TEST_CASE("streaming: a partition whose input an open upstream transaction holds is not idle",
+          "[kafka][time]") {
+  // An upstream transactional producer (a Flink or Kafka Streams job) has an event in the
+  // account's partition in a transaction still open: read_committed delivers nothing past it,
+  // which looks like silence. Advancing the clock would fire the decay timer before that
+  // event, a signal that replay of the same input does not give.
+  pqa::rollup::TimeMs last_event = 0;
+  Pipeline p(worked_example_60_days_ago(last_event));
+  REQUIRE(p.produce().wait() == 0);
+  namespace kafka = pqa::scorer::kafka;
+  auto upstream = kafka::make_client(
+      RD_KAFKA_PRODUCER, kafka::make_conf({{"bootstrap.servers", bootstrap()},
+                                           {"transactional.id", unique_name("upstream")}}));
+  kafka::throw_if(rd_kafka_init_transactions(upstream.get(), 30000), "init_transactions");
+  kafka::throw_if(rd_kafka_begin_transaction(upstream.get()), "begin_transaction");
+  const std::string held = R"({"type":"group","userId":"v1","groupId":"globex","timestamp":")" +
+                           pqa::rollup::format_timestamp(last_event + 1000) +
+                           R"(","messageId":"held-1"})";
+  REQUIRE(kafka::produce(upstream.get(), p.topic("in"),
+                         pqa::scorer::partition_for_key("acme", kPartitions), "globex", held,
+                         nullptr, 0) == RD_KAFKA_RESP_ERR_NO_ERROR);
+  REQUIRE(rd_kafka_flush(upstream.get(), 30000) == RD_KAFKA_RESP_ERR_NO_ERROR);
+
+  auto service = p.start("a", "exactly_once", false, /*idle_advance_ms=*/2000);
+  p.wait_started("a");
+  // Two statistics intervals (5 s) past the idle time: it would have advanced by now.
+  CHECK_FALSE(first_down_crossing(p, last_event, 12s));
+  // Released, the held event is processed, and then the partition is idle for real.
+  kafka::throw_if(rd_kafka_commit_transaction(upstream.get(), 30000), "commit_transaction");
+  const auto first_down = first_down_crossing(p, last_event, 30s);
   REQUIRE(first_down);
   CHECK(*first_down == last_event + 236034054);
   stop_cleanly(p, "a", service);
