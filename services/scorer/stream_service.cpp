@@ -52,10 +52,22 @@ class KafkaSignalSink final : public SignalSink {
   KafkaSignalSink(OutputProducer& producer, const std::string& topic,
                   const std::string& model_version, ServiceMetrics& metrics)
       : producer_(producer), topic_(topic), model_version_(model_version), metrics_(metrics) {}
-  /// The timestamp of the input record being processed (0: none, e.g. a timer): signals
-  /// inherit it, as Kafka Streams' outputs inherit their input's, so that a reader can tell
-  /// how long an event took to become a signal.
-  void set_input_timestamp(std::int64_t ms) { input_timestamp_ = ms; }
+  /// While it lives, signals inherit the timestamp of the input record being processed, as
+  /// Kafka Streams' outputs inherit their input's, so that a reader can tell how long an event
+  /// took to become a signal; after it, however the processing ended (a throw leads to a
+  /// rewind that keeps the sink), they get none (0: the producer's clock), as a timer's do.
+  class InputTimestamp {
+   public:
+    InputTimestamp(KafkaSignalSink& sink, std::int64_t ms) : sink_(sink) {
+      sink_.input_timestamp_ = ms > 0 ? ms : 0;
+    }
+    ~InputTimestamp() { sink_.input_timestamp_ = 0; }
+    InputTimestamp(const InputTimestamp&) = delete;
+    InputTimestamp& operator=(const InputTimestamp&) = delete;
+
+   private:
+    KafkaSignalSink& sink_;
+  };
 
   void emit(const OutputSignal& signal) override {
     line_.clear();
@@ -804,19 +816,20 @@ void StreamService::Impl::handle(kafka::Message m) {
   const std::string_view payload(static_cast<const char*>(m->payload), m->len);
   rd_kafka_timestamp_type_t timestamp_type = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
   const std::int64_t timestamp = rd_kafka_message_timestamp(m.get(), &timestamp_type);
-  task.sink->set_input_timestamp(timestamp > 0 ? timestamp : 0);
   task.processor->set_time_ceiling(time_ceiling);
-  // One event in kEventTimingSample is timed: two clock reads per event cost ~6% of the
-  // service's CPU (perf), and a sample gives the histogram the same shape.
   std::optional<rollup::DecodeFailure> failure;
-  if (++events_seen % kEventTimingSample == 0) {
-    const auto started = Clock::now();
-    failure = task.processor->process(payload);
-    event_durations.observe(std::chrono::duration<double>(Clock::now() - started).count());
-  } else {
-    failure = task.processor->process(payload);
+  {
+    const KafkaSignalSink::InputTimestamp stamped(*task.sink, timestamp);
+    // One event in kEventTimingSample is timed: two clock reads per event cost ~6% of the
+    // service's CPU (perf), and a sample gives the histogram the same shape.
+    if (++events_seen % kEventTimingSample == 0) {
+      const auto started = Clock::now();
+      failure = task.processor->process(payload);
+      event_durations.observe(std::chrono::duration<double>(Clock::now() - started).count());
+    } else {
+      failure = task.processor->process(payload);
+    }
   }
-  task.sink->set_input_timestamp(0);
   if (failure) dead_letter(m.get(), *failure);
   task.next_offset = m->offset + 1;
   task.changed = true;
