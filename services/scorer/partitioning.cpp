@@ -51,7 +51,10 @@ int partition_for_key(std::string_view key, int partitions) {
 std::optional<std::string> AccountRouter::route(const rollup::Event& e) {
   if (e.type == rollup::CallType::kGroup && !e.explicit_account.empty()) {
     auto& known = identity_[e.user.str()];
-    if (known.first.empty() || e.timestamp >= known.second)
+    // The processor's rule (Processor::remember_identity): the latest group call, and between
+    // calls of the same time the greater account id, whatever the arrival order.
+    if (known.first.empty() ||
+        rollup::later_call_wins(e.timestamp, e.explicit_account.str(), known.second, known.first))
       known = {e.explicit_account.str(), e.timestamp};
   }
   if (!e.explicit_account.empty()) return e.explicit_account.str();

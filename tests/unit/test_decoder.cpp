@@ -255,7 +255,7 @@ TEST_CASE_METHOD(Fixture, "hostile inputs never crash the decoder", "[decoder][h
       // A duplicated key: the first wins ("track"), which then lacks its timestamp.
       {R"({"type":"track","type":"group","userId":"u"})", DecodeError::kMissingTimestamp},
       {R"({"type":"track","userId":"u","event":"Seat Added","timestamp":"2026-01-05T10:00:00Z","properties":{"seats":99999999999999999999}})",
-       DecodeError::kMalformedJson},  // beyond 64-bit integers
+       DecodeError::kInvalidValue},  // beyond 64-bit integers: parsed, then out of range
       {std::string(1000, ' '), DecodeError::kMalformedJson},
       {"{\"a\":\"\\ud800\"}", DecodeError::kMalformedJson},  // a lone surrogate
       {nul_inside, accepted},
@@ -279,6 +279,42 @@ TEST_CASE_METHOD(Fixture, "hostile inputs never crash the decoder", "[decoder][h
   auto r = decoder.decode(nul_inside);
   REQUIRE(r.ok());
   CHECK(r.event().user.str().size() == 2);
+}
+
+TEST_CASE_METHOD(Fixture, "an integer longer than 64 bits is valid JSON, not a lost event",
+                 "[decoder][hostile]") {
+  // simdjson's DOM refuses integers over 64 bits; JSON does not. An order number in a property
+  // the model never reads must not drop the event (it was malformed_json).
+  auto r = decoder.decode(
+      R"({"type":"track","userId":"u1","event":"Order Completed","timestamp":"2026-01-05T10:00:00Z",)"
+      R"("properties":{"order_id":123456789012345678901234567890,"refund":-98765432109876543210987,)"
+      R"("note":"\"12345678901234567890123\" stays as sent"},"context":{"groupId":"acme"}})");
+  REQUIRE(r.ok());
+  CHECK(r.event().name == "Order Completed");
+  CHECK(r.event().explicit_account.str() == "acme");
+  // A string that holds such digits is left as it is, escaped quotes and all.
+  auto g = decoder.decode(
+      R"({"type":"group","userId":"u1","groupId":"acme","timestamp":"2026-01-05T10:00:00Z",)"
+      R"("traits":{"industry":"x\"123456789012345678901\"","employees":250,"big":123456789012345678901}})");
+  REQUIRE(g.ok());
+  CHECK(g.event().account_traits[1] ==
+        Trait{"industry", std::string("x\"123456789012345678901\"")});
+  // An id that long is refused, not rounded into a double that another id may share.
+  auto id = decoder.decode(
+      R"({"type":"track","userId":123456789012345678901234,"event":"x","timestamp":"2026-01-05T10:00:00Z","context":{"groupId":"acme"}})");
+  REQUIRE_FALSE(id.ok());
+  CHECK(id.failure().code == DecodeError::kInvalidValue);
+  CHECK_THAT(id.failure().message(), Catch::Contains("userId"));
+  // A traits number that long is read, and out of range like any other.
+  auto seats = decoder.decode(
+      R"({"type":"group","userId":"u1","groupId":"acme","timestamp":"2026-01-05T10:00:00Z","traits":{"seats":123456789012345678901}})");
+  REQUIRE_FALSE(seats.ok());
+  CHECK(seats.failure().code == DecodeError::kInvalidValue);
+  // Beyond a double's range there is nothing to parse it as.
+  auto huge = decoder.decode(
+      R"({"type":"track","userId":"u1","event":"x","timestamp":"2026-01-05T10:00:00Z","properties":{"n":1e400,"m":123456789012345678901}})");
+  REQUIRE_FALSE(huge.ok());
+  CHECK(huge.failure().code == DecodeError::kMalformedJson);
 }
 
 TEST_CASE("timestamps parse ISO-8601 with offsets and fractions", "[decoder][time]") {

@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "harness_send.h"
+#include "partitioning.h"
 
 using namespace pqa;
 using namespace pqa::test;
@@ -88,6 +89,18 @@ TEST_CASE("group calls of the same time tie a user to one account in either arri
     h.send(track("u1", "Report Created", kT0 + 1));
     CHECK(h.score_now("globex").seats.active_users == 1);
     CHECK(h.score_now("acme").seats.active_users == 0);
+    // The router that keys the input by account (pqa-load, replay --partitions) agrees, or
+    // the track would reach a partition whose processor never saw the user's group call.
+    rollup::EventDecoder decoder(h.model);
+    auto decoded = [&decoder](const std::string& line) {
+      auto r = decoder.decode(line);
+      REQUIRE(r.ok());
+      return r.event();
+    };
+    scorer::AccountRouter router;
+    (void)router.route(decoded(group("u1", reversed ? "globex" : "acme", kT0)));
+    (void)router.route(decoded(group("u1", reversed ? "acme" : "globex", kT0)));
+    CHECK(router.route(decoded(track("u1", "Report Created", kT0 + 1))) == "globex");
   }
 }
 

@@ -231,8 +231,9 @@ namespace {
 /// Decoding of one parsed document; split out so each step reads as one short function.
 class Reader {
  public:
-  Reader(const Model& model, const object& root, Event& out)
-      : model_(model), f_(pick_top(root)), event_(out) {}
+  /// `widened`: the document's long integers were parsed as doubles (widen_long_integers).
+  Reader(const Model& model, const object& root, Event& out, bool widened)
+      : model_(model), f_(pick_top(root)), event_(out), widened_(widened) {}
 
   std::optional<DecodeFailure> run() {
     std::string_view type;
@@ -323,8 +324,8 @@ class Reader {
 
   std::optional<DecodeFailure> read_ids() {
     std::string_view user, anon, message;
-    if (auto err = as_id(f_[kUserId], "userId", user_text_, user)) return err;
-    if (auto err = as_id(f_[kAnonymousId], "anonymousId", anon_text_, anon)) return err;
+    if (auto err = id_field(f_[kUserId], "userId", user_text_, user)) return err;
+    if (auto err = id_field(f_[kAnonymousId], "anonymousId", anon_text_, anon)) return err;
     if (auto err = as_string(f_[kMessageId], "messageId", message)) return err;
     const std::string_view id = !user.empty() ? user : anon;
     if (id.empty())
@@ -358,7 +359,7 @@ class Reader {
     if (!context) return std::nullopt;
     const auto fields = pick(*context, std::array<std::string_view, 2>{"groupId", "traits"});
     std::string_view group;
-    if (auto err = as_id(fields[0], "context.groupId", group_text_, group)) return err;
+    if (auto err = id_field(fields[0], "context.groupId", group_text_, group)) return err;
     if (!group.empty()) {
       if (auto err = check_length("context.groupId", group)) return err;
       event_.explicit_account.assign(group);
@@ -402,6 +403,17 @@ class Reader {
     return std::nullopt;
   }
 
+  /// as_id, except that in a widened document a fractional number is refused as an id: it may
+  /// be a long integer whose digits the double no longer holds (two ids could become one).
+  std::optional<DecodeFailure> id_field(const Field& e, std::string_view key, std::string& text,
+                                        std::string_view& out) const {
+    if (widened_ && e && e->type() == element_type::DOUBLE)
+      return fail(DecodeError::kInvalidValue, "field '" + std::string(key) +
+                                                  "' is an integer of more than 19 digits or not "
+                                                  "a whole number: send a long id as a string");
+    return as_id(e, key, text, out);
+  }
+
   std::optional<DecodeFailure> read_track() {
     std::string_view name;
     if (auto err = as_string(f_[kEvent], "event", name)) return err;
@@ -442,7 +454,7 @@ class Reader {
 
   std::optional<DecodeFailure> read_group() {
     std::string_view group;
-    if (auto err = as_id(f_[kGroupId], "groupId", group_text_, group)) return err;
+    if (auto err = id_field(f_[kGroupId], "groupId", group_text_, group)) return err;
     if (group.empty()) return fail(DecodeError::kMissingGroupId, "field 'groupId' is required");
     if (event_.explicit_account.empty()) {
       if (auto err = check_length("groupId", group)) return err;
@@ -522,8 +534,55 @@ class Reader {
   const Model& model_;
   std::array<Field, kTopFieldCount> f_;
   Event& event_;
+  bool widened_;
   std::string user_text_, anon_text_, group_text_;  ///< numeric ids as text (as_id)
 };
+
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+
+/// `json` with every integer of more than 19 digits outside strings written as a decimal
+/// ("…7" → "…7.0"), or nullopt if it has none. JSON sets no limit on a number's digits (RFC 8259),
+/// but simdjson's DOM parses integers as 64-bit and refuses longer ones (NUMBER_ERROR); as
+/// decimals they parse as doubles. Only a document that failed to parse is scanned.
+std::optional<std::string> widen_long_integers(std::string_view json) {
+  std::string out;
+  std::size_t copied = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < json.size(); ++i) {
+    const char c = json[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;  // the escaped character, a quote included
+      else if (c == '"')
+        in_string = false;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+      continue;
+    }
+    if (c != '-' && !is_digit(c)) continue;
+    std::size_t end = i + (c == '-' ? 1 : 0);
+    const std::size_t digits_from = end;
+    while (end < json.size() && is_digit(json[end])) ++end;
+    const bool integer =
+        end == json.size() || (json[end] != '.' && json[end] != 'e' && json[end] != 'E');
+    if (integer && end - digits_from > 19) {
+      out.append(json.substr(copied, end - copied)).append(".0");
+      copied = end;
+    }
+    // The rest of the number (fraction, exponent), so that its digits are not taken for another.
+    while (end < json.size() && (is_digit(json[end]) || json[end] == '.' || json[end] == 'e' ||
+                                 json[end] == 'E' || json[end] == '+' || json[end] == '-'))
+      ++end;
+    i = end - 1;
+  }
+  if (copied == 0) return std::nullopt;  // none widened (a widened number ends past 0)
+  out.append(json.substr(copied));
+  return out;
+}
 
 }  // namespace
 
@@ -559,12 +618,24 @@ std::optional<DecodeFailure> EventDecoder::decode_into(std::string_view json, Ev
     bytes = impl_->buffer.get();
   }
   element doc;
-  if (auto err = impl_->parser.parse(bytes, json.size(), false).get(doc))
-    return fail(DecodeError::kMalformedJson, simdjson::error_message(err));
+  auto err = impl_->parser.parse(bytes, json.size(), false).get(doc);
+  bool widened = false;
+  if (err == simdjson::NUMBER_ERROR) {
+    // Perhaps an integer longer than 64 bits, valid JSON in a property the model may not even
+    // read (an order number): parsed again with such integers as doubles rather than lost.
+    // Numbers the model reads are range-checked as always, and ids refuse doubles here.
+    if (auto wide = widen_long_integers(json); wide && wide->size() <= impl_->capacity) {
+      std::memcpy(impl_->buffer.get(), wide->data(), wide->size());
+      const auto retried = impl_->parser.parse(impl_->buffer.get(), wide->size(), false).get(doc);
+      widened = retried == simdjson::SUCCESS;
+      if (widened) err = retried;
+    }
+  }
+  if (err) return fail(DecodeError::kMalformedJson, simdjson::error_message(err));
   object root;
   if (doc.get_object().get(root) != simdjson::SUCCESS)
     return fail(DecodeError::kNotAnObject, "an event must be a JSON object");
-  return Reader(model_, root, out).run();
+  return Reader(model_, root, out, widened).run();
 }
 
 DecodeResult EventDecoder::decode(std::string_view json) {
