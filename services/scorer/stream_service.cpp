@@ -633,6 +633,17 @@ void StreamService::Impl::assign(rd_kafka_t* rk, rd_kafka_topic_partition_list_t
   auto fresh = kafka::make_partition_list(partitions->cnt);
   for (int i = 0; i < partitions->cnt; ++i) {
     const int p = partitions->elems[i].partition;
+    // Partitions added to the input while running: the changelog has none to restore it from
+    // (its restore would wait for ever, and every restore queued behind it), and accounts
+    // have moved between partitions with the count. Stopped, the start-up check says so too.
+    if (p >= input_partitions)
+      throw ConfigException(
+          "kafka.topics.input",
+          "partition " + std::to_string(p) + " of '" + config.kafka.input_topic +
+              "' was assigned, but the topic had " + std::to_string(input_partitions) +
+              " partitions at start-up, as many as the changelog: partitions were added while "
+              "running, which moves accounts between partitions; stop every instance and follow "
+              "docs/operations.md (Scaling and recovery) before starting again");
     if (tasks.count(p) == 0 && !restores->pending(p) && !unstarted.count(p))
       rd_kafka_topic_partition_list_add(fresh.get(), config.kafka.input_topic.c_str(), p);
   }

@@ -1646,6 +1646,28 @@ TEST_CASE("restore: a changelog partition missing from the client's cached metad
   CHECK(second->get("U1") == "v1");
 }
 
+TEST_CASE("streaming: partitions added to the input while running stop the instance, naming why",
+          "[kafka]") {
+  // The changelog has no partition to restore a new one from (its restore used to wait for
+  // ever, and every restore queued behind it), and accounts move with the partition count.
+  Pipeline p("--events 300 --accounts 10 --seed 3");
+  p.extra_kafka_yaml = "  properties:\n    topic.metadata.refresh.interval.ms: 500\n";
+  auto service = p.start("a");
+  REQUIRE(p.produce().wait() == 0);
+  REQUIRE(p.consumed());
+  add_partitions(p.topic("in"), kPartitions + 1);
+  const auto code = service.wait_for(60s);
+  INFO(p.log_tail("a", 10));
+  REQUIRE(code.has_value());
+  CHECK(*code == 2);  // a configuration error, as the start-up check would give
+  const auto lines = read_lines(p.log_path("a"));
+  CHECK(std::any_of(lines.begin(), lines.end(), [&](const std::string& l) {
+    return l.find("\"key\":\"kafka.topics.input\"") != std::string::npos &&
+           l.find("partition " + std::to_string(kPartitions) + " of") != std::string::npos &&
+           l.find("partitions were added while running") != std::string::npos;
+  }));
+}
+
 TEST_CASE("restore: a commit still being settled in the changelog is waited for",
           "[kafka][restore]") {
   // The group's offset of a commit can be readable before the same transaction's marker
