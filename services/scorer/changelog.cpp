@@ -228,6 +228,14 @@ std::int64_t ChangelogRestorer::settle(StateStore& store, int partition,
                 {{"partition", std::to_string(partition)},
                  {"changelog_input_offset", std::to_string(*reached)},
                  {"committed_input_offset", std::to_string(committed_input)}});
+    else  // every commit writes the record: none at all is a changelog emptied or recreated
+      log::warn("restore",
+                "the changelog holds no input offset, yet the group has committed input: going "
+                "on with the state it holds (offsets set by hand before a first start, a "
+                "changelog recreated or emptied, whose state is then lost, or one written by a "
+                "build before the record)",
+                {{"partition", std::to_string(partition)},
+                 {"committed_input_offset", std::to_string(committed_input)}});
     return last;
   }
 }
