@@ -63,7 +63,7 @@ long long transaction_timeout_ms(const KafkaConfig& config) {
 }
 
 OutputProducer::OutputProducer(const KafkaConfig& config, const std::string& transactional_id,
-                               const std::atomic<bool>& stop)
+                               const std::atomic<bool>& stop, std::chrono::milliseconds stop_grace)
     : properties_(producer_properties(config, transactional_id)),
       changelog_topic_(config.changelog_topic),
       transactional_(!transactional_id.empty()),
@@ -72,7 +72,8 @@ OutputProducer::OutputProducer(const KafkaConfig& config, const std::string& tra
           integer_property(properties_, "transaction.timeout.ms", kTransactionTimeoutMs)),
       max_record_bytes_(
           static_cast<std::size_t>(integer_property(properties_, "message.max.bytes", 1'000'000))),
-      stop_(stop) {
+      stop_(stop),
+      stop_deadline_(stop_grace) {
   create_client(/*at_start_up=*/true);
 }
 
@@ -202,6 +203,12 @@ void OutputProducer::produce(const std::string& topic, int partition, std::strin
                               err == RD_KAFKA_RESP_ERR__FATAL,
                               transactional_ && transaction_failed);
     }
+    // A stop during an outage would otherwise wait here until the queued records time out
+    // (message.timeout.ms, 5 min), past the pod's termination grace.
+    if (stop_deadline_.passed(stop_))
+      throw kafka::KafkaError("producing to " + topic +
+                              ": the queue is still full at the end of the shutdown's grace "
+                              "(cluster unreachable?)");
     rd_kafka_poll(handle_.get(), 50);  // let deliveries drain the queue
   }
 }
@@ -246,10 +253,11 @@ void OutputProducer::abort_transaction() {
 }
 
 void OutputProducer::flush_all() {
+  const int timeout = static_cast<int>(timeout_.count());
   while (rd_kafka_outq_len(handle_.get()) > 0) {
-    const auto err = rd_kafka_flush(handle_.get(), static_cast<int>(timeout_.count()));
+    const auto err = rd_kafka_flush(handle_.get(), stop_deadline_.timeout_ms(stop_, timeout));
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
-    if (stop_) kafka::throw_if(err, "flushing the producer");
+    if (stop_deadline_.passed(stop_)) kafka::throw_if(err, "flushing the producer");
     log::warn("producer", "records still queued, waiting for the cluster",
               {{"queued", std::to_string(rd_kafka_outq_len(handle_.get()))}});
   }

@@ -29,14 +29,17 @@ class OutputProducer {
  public:
   /// `transactional`: exactly-once mode (init_transactions is called here, fencing any
   /// earlier producer with the same transactional.id).
+  /// After `stop` is set, the calls left share `stop_grace` (kafka_retry.h StopDeadline).
   OutputProducer(const KafkaConfig& config, const std::string& transactional_id,
-                 const std::atomic<bool>& stop);
+                 const std::atomic<bool>& stop,
+                 std::chrono::milliseconds stop_grace = std::chrono::seconds(10));
   /// Destroys the client before the members its callbacks write to (see the definition).
   ~OutputProducer();
   OutputProducer(const OutputProducer&) = delete;
   OutputProducer& operator=(const OutputProducer&) = delete;
 
-  /// Queues one record; waits (serving delivery reports) while librdkafka's queue is full.
+  /// Queues one record; waits (serving delivery reports) while librdkafka's queue is full,
+  /// and throws KafkaError if it still is once a stop's grace has passed.
   /// partition -1: the producer's partitioner on the key.
   /// timestamp_ms 0: librdkafka stamps the record with the current time.
   void produce(const std::string& topic, int partition, std::string_view key,
@@ -102,8 +105,9 @@ class OutputProducer {
   /// When begin_transaction() last succeeded; nullopt when no transaction is open.
   std::optional<std::chrono::steady_clock::time_point> transaction_began_;
   const std::atomic<bool>& stop_;
-  /// After SIGTERM, the transactional calls left share one grace period (kafka_retry.h).
-  kafka::StopDeadline stop_deadline_{std::chrono::seconds(10)};
+  /// After SIGTERM, the calls left (transactional calls, a full queue, a flush) share one
+  /// grace period (kafka_retry.h), so that a stop during an outage ends in bounded time.
+  kafka::StopDeadline stop_deadline_;
   kafka::Handle handle_;
   std::map<int, std::int64_t> changelog_offsets_;
   std::optional<std::string> delivery_error_;    ///< first failure since the last check

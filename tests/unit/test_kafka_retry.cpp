@@ -1,10 +1,12 @@
 // Kafka call helpers: how transactional calls are retried through an unreachable cluster
-// (kafka_retry.h), and the seek (kafka.h): its timeout and what a refused one reports.
+// (kafka_retry.h), the seek (kafka.h): its timeout and what a refused one reports, and a
+// stop's grace for a producer whose records cannot leave (output_producer.h).
 #include <catch2/catch.hpp>
 #include <limits>
 #include <string>
 
 #include "kafka_retry.h"
+#include "output_producer.h"
 
 using namespace pqa::scorer;
 using namespace std::chrono_literals;
@@ -95,4 +97,24 @@ TEST_CASE("a refused seek says which partition and why", "[kafka]") {
     CHECK(std::string(e.what()) == "seeking a partition back to its position: " + outcome.reason);
   }
   CHECK_NOTHROW(kafka::throw_if(kafka::SeekOutcome{}, "a done seek"));
+}
+
+TEST_CASE("a stop while the cluster is unreachable ends within the grace, queue full or not",
+          "[kafka]") {
+  // Nothing listens on the bootstrap address: records stay queued until message.timeout.ms.
+  // Before, a full queue was waited on until then (5 min by default), past the pod's grace.
+  KafkaConfig config;
+  config.bootstrap_servers = "127.0.0.1:1";
+  config.timeout_ms = 30000;
+  config.producer_properties = {
+      {"queue.buffering.max.messages", "1"}, {"message.timeout.ms", "20000"}, {"log_level", "0"}};
+  std::atomic<bool> stop{false};
+  OutputProducer producer(config, "", stop, 300ms);
+  producer.produce("pqa-test-out", 0, "k1", "v1");  // queued, its delivery pending
+  stop = true;
+  const auto started = std::chrono::steady_clock::now();
+  CHECK_THROWS_AS(producer.produce("pqa-test-out", 0, "k2", "v2"), kafka::KafkaError);
+  CHECK_THROWS_AS(producer.flush_all(), kafka::KafkaError);
+  // The grace, 300 ms, and the 50 ms turns of the wait, not the records' 20 s timeout.
+  CHECK(std::chrono::steady_clock::now() - started < 5s);
 }
