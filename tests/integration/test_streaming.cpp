@@ -1125,8 +1125,18 @@ TEST_CASE("streaming: a partition whose input an open upstream transaction holds
   REQUIRE(rd_kafka_flush(upstream.get(), 30000) == RD_KAFKA_RESP_ERR_NO_ERROR);
 
   auto service = p.start("a", "exactly_once", false, /*idle_advance_ms=*/2000);
-  p.wait_started("a");
-  // Two statistics intervals (5 s) past the idle time: it would have advanced by now.
+  // Every partition assigned (restored, about to fetch what is already there): from here, two
+  // statistics intervals (5 s) past the idle time, the clock would have advanced.
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  for (;;) {
+    const auto lines = read_lines(p.log_path("a"));
+    const auto assigned = std::count_if(lines.begin(), lines.end(), [](const std::string& l) {
+      return l.find("\"message\":\"partition assigned\"") != std::string::npos;
+    });
+    if (assigned >= kPartitions) break;
+    REQUIRE(std::chrono::steady_clock::now() < deadline);
+    std::this_thread::sleep_for(100ms);
+  }
   CHECK_FALSE(first_down_crossing(p, last_event, 12s));
   // Released, the held event is processed, and then the partition is idle for real.
   kafka::throw_if(rd_kafka_commit_transaction(upstream.get(), 30000), "commit_transaction");

@@ -310,6 +310,29 @@ TEST_CASE_METHOD(Fixture, "an integer longer than 64 bits is valid JSON, not a l
       R"({"type":"group","userId":"u1","groupId":"acme","timestamp":"2026-01-05T10:00:00Z","traits":{"seats":123456789012345678901}})");
   REQUIRE_FALSE(seats.ok());
   CHECK(seats.failure().code == DecodeError::kInvalidValue);
+  // Only integers beyond 64 bits are widened: an id within them reads as anywhere else, and
+  // so does a number-valued id that small.
+  const std::string long_order = R"("properties":{"order_id":123456789012345678901},)";
+  auto within =
+      decoder.decode(R"({"type":"track","userId":12345678901234567890,"event":"x",)" + long_order +
+                     R"("timestamp":"2026-01-05T10:00:00Z","context":{"groupId":42.0}})");
+  REQUIRE(within.ok());
+  CHECK(within.event().user.str() == "12345678901234567890");
+  CHECK(within.event().explicit_account.str() == "42");
+  // Negative: below INT64_MIN with 19 digits already.
+  CHECK(
+      decoder
+          .decode(R"({"type":"track","userId":"u1","event":"x","timestamp":"2026-01-05T10:00:00Z",)"
+                  R"("properties":{"refund":-9300000000000000000},"context":{"groupId":"acme"}})")
+          .ok());
+  // A message just within the size limit still fits once widened.
+  const std::string head =
+      R"({"type":"track","userId":"u1","event":"x","timestamp":"2026-01-05T10:00:00Z",)"
+      R"("context":{"groupId":"acme"},"properties":{"n":123456789012345678901,"pad":")";
+  const std::size_t limit = model.config().decoder.max_event_bytes;
+  const std::string at_limit = head + std::string(limit - head.size() - 3, 'p') + "\"}}";
+  REQUIRE(at_limit.size() == limit);
+  CHECK(decoder.decode(at_limit).ok());
   // Beyond a double's range there is nothing to parse it as.
   auto huge = decoder.decode(
       R"({"type":"track","userId":"u1","event":"x","timestamp":"2026-01-05T10:00:00Z","properties":{"n":1e400,"m":123456789012345678901}})");

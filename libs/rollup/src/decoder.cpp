@@ -211,14 +211,22 @@ CallType call_type_of(std::string_view t, bool& known) {
 
 }  // namespace
 
+/// Room for a message of `max_bytes` once its long integers are written as decimals
+/// (widen_long_integers): ".0" adds 2 bytes to an integer of at least 20 digits and its
+/// separator, under 10 %.
+constexpr std::size_t widened_capacity(std::size_t max_bytes) {
+  return max_bytes + max_bytes / 10 + 2;
+}
+
 struct EventDecoder::Impl {
   simdjson::dom::parser parser;
   std::unique_ptr<char[]> buffer;
   std::size_t capacity = 0;
 
   explicit Impl(std::size_t max_bytes)
-      : parser(max_bytes),
-        buffer(std::make_unique<char[]>(max_bytes + simdjson::SIMDJSON_PADDING)),  // zeroed
+      : parser(widened_capacity(max_bytes)),
+        buffer(std::make_unique<char[]>(widened_capacity(max_bytes) +
+                                        simdjson::SIMDJSON_PADDING)),  // zeroed
         capacity(max_bytes) {}
 };
 
@@ -403,14 +411,17 @@ class Reader {
     return std::nullopt;
   }
 
-  /// as_id, except that in a widened document a fractional number is refused as an id: it may
-  /// be a long integer whose digits the double no longer holds (two ids could become one).
+  /// as_id, except that in a widened document a number beyond 64-bit integers is refused as
+  /// an id: it may be an integer whose digits the double no longer holds (two ids could become
+  /// one). Every number that widening made is that large; smaller ones read as anywhere else.
   std::optional<DecodeFailure> id_field(const Field& e, std::string_view key, std::string& text,
                                         std::string_view& out) const {
-    if (widened_ && e && e->type() == element_type::DOUBLE)
-      return fail(DecodeError::kInvalidValue, "field '" + std::string(key) +
-                                                  "' is an integer of more than 19 digits or not "
-                                                  "a whole number: send a long id as a string");
+    double d = 0;
+    if (widened_ && e && e->type() == element_type::DOUBLE &&
+        e->get_double().get(d) == simdjson::SUCCESS && std::abs(d) >= 9223372036854775808.0)
+      return fail(DecodeError::kInvalidValue,
+                  "field '" + std::string(key) +
+                      "' is an integer beyond 64 bits: send a long id as a string");
     return as_id(e, key, text, out);
   }
 
@@ -542,10 +553,18 @@ bool is_digit(char c) {
   return c >= '0' && c <= '9';
 }
 
-/// `json` with every integer of more than 19 digits outside strings written as a decimal
-/// ("…7" → "…7.0"), or nullopt if it has none. JSON sets no limit on a number's digits (RFC 8259),
-/// but simdjson's DOM parses integers as 64-bit and refuses longer ones (NUMBER_ERROR); as
-/// decimals they parse as doubles. Only a document that failed to parse is scanned.
+/// Whether an integer's digits (JSON has no leading zeros) are beyond what simdjson's DOM reads
+/// as one: above UINT64_MAX, or below INT64_MIN when negative.
+bool beyond_64_bits(std::string_view digits, bool negative) {
+  const std::string_view limit = negative ? "9223372036854775808" : "18446744073709551615";
+  return digits.size() != limit.size() ? digits.size() > limit.size() : digits > limit;
+}
+
+/// `json` with every integer beyond 64 bits outside strings written as a decimal ("…7" →
+/// "…7.0"), or nullopt if it has none. JSON sets no limit on a number's digits (RFC 8259), but
+/// simdjson's DOM refuses such integers (NUMBER_ERROR); as decimals they parse as doubles.
+/// Integers within 64 bits are left as they are. Only a document that failed to parse is
+/// scanned.
 std::optional<std::string> widen_long_integers(std::string_view json) {
   std::string out;
   std::size_t copied = 0;
@@ -569,7 +588,7 @@ std::optional<std::string> widen_long_integers(std::string_view json) {
     while (end < json.size() && is_digit(json[end])) ++end;
     const bool integer =
         end == json.size() || (json[end] != '.' && json[end] != 'e' && json[end] != 'E');
-    if (integer && end - digits_from > 19) {
+    if (integer && beyond_64_bits(json.substr(digits_from, end - digits_from), c == '-')) {
       out.append(json.substr(copied, end - copied)).append(".0");
       copied = end;
     }
@@ -624,7 +643,8 @@ std::optional<DecodeFailure> EventDecoder::decode_into(std::string_view json, Ev
     // Perhaps an integer longer than 64 bits, valid JSON in a property the model may not even
     // read (an order number): parsed again with such integers as doubles rather than lost.
     // Numbers the model reads are range-checked as always, and ids refuse doubles here.
-    if (auto wide = widen_long_integers(json); wide && wide->size() <= impl_->capacity) {
+    if (auto wide = widen_long_integers(json);
+        wide && wide->size() <= widened_capacity(impl_->capacity)) {
       std::memcpy(impl_->buffer.get(), wide->data(), wide->size());
       const auto retried = impl_->parser.parse(impl_->buffer.get(), wide->size(), false).get(doc);
       widened = retried == simdjson::SUCCESS;
