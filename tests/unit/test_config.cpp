@@ -246,6 +246,8 @@ TEST_CASE("settings the model would ignore or overflow on stop start-up", "[conf
         "model.taxonomy.default_usage_weight");
   CHECK(key_of_error("model: {fit: {rules: [{trait: plan, in: [team], weight: 1e9}]}}") ==
         "model.fit.rules[0].weight");
+  CHECK(key_of_error("model: {fit: {rules: [{trait: plan, in: [team], weight: 1}, "
+                     "{trait: plan, in: [free], weight: -1e9}]}}") == "model.fit.rules[1].weight");
   try {
     parse_config("model: {roles: {admin: 1e10}}");
     FAIL("no exception");

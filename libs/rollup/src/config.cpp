@@ -79,9 +79,12 @@ class Checker {
   void unit(const std::string& key, double v) {
     if (!(v >= 0.0 && v <= 1.0)) add(key, "must be between 0 and 1");
   }
-  /// Bounds a weight: far above any sensible value, fixed-point sums (state.h) would overflow.
+  /// Bounds a weight's size, on either side of 0 (fit weights may be negative): far above any
+  /// sensible value, fixed-point sums (state.h) would overflow.
   void at_most(const std::string& key, double v, double max) {
-    if (std::isfinite(v) && std::abs(v) > max) add(key, "must be at most " + format(max));
+    if (!std::isfinite(v)) return;  // the other checks name that
+    if (v > max) add(key, "must be at most " + format(max));
+    if (v < -max) add(key, "must be at least " + format(-max));
   }
   void finite(const std::string& key, double v) {
     if (!std::isfinite(v)) add(key, "must be a finite number");
@@ -184,8 +187,10 @@ std::vector<ConfigError> validate(const ModelConfig& c) {
   for (auto [key, v] : {std::pair{"roles.admin", r.admin},
                         {"roles.billing_owner", r.billing_owner},
                         {"roles.champion", r.champion},
-                        {"roles.member", r.member}})
-    ck.positive(key, v), ck.at_most(key, v, kMaxRoleWeight);
+                        {"roles.member", r.member}}) {
+    ck.positive(key, v);
+    ck.at_most(key, v, kMaxRoleWeight);
+  }
   ck.non_negative("roles.invited_inactive", r.invited_inactive);
   ck.at_most("roles.invited_inactive", r.invited_inactive, kMaxRoleWeight);
   ck.unit("roles.champion_engagement", r.champion_engagement);
