@@ -329,6 +329,7 @@ void read_model(Section s, rollup::ModelConfig& m) {
     b.read("qualified", m.bands.qualified);
     b.read("hot", m.bands.hot);
     b.read("hysteresis", m.bands.hysteresis);
+    b.read("silence_grace_days", m.bands.silence_grace_days);
     b.finish();
   }
   {

@@ -248,6 +248,12 @@ TEST_CASE("settings the model would ignore or overflow on stop start-up", "[conf
         "model.fit.rules[0].weight");
   CHECK(key_of_error("model: {fit: {rules: [{trait: plan, in: [team], weight: 1}, "
                      "{trait: plan, in: [free], weight: -1e9}]}}") == "model.fit.rules[1].weight");
+  CHECK(key_of_error("model: {bands: {silence_grace_days: -1}}") ==
+        "model.bands.silence_grace_days");
+  CHECK(key_of_error("model: {bands: {silence_grace_days: 400}}") ==
+        "model.bands.silence_grace_days");
+  CHECK(parse_config("model: {bands: {silence_grace_days: 0}}").model.bands.silence_grace_days ==
+        0.0);
   try {
     parse_config("model: {roles: {admin: 1e10}}");
     FAIL("no exception");
@@ -277,6 +283,9 @@ TEST_CASE("the model version changes with any parameter", "[config]") {
   rollup::ModelConfig a, b;
   b.bands.hysteresis = 2.5;
   CHECK(rollup::Model(a).version() != rollup::Model(b).version());
+  rollup::ModelConfig no_grace;
+  no_grace.bands.silence_grace_days = 0;
+  CHECK(rollup::Model(a).version() != rollup::Model(no_grace).version());
   CHECK(rollup::Model(a).version() == rollup::Model(rollup::ModelConfig{}).version());
   // Lists of strings that would read the same joined: a different model, a different version.
   rollup::ModelConfig one_value, two_values;

@@ -16,12 +16,8 @@ Approx near(double value, double margin) {
   return Approx(value).margin(margin).epsilon(0);
 }
 
-}  // namespace
-
-TEST_CASE("worked example of docs/scoring.md", "[scoring][worked_example]") {
-  Harness h;
-  const TimeMs t0 = kT0 + 9 * kHour;  // 2026-03-02T09:00:00Z
-  REQUIRE(ts(t0) == "2026-03-02T09:00:00.000Z");
+/// The calls of the worked example, all at `t0`, for the account "acme".
+void send_worked_example(Harness& h, TimeMs t0) {
   h.send(
       group("u1", "acme", t0,
             R"({"employees":250,"industry":"Software","plan":"team","seats":10,"seat_limit":20})"));
@@ -39,6 +35,20 @@ TEST_CASE("worked example of docs/scoring.md", "[scoring][worked_example]") {
     h.send(track("u1", e, t0));
   h.send(track("u1", "Seat Added", t0, R"({"seats":5})"));
   h.send(track("u2", "Asset Shared", t0));
+}
+
+/// The threshold_crossed signals the sink holds.
+std::size_t crossings(const Harness& h) {
+  return h.sink.of_kind(SignalKind::kThresholdCrossed).size();
+}
+
+}  // namespace
+
+TEST_CASE("worked example of docs/scoring.md", "[scoring][worked_example]") {
+  Harness h;
+  const TimeMs t0 = kT0 + 9 * kHour;  // 2026-03-02T09:00:00Z
+  REQUIRE(ts(t0) == "2026-03-02T09:00:00.000Z");
+  send_worked_example(h, t0);
 
   // Users: engagement, and u3's role inferred from it.
   const std::array<double, 4> engagement = {0.632121, 0.393469, 0.981684, 0.259182};
@@ -103,16 +113,20 @@ TEST_CASE("worked example of docs/scoring.md", "[scoring][worked_example]") {
   REQUIRE(seats.size() == 1);
   CHECK(seats[0].signal.score.pattern == rollup::Pattern::kStalledProvisioning);
 
-  // Silence: the timer takes the account down at t0 + 2.732 days, 2026-03-05T02:33:54Z.
+  // Silence: decay takes the score below qualified's lower edge (57) at t0 + 2.732 days
+  // (236,034,052.34 ms), within the 3-day silence grace, so the band holds until the grace
+  // ends, at t0 + 3 days, 2026-03-05T09:00:00Z, when the timer takes the account down.
+  const auto held = rollup::evaluate(h.model, h.state("acme"), t0 + 236034054);
+  CHECK(held.score < 57.0);
+  CHECK(held.band == rollup::Band::kQualified);
   h.sink.signals.clear();
   h.processor.advance_to(t0 + 20 * kDay);
   auto down = h.sink.of_kind(SignalKind::kThresholdCrossed);
   REQUIRE(down.size() == 2);
   CHECK(down[0].signal.score.band == rollup::Band::kNurture);
-  CHECK(down[0].signal.event_time == t0 + 236034054);  // ceil(236034052.34 ms) + 1 ms
-  CHECK(ts(down[0].signal.event_time).substr(0, 19) == "2026-03-05T02:33:54");
-  CHECK(down[0].signal.score.score < 57.0);
-  CHECK(down[0].signal.score.score > 56.99);
+  CHECK(down[0].signal.event_time == t0 + 3 * kDay);
+  CHECK(ts(down[0].signal.event_time) == "2026-03-05T09:00:00.000Z");
+  CHECK(down[0].signal.score.score == near(56.446, 0.001));  // 15 + 48.0829 * 2^(-3/14)
   CHECK(down[1].signal.score.band == rollup::Band::kCold);
   // t0 + 14 d * log2(48.0829 / 22) = t0 + 15.7923 days, 1,364,452,721.03 ms in exact arithmetic;
   // the timer is the crossing computed from the evaluated score (its activity sums are
@@ -121,4 +135,46 @@ TEST_CASE("worked example of docs/scoring.md", "[scoring][worked_example]") {
   CHECK(down[1].signal.event_time == t0 + static_cast<TimeMs>(std::ceil(cold_after)) + 1);
   CHECK(static_cast<double>(down[1].signal.event_time - t0) == near(1364452721.03, 2.0));
   CHECK(down[1].signal.previous_band == rollup::Band::kNurture);
+}
+
+TEST_CASE("a weekend's silence does not flap an account active every working week",
+          "[seed][claim][timers]") {
+  // The worked example's account (63.08, qualified; decay alone takes it below 57 after 2.73
+  // days) last active on Friday at noon, back on Monday at 09:00: 2.875 days of silence.
+  const TimeMs friday = kT0 + 4 * kDay + 12 * kHour;
+  const TimeMs monday = friday + 2 * kDay + 21 * kHour;
+  REQUIRE(ts(friday) == "2026-03-06T12:00:00.000Z");
+  const auto weekend = [&](rollup::ModelConfig config) {
+    Harness h(std::move(config));
+    send_worked_example(h, friday);
+    REQUIRE(h.score_now("acme").band == rollup::Band::kQualified);
+    h.sink.signals.clear();
+    h.send(track("u3", "Report Created", monday));
+    return h.sink.of_kind(SignalKind::kThresholdCrossed);
+  };
+  // The shipped 3-day grace: decay lowers the score over the weekend, not the band.
+  CHECK(weekend(shipped_model_config()).empty());
+  // Without it, the account crosses down before dawn on Monday and back up at 09:00.
+  auto no_grace = shipped_model_config();
+  no_grace.bands.silence_grace_days = 0;
+  const auto flapped = weekend(no_grace);
+  REQUIRE(flapped.size() == 2);
+  CHECK(flapped[0].signal.score.band == rollup::Band::kNurture);
+  CHECK(ts(flapped[0].signal.event_time).substr(0, 16) == "2026-03-09T05:33");
+  CHECK(flapped[1].signal.score.band == rollup::Band::kQualified);
+  CHECK(flapped[1].signal.event_time == monday);
+}
+
+TEST_CASE("the silence grace holds back decay's crossings only, not the components'",
+          "[scoring][timers]") {
+  Harness h;
+  const TimeMs t0 = kT0 + 9 * kHour;
+  send_worked_example(h, t0);
+  // A seat snapshot of 200 seats an hour later: 196 idle seats weigh on depth at once, and the
+  // account leaves qualified then, within the grace, as no decay is involved.
+  h.sink.signals.clear();
+  h.send(group("u1", "acme", t0 + kHour, R"({"seats":200,"seat_limit":300})"));
+  REQUIRE(crossings(h) == 1);
+  CHECK(h.sink.of_kind(SignalKind::kThresholdCrossed)[0].signal.score.band ==
+        rollup::Band::kNurture);
 }

@@ -61,6 +61,8 @@ constexpr double kMaxRoleWeight = 100.0;
 /// Event and fit weights: far above any sensible value, far below where decayed sums of
 /// them could overflow to infinity (and infinity times a zero decay factor is NaN).
 constexpr double kMaxWeight = 1e6;
+/// A grace longer than a year would keep every band for good: a typo, not a policy.
+constexpr double kMaxSilenceGraceDays = 365.0;
 
 std::string format(double v) {
   std::ostringstream o;
@@ -225,6 +227,8 @@ std::vector<ConfigError> validate(const ModelConfig& c) {
   if (!(bands.hysteresis >= 0 && bands.hysteresis < bands.qualified - bands.nurture &&
         bands.hysteresis < bands.hot - bands.qualified && bands.hysteresis < bands.nurture))
     ck.add("bands.hysteresis", "must be >= 0 and smaller than the gap between thresholds");
+  ck.non_negative("bands.silence_grace_days", bands.silence_grace_days);
+  ck.at_most("bands.silence_grace_days", bands.silence_grace_days, kMaxSilenceGraceDays);
 
   ck.unit("routing.full_sales_expansion_potential", c.routing.full_sales_expansion_potential);
 
@@ -289,7 +293,8 @@ std::string canonical(const ModelConfig& c) {
     o << ' ' << Text{s.name} << ' ' << s.min_employees << ' ' << s.max_employees << ' '
       << s.half_life_days;
   o << '|' << c.bands.nurture << ' ' << c.bands.qualified << ' ' << c.bands.hot << ' '
-    << c.bands.hysteresis << '|' << c.routing.full_sales_expansion_potential << '|';
+    << c.bands.hysteresis << ' ' << c.bands.silence_grace_days << '|'
+    << c.routing.full_sales_expansion_potential << '|';
   const auto& s = c.seats;
   o << s.velocity_window_days << ' ' << s.fill_high << ' ' << s.fill_low << ' '
     << s.proximity_approaching << ' ' << s.proximity_at_limit << '|';

@@ -49,6 +49,13 @@ double account_half_life_ms(const Model& model, const AccountState& a) {
   return days_ms(s ? s->half_life_days : model.config().decay.default_half_life_days);
 }
 
+/// The end of the silence through which decay alone cannot lower the account's band
+/// (`bands.silence_grace_days` after its last activity), rounded up to a millisecond.
+TimeMs silence_grace_end(const Model& model, const AccountState& a) {
+  return a.last_activity +
+         static_cast<TimeMs>(std::ceil(days_ms(model.config().bands.silence_grace_days)));
+}
+
 Day window_start(Day today, int window_days) {
   return today - window_days + 1;
 }
@@ -569,6 +576,16 @@ Score evaluate_impl(const Model& model, const AccountState& a, TimeMs now, bool 
 
   s.single_user_activation = g.active_users == 1 && s.seats.provisioned_seats >= 2;
   s.band = band_with_hysteresis(c.bands, s.score, a.band);
+  if (s.band < a.band && s.decay < 1.0 && now < silence_grace_end(model, a)) {
+    // Within the grace the band is judged on the score before decay: a drop that decay
+    // causes waits for the grace to end; one the components cause (a user leaving the
+    // active window, more idle seats, a plan's fit) does not.
+    const double undecayed =
+        std::clamp(100.0 * (w.breadth * s.components.breadth + w.depth * s.components.depth +
+                            w.fabric * s.components.fabric + w.fit * s.components.fit),
+                   0.0, 100.0);
+    s.band = band_with_hysteresis(c.bands, undecayed, a.band);
+  }
   if (s.single_user_activation) s.band = std::min(s.band, Band::kNurture);
   s.expansion_potential =
       std::max(s.components.breadth, std::min(1.0, s.seats.seat_limit_proximity));
@@ -599,7 +616,9 @@ TimeMs decay_crossing(const Model& model, const AccountState& a, const Score& s)
   if (ratio <= 1.0) return a.last_activity;  // already below: due now
   const double dt = account_half_life_ms(model, a) * std::log2(ratio);
   if (dt > 3.0e12) return kNever;  // ~95 years: treat as never
-  return a.last_activity + static_cast<TimeMs>(std::ceil(dt)) + 1;
+  // Decay alone lowers no band before the silence grace ends (evaluate_impl).
+  return std::max(a.last_activity + static_cast<TimeMs>(std::ceil(dt)) + 1,
+                  silence_grace_end(model, a));
 }
 
 TimeMs next_timer(const Model& model, const AccountState& a, const Score& s, TimeMs now) {

@@ -108,6 +108,11 @@ struct BandParams {
   double qualified = 60.0;
   double hot = 80.0;
   double hysteresis = 3.0;  ///< points below a threshold before a band is left
+  /// Decay alone takes an account down a band only once it has been silent this long.
+  /// Without it an account active every working week decays over each weekend and, near a
+  /// threshold, crosses down on Monday morning and back up with its first event
+  /// (docs/scoring.md §5). 3 days span Friday evening to Monday morning.
+  double silence_grace_days = 3.0;
 };
 
 struct RoutingParams {
