@@ -335,6 +335,7 @@ void read_model(Section s, rollup::ModelConfig& m) {
   {
     Section r = s.child("routing");
     r.read("full_sales_expansion_potential", m.routing.full_sales_expansion_potential);
+    r.read("full_sales_hysteresis", m.routing.full_sales_hysteresis);
     r.finish();
   }
   {
@@ -648,8 +649,8 @@ std::set<std::string> read_string_set(Section& s, const std::string& key,
 }
 
 void read_route(Section s, RelayRoute& r) {
-  r.kinds =
-      read_string_set(s, "kinds", {"threshold_crossed", "seat_expansion", "breadth_expansion"});
+  r.kinds = read_string_set(
+      s, "kinds", {"threshold_crossed", "seat_expansion", "breadth_expansion", "routing_changed"});
   r.bands = read_string_set(s, "bands", {"cold", "nurture", "qualified", "hot"});
   r.directions = read_string_set(s, "directions", {"up", "down"});
   r.routings = read_string_set(s, "routings",

@@ -77,6 +77,9 @@ std::string describe(std::string_view signal) {
            field(signal, "routing") + ")";
   else if (kind == "seat_expansion")
     what = field(signal, "pattern") + " (" + field(signal, "routing") + ")";
+  else if (kind == "routing_changed")
+    what = field(signal, "previous_routing") + " -> " + field(signal, "routing") + " (" +
+           field(signal, "band") + ")";
   else
     what = "new department: " + field(signal, "department");
   return field(signal, "event_time").substr(0, 19) + "  " + field(signal, "account_id") + "  " +

@@ -180,6 +180,12 @@ void write_signal(std::string& out, const OutputSignal& s, const std::string& mo
       o.str("department", sig.department);
       append_drivers(o.raw("drivers"), sc.drivers);
       break;
+    case rollup::SignalKind::kRoutingChanged:
+      o.str("previous_routing", to_string(sig.previous_routing))
+          .str("routing", to_string(sc.routing));
+      append_components(o.raw("components"), sc.components);
+      append_drivers(o.raw("drivers"), sc.drivers);
+      break;
   }
   append_risk_flags(o.raw("risk_flags"), sc);
 }

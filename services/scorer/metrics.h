@@ -139,7 +139,7 @@ class ServiceMetrics {
   std::array<prometheus::Counter*, rollup::kDecodeErrorCount> decode_errors_{};
   prometheus::Counter* dead_letters_ = nullptr;
   prometheus::Histogram* event_duration_ = nullptr;
-  std::array<prometheus::Counter*, 3> signals_{};
+  std::array<prometheus::Counter*, rollup::kSignalKindCount> signals_{};
   prometheus::Counter* timers_fired_ = nullptr;
   prometheus::Gauge* timers_pending_ = nullptr;
   prometheus::Counter* reads_from_store_ = nullptr;

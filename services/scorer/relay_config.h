@@ -14,7 +14,8 @@ namespace pqa::scorer {
 /// Which signals an endpoint takes. An empty set matches any value; a signal matches a route
 /// when every non-empty set holds the signal's value, and an endpoint when any route matches.
 struct RelayRoute {
-  std::set<std::string> kinds;       ///< threshold_crossed, seat_expansion, breadth_expansion
+  std::set<std::string>
+      kinds;  ///< threshold_crossed, seat_expansion, breadth_expansion, routing_changed
   std::set<std::string> bands;       ///< cold, nurture, qualified, hot
   std::set<std::string> directions;  ///< up, down (threshold_crossed only)
   std::set<std::string> routings;    ///< none, self_serve, pls_assist, full_sales, enablement

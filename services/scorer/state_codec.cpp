@@ -292,6 +292,7 @@ std::string encode(const StoredAccount& stored) {
   if (a.expired_before != std::numeric_limits<rollup::Day>::min())
     w.always_int(21, a.expired_before);
   w.string_field(22, stored.model_version);
+  if (a.routing) w.always_uint(23, static_cast<std::uint32_t>(*a.routing));
   return std::move(w).take();
 }
 
@@ -305,7 +306,8 @@ std::optional<StoredAccount> decode_account(std::string_view bytes) {
   for (const auto& d : r.department_days())
     if (d.department() < 0 || d.department() >= r.departments_size()) return std::nullopt;
   if (r.band() > static_cast<std::uint32_t>(rollup::Band::kHot) ||
-      r.pattern() > static_cast<std::uint32_t>(rollup::Pattern::kContracting))
+      r.pattern() > static_cast<std::uint32_t>(rollup::Pattern::kContracting) ||
+      r.routing() > static_cast<std::uint32_t>(rollup::Routing::kEnablement))
     return std::nullopt;
   StoredAccount stored;
   rollup::AccountState& a = stored.state;
@@ -324,6 +326,7 @@ std::optional<StoredAccount> decode_account(std::string_view bytes) {
     a.traits.push_back(from_record(t, PQA_GET_TIME(r, traits_as_of_ms)));
   a.band = static_cast<rollup::Band>(r.band());
   a.pattern = static_cast<rollup::Pattern>(r.pattern());
+  if (r.has_routing()) a.routing = static_cast<rollup::Routing>(r.routing());
   a.clock = PQA_GET_TIME(r, clock_ms);
   stored.timer_due = r.has_timer_due_ms() ? r.timer_due_ms() : rollup::kNever;
   if (r.has_expired_before()) a.expired_before = r.expired_before();

@@ -105,7 +105,7 @@ check "unreadable input is named" grep -q "missing.jsonl" "$dir/err"
 "$bin" replay --config "$config" --input "$(dirname "$config")/../docs/examples/worked-example.jsonl" \
   --signals "$dir/we" --scores "$dir/c" --as-of 2026-04-01T00:00:00Z 2>/dev/null
 readme="$(dirname "$config")/../README.md"
-for id in 4e0a67b75883bf02f3dc38472187e667 69c84b157cffc42eb249475e2df9f48e; do
+for id in ed080bb57a12ff0e3843e8db534f164d 5d6b7b3b82e45287af40a32e0be0a03b; do
   check "README signal $id is what replay emits" \
     grep -qxF "$(grep -o "{\"signal_id\":\"$id\".*}" "$readme")" "$dir/we"
 done

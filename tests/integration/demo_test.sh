@@ -16,7 +16,7 @@ dead=$(sed -E 's/.*: ([0-9]+) scored, ([0-9]+) dead-lettered.*/\2/' <<<"$summary
 crossings=$(grep -c ' threshold_crossed ' "$out" || true)
 [[ $crossings -gt 0 ]] || { echo "no threshold_crossed signal printed"; cat "$out"; exit 1; }
 printed=$(grep -cE '^20[0-9]{2}-' "$out" || true)
-total=$(grep -oE '(breadth_expansion|seat_expansion|threshold_crossed) [0-9]+' <<<"$summary" |
+total=$(grep -oE '(breadth_expansion|seat_expansion|threshold_crossed|routing_changed) [0-9]+' <<<"$summary" |
   awk '{s += $2} END {print s}')
 [[ $printed -eq $total ]] || { echo "printed $printed signal lines, summary counts $total"; exit 1; }
 echo "demo ok: $scored scored, $dead dead-lettered, $printed signals"

@@ -36,6 +36,8 @@ class RandomRecords {
     for (int i = 0, n = below(5); i < n; ++i) a.traits.push_back(trait());
     a.band = static_cast<rollup::Band>(below(4));
     a.pattern = static_cast<rollup::Pattern>(below(5));
+    // Routing: none published yet (records of builds before it), or any of the five.
+    if (const int r = below(6); r < 5) a.routing = static_cast<rollup::Routing>(r);
     a.clock = time();
     stored.timer_due = below(3) == 0 ? rollup::kNever : time_value();
     if (below(2) == 1) a.expired_before = day();

@@ -231,6 +231,10 @@ std::vector<ConfigError> validate(const ModelConfig& c) {
   ck.at_most("bands.silence_grace_days", bands.silence_grace_days, kMaxSilenceGraceDays);
 
   ck.unit("routing.full_sales_expansion_potential", c.routing.full_sales_expansion_potential);
+  if (!(c.routing.full_sales_hysteresis >= 0 &&
+        c.routing.full_sales_hysteresis <= c.routing.full_sales_expansion_potential))
+    ck.add("routing.full_sales_hysteresis",
+           "must be >= 0 and at most routing.full_sales_expansion_potential");
 
   const auto& s = c.seats;
   if (s.velocity_window_days < 1 || s.velocity_window_days > 366)
@@ -294,7 +298,7 @@ std::string canonical(const ModelConfig& c) {
       << s.half_life_days;
   o << '|' << c.bands.nurture << ' ' << c.bands.qualified << ' ' << c.bands.hot << ' '
     << c.bands.hysteresis << ' ' << c.bands.silence_grace_days << '|'
-    << c.routing.full_sales_expansion_potential << '|';
+    << c.routing.full_sales_expansion_potential << ' ' << c.routing.full_sales_hysteresis << '|';
   const auto& s = c.seats;
   o << s.velocity_window_days << ' ' << s.fill_high << ' ' << s.fill_low << ' '
     << s.proximity_approaching << ' ' << s.proximity_at_limit << '|';

@@ -15,6 +15,8 @@ std::string_view to_string(SignalKind k) {
       return "seat_expansion";
     case SignalKind::kBreadthExpansion:
       return "breadth_expansion";
+    case SignalKind::kRoutingChanged:
+      return "routing_changed";
   }
   return "unknown";
 }
@@ -346,7 +348,7 @@ Pattern classify_seats(const SeatParams& p, const SeatMetrics& m) {
   return Pattern::kNone;
 }
 
-Routing route(const ModelConfig& c, const Score& s) {
+Routing route(const ModelConfig& c, const Score& s, std::optional<Routing> previous) {
   if (s.single_user_activation) return Routing::kEnablement;
   switch (s.band) {
     case Band::kCold:
@@ -355,9 +357,14 @@ Routing route(const ModelConfig& c, const Score& s) {
       return Routing::kSelfServe;
     case Band::kQualified:
       return Routing::kPlsAssist;
-    case Band::kHot:
-      return s.expansion_potential > c.routing.full_sales_expansion_potential ? Routing::kFullSales
-                                                                              : Routing::kPlsAssist;
+    case Band::kHot: {
+      const double enter = c.routing.full_sales_expansion_potential;
+      const double stay = enter - c.routing.full_sales_hysteresis;
+      const bool was_full_sales = previous == Routing::kFullSales;
+      return s.expansion_potential > enter || (was_full_sales && s.expansion_potential > stay)
+                 ? Routing::kFullSales
+                 : Routing::kPlsAssist;
+    }
   }
   return Routing::kNone;
 }
@@ -589,7 +596,7 @@ Score evaluate_impl(const Model& model, const AccountState& a, TimeMs now, bool 
   if (s.single_user_activation) s.band = std::min(s.band, Band::kNurture);
   s.expansion_potential =
       std::max(s.components.breadth, std::min(1.0, s.seats.seat_limit_proximity));
-  s.routing = route(c, s);
+  s.routing = route(c, s, a.routing);
   s.pattern = classify_seats(c.seats, s.seats);
   return s;
 }
@@ -639,18 +646,28 @@ void publish(const Model& model, AccountState& a, TimeMs now, Outcome& out) {
   Score s = evaluate_impl(model, a, now, false);
   const Band previous = a.band;
   const Pattern previous_pattern = a.pattern;
+  const std::optional<Routing> previous_routing = a.routing;
   const bool band_changed = s.band != previous;
   const bool pattern_entered = s.pattern != previous_pattern && s.pattern != Pattern::kNone;
+  // A band change's threshold_crossed carries its routing already. A cold account's routing
+  // (none, or enablement while one user is active) is no sales motion: the scores show it.
+  const bool routing_changed = !band_changed && s.band != Band::kCold &&
+                               previous_routing.has_value() && s.routing != *previous_routing;
   // Drivers are computed only for what is published; most events publish nothing.
-  if (band_changed || pattern_entered) s = evaluate_impl(model, a, now, true);
+  if (band_changed || pattern_entered || routing_changed) s = evaluate_impl(model, a, now, true);
   a.clock = now;
   a.band = s.band;
   a.pattern = s.pattern;
+  a.routing = s.routing;
   out.next_timer = next_timer(model, a, s, now);
   if (band_changed)
-    out.signals.push_back(Signal{SignalKind::kThresholdCrossed, now, s, previous, {}});
+    out.signals.push_back(
+        Signal{SignalKind::kThresholdCrossed, now, s, previous, Routing::kNone, {}});
   if (pattern_entered)
-    out.signals.push_back(Signal{SignalKind::kSeatExpansion, now, std::move(s), previous, {}});
+    out.signals.push_back(Signal{SignalKind::kSeatExpansion, now, s, previous, Routing::kNone, {}});
+  if (routing_changed)
+    out.signals.push_back(
+        Signal{SignalKind::kRoutingChanged, now, std::move(s), previous, *previous_routing, {}});
 }
 
 /// Moves the user's contribution to the bucket of its last activity (or out of the window).

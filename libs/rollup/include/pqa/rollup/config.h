@@ -119,6 +119,9 @@ struct RoutingParams {
   /// Hot accounts go to full sales only with expansion potential above this (seed 002: "above
   /// 20" of 25).
   double full_sales_expansion_potential = 0.8;
+  /// A hot account leaves full sales only with expansion potential this far below the
+  /// threshold, so that a potential hovering at it does not flap the routing.
+  double full_sales_hysteresis = 0.05;
 };
 
 struct SeatParams {

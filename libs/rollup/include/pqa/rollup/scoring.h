@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -52,7 +53,13 @@ struct Score {
   std::string_view segment;  ///< name of the segment rule (lives as long as the Model)
 };
 
-enum class SignalKind : std::uint8_t { kThresholdCrossed, kSeatExpansion, kBreadthExpansion };
+enum class SignalKind : std::uint8_t {
+  kThresholdCrossed,
+  kSeatExpansion,
+  kBreadthExpansion,
+  kRoutingChanged,  ///< the routing changed while the band did not (docs/scoring.md §7)
+};
+inline constexpr std::size_t kSignalKindCount = 4;
 std::string_view to_string(SignalKind k);
 
 /// A signal as the core produces it; ids and model version are stamped by the caller
@@ -60,9 +67,10 @@ std::string_view to_string(SignalKind k);
 struct Signal {
   SignalKind kind = SignalKind::kThresholdCrossed;
   TimeMs event_time = 0;
-  Score score;                       ///< the account's evaluation when the signal fired
-  Band previous_band = Band::kCold;  ///< threshold_crossed
-  std::string department;            ///< breadth_expansion
+  Score score;                                ///< the account's evaluation when the signal fired
+  Band previous_band = Band::kCold;           ///< threshold_crossed
+  Routing previous_routing = Routing::kNone;  ///< routing_changed
+  std::string department;                     ///< breadth_expansion
 };
 
 /// What one transition produced.
@@ -98,7 +106,10 @@ Band band_with_hysteresis(const BandParams& bands, double score, Band previous);
 /// Seed 000's seat-expansion table.
 Pattern classify_seats(const SeatParams& params, const SeatMetrics& metrics);
 /// Seed 002's routing (uses band, single-user flag and expansion potential of `score`).
-Routing route(const ModelConfig& config, const Score& score);
+/// `previous`: the routing published before, if any; leaving full sales takes expansion
+/// potential `full_sales_hysteresis` below the threshold that entering it needs.
+Routing route(const ModelConfig& config, const Score& score,
+              std::optional<Routing> previous = std::nullopt);
 
 /// A user's engagement (0..1) as of its last activity.
 double user_engagement(const Model& model, const UserState& user);

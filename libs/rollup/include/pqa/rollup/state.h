@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -128,6 +129,8 @@ struct AccountState {
   // What has been published, so that signals fire on transitions only.
   Band band = Band::kCold;
   Pattern pattern = Pattern::kNone;
+  /// nullopt: not known (records of builds before it), set silently at the next evaluation.
+  std::optional<Routing> routing;
   TimeMs clock = kNoTime;  ///< latest time the account was evaluated at
 
   bool operator==(const AccountState&) const = default;
