@@ -147,13 +147,17 @@ std::optional<rollup::DecodeFailure> Processor::check_admissible(const rollup::E
                                  "no groupId, and user '" + rollup::quote_input(e.user.str()) +
                                      "' was never tied to an account by a group call"};
   const auto jump_days = model_.config().decoder.max_clock_jump_days;
-  if (jump_days > 0 && watermark_ != rollup::kNoTime &&
-      e.timestamp > watermark_ + jump_days * rollup::kMsPerDay)
+  // The stream's clock: its newest event, or where an idle advance moved the watermark past
+  // it (a partition silent for weeks must accept today's events). Not the watermark alone,
+  // which trails the newest event by the allowed lateness.
+  const rollup::TimeMs clock = std::max(max_event_time_, watermark_);
+  if (jump_days > 0 && clock != rollup::kNoTime &&
+      e.timestamp > clock + jump_days * rollup::kMsPerDay)
     return rollup::DecodeFailure{rollup::DecodeError::kTooFarAhead,
                                  "timestamp " + rollup::format_timestamp(e.timestamp) +
                                      " is more than " + std::to_string(jump_days) +
                                      " days ahead of the stream's clock " +
-                                     rollup::format_timestamp(watermark_)};
+                                     rollup::format_timestamp(clock)};
   if (time_ceiling_ != rollup::kNoTime && e.timestamp > time_ceiling_)
     return rollup::DecodeFailure{rollup::DecodeError::kTooFarAhead,
                                  "timestamp " + rollup::format_timestamp(e.timestamp) +

@@ -321,6 +321,23 @@ TEST_CASE("an event far ahead of the stream's clock is rejected", "[processor][t
   CHECK(h.processor.watermark() == kT0 + 29 * kDay);  // the clock did not move
 }
 
+TEST_CASE("the clock an event may not be far ahead of is the newest event, not the watermark",
+          "[processor][time]") {
+  // With 7 days of allowed lateness the watermark trails the newest event by 7 days; the jump
+  // is still measured from the newest event: 25 days after it is within 30.
+  scorer::ProcessorOptions options;
+  options.allowed_lateness_ms = 7 * kDay;
+  Harness h(shipped_model_config(), options);
+  h.send(group("u1", "acme", kT0));
+  CHECK_FALSE(h.processor.process(track("u1", "Report Created", kT0 + 25 * kDay)).has_value());
+  auto failure = h.processor.process(track("u1", "Report Created", kT0 + 56 * kDay));
+  REQUIRE(failure.has_value());
+  CHECK(failure->message().find("ahead of the stream's clock 2026-03-27") != std::string::npos);
+  // An idle advance past the newest event (a partition silent for weeks) moves the clock too.
+  h.processor.advance_to(kT0 + 100 * kDay);
+  CHECK_FALSE(h.processor.process(track("u1", "Report Created", kT0 + 110 * kDay)).has_value());
+}
+
 TEST_CASE("with a time ceiling, even a partition's first event may not be far ahead",
           "[processor][time]") {
   // The service's ceiling: the wall clock plus max_clock_jump_days. Without it, a first event
