@@ -174,12 +174,15 @@ void read_taxonomy(Section s, rollup::ModelConfig& m) {
     auto existing = std::find_if(m.events.begin(), m.events.end(),
                                  [&](const EventRule& r) { return r.name == rule.name; });
     if (existing != m.events.end()) rule = *existing;  // override the default field by field
-    std::string kind;
-    item.read("kind", kind);
-    if (!kind.empty()) rule.kind = parse_kind(kind, item.key_path("kind"));
+    // Given at all, even empty (`kind: ""`), a kind must be one of the kinds.
+    const YAML::Node kind = item.get("kind");
+    const bool kind_given = kind && !kind.IsNull();
+    if (kind_given)
+      rule.kind = parse_kind(Section::convert<std::string>(kind, item.key_path("kind")),
+                             item.key_path("kind"));
     // A built-in event made a usage event drops what only other kinds use (seats, the
     // quantity, the admin inference), which check_entry refuses on a usage event if set here.
-    if (!kind.empty() && rule.kind == EventKind::kUsage && existing != m.events.end()) {
+    if (kind_given && rule.kind == EventKind::kUsage && existing != m.events.end()) {
       rule.quantity_property.clear();
       rule.seat_delta = 0.0;
       rule.infers_admin = false;
@@ -247,6 +250,8 @@ void read_fit(Section s, rollup::ModelConfig& m) {
       rule.op = FitOp::kExists;
       ++ops;
     }
+    // A misspelt operator (`equal:`) is named as the unknown key it is, not as a missing one.
+    item.finish();
     if (ops != 1)
       throw ConfigException(item.path(),
                             "needs exactly one of equals, in, between, at_least, at_most, exists");
@@ -254,7 +259,6 @@ void read_fit(Section s, rollup::ModelConfig& m) {
     for (auto& v : rule.values)
       std::transform(v.begin(), v.end(), v.begin(),
                      [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    item.finish();
     m.fit_rules.push_back(std::move(rule));
   });
   s.finish();
@@ -993,7 +997,12 @@ ParsedUrl parse_url(const std::string& url) {
 
 ServiceConfig parse_config(const std::string& yaml_text) {
   try {
-    YAML::Node root = YAML::Load(yaml_text);
+    // YAML::Load reads the first document only: settings after a `---` would be dropped.
+    const std::vector<YAML::Node> documents = YAML::LoadAll(yaml_text);
+    if (documents.size() > 1)
+      throw ConfigException("(yaml)", "holds " + std::to_string(documents.size()) +
+                                          " documents (separated by ---); a config is one");
+    YAML::Node root = documents.empty() ? YAML::Node() : documents.front();
     expand_env_everywhere(root, "");
     return parse_config_node(root);
   } catch (const YAML::Exception& e) {  // syntax errors, and odd shapes such as a list as a key

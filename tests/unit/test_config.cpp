@@ -105,6 +105,16 @@ TEST_CASE("a list entry has one check: the model's and the YAML loader's problem
 TEST_CASE("config errors name the key and the problem", "[config]") {
   CHECK(key_of_error("model: {weights: {breadth: 0.5}}") == "model.weights");
   CHECK(key_of_error("model: {weigths: {}}") == "model.weigths");
+  // A second YAML document would be dropped by a one-document reader: refused, not ignored.
+  CHECK(key_of_error("model: {bands: {nurture: 40}}\n---\ninput: {max_event_bytes: 1}\n") ==
+        "(yaml)");
+  CHECK(key_of_error("---\nmodel: {bands: {nurture: 40}}\n") == "(no error)");
+  // An empty kind is a wrong kind, not an absent one.
+  CHECK(key_of_error("model: {taxonomy: {events: [{name: Seat Added, kind: ''}]}}") ==
+        "model.taxonomy.events[0].kind");
+  // A misspelt fit operator is named as the unknown key it is.
+  CHECK(key_of_error("model: {fit: {rules: [{trait: plan, equal: team, weight: 1}]}}") ==
+        "model.fit.rules[0].equal");
   CHECK(key_of_error("model: {bands: {hot: abc}}") == "model.bands.hot");
   CHECK(key_of_error("model: {bands: {hot: 50}}") == "model.bands");
   CHECK(key_of_error("model: {engagement: {half_life_days: -1}}") ==
