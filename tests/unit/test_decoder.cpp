@@ -129,6 +129,11 @@ TEST_CASE_METHOD(Fixture, "decoder gives a specific reason for each invalid inpu
   CHECK(error(R"({"type":"group","userId":"u",)" + t + "}") == DecodeError::kMissingGroupId);
   CHECK(error(R"({"type":"track","userId":"u","event":"x","context":"acme",)" + t + "}") ==
         DecodeError::kInvalidType);
+  // `properties` of the wrong type on any event, not only on those whose quantity is read.
+  CHECK(error(R"({"type":"track","userId":"u","event":"Other","properties":"lots",)" + t + "}") ==
+        DecodeError::kInvalidType);
+  CHECK(error(R"({"type":"track","userId":"u","event":"Seat Added","properties":[1],)" + t + "}") ==
+        DecodeError::kInvalidType);
   CHECK(error(R"({"type":"track","userId":"u","event":"Seat Added","properties":{"seats":"5x"},)" +
               t + "}") == DecodeError::kInvalidType);
   CHECK(error(R"({"type":"track","userId":"u","event":"Seat Added","properties":{"seats":true},)" +
@@ -343,6 +348,10 @@ TEST_CASE_METHOD(Fixture, "an integer longer than 64 bits is valid JSON, not a l
 TEST_CASE("timestamps parse ISO-8601 with offsets and fractions", "[decoder][time]") {
   CHECK(parse_timestamp("1970-01-01T00:00:00Z") == std::nullopt);  // before 2000
   CHECK(parse_timestamp("2000-01-01T00:00:00Z") == 946684800000);
+  // The years' range holds in UTC, after the offset.
+  CHECK_FALSE(parse_timestamp("2000-01-01T00:30:00+01:00").has_value());  // 1999 in UTC
+  CHECK_FALSE(parse_timestamp("2099-12-31T23:00:00-05:00").has_value());  // 2100 in UTC
+  CHECK(parse_timestamp("2099-12-31T23:59:59.999Z") == 4102444799999);
   CHECK(parse_timestamp("2026-01-05T10:00:00Z") == 1767607200000);
   CHECK(parse_timestamp("2026-01-05T12:00:00+02:00") == 1767607200000);
   CHECK(parse_timestamp("2026-01-05T05:30:00-0430") == 1767607200000);

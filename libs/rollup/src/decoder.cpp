@@ -430,11 +430,11 @@ class Reader {
     if (auto err = as_string(f_[kEvent], "event", name)) return err;
     if (name.empty()) return fail(DecodeError::kMissingEventName, "field 'event' is required");
     if (auto err = checked_id("event", name, event_.name)) return err;
-    event_.rule = model_.rule_for(name);
-    if (event_.rule == nullptr || event_.rule->quantity_property.empty()) return std::nullopt;
-
+    // Of the wrong type on any event, not only on those whose quantity the model reads.
     std::optional<object> props;
     if (auto err = as_object(f_[kProperties], "properties", props)) return err;
+    event_.rule = model_.rule_for(name);
+    if (event_.rule == nullptr || event_.rule->quantity_property.empty()) return std::nullopt;
     if (!props) return std::nullopt;
     const std::string& key = event_.rule->quantity_property;
     const Field value = pick(*props, std::array<std::string_view, 1>{key})[0];

@@ -96,6 +96,11 @@ std::optional<TimeMs> to_time(const Fields& f) {
       days_from_civil(f.year, static_cast<unsigned>(f.month), static_cast<unsigned>(f.day));
   const std::int64_t secs = days * 86400 + f.hour * 3600 + f.minute * 60 + f.second -
                             static_cast<std::int64_t>(f.offset_minutes) * 60;
+  // The range holds in UTC too: "2099-12-31T23:00:00-05:00" is 2100 and "2000-01-01T00:30+01:00"
+  // is 1999, and a time outside it could not be printed back in the four-digit form.
+  constexpr std::int64_t kFirst = 946'684'800;  // 2000-01-01T00:00:00Z
+  constexpr std::int64_t kEnd = 4'102'444'800;  // 2100-01-01T00:00:00Z
+  if (secs < kFirst || secs >= kEnd) return std::nullopt;
   return secs * 1000 + f.millis;
 }
 
