@@ -83,6 +83,12 @@ bool LineReader::next(std::string_view& line, bool& overlong) {
   }
 }
 
+bool prepare_input_line(std::string_view& line, std::uint64_t line_number, bool overlong) {
+  if (overlong) return true;
+  if (line_number == 1 && line.substr(0, 3) == "\xEF\xBB\xBF") line.remove_prefix(3);
+  return line.find_first_not_of(" \t") != std::string_view::npos;
+}
+
 LineWriter::LineWriter(const std::string& path)
     : file_(open_file(path, "wb", stdout)), path_(path) {
   buffer_.reserve(1 << 20);

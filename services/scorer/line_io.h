@@ -36,6 +36,13 @@ class LineReader {
   std::uint64_t line_number_ = 0;
 };
 
+/// What becomes of an input line before it is an event, in replay and in pqa-load alike (the
+/// two must send the service and the oracle the same bytes): a UTF-8 byte order mark before
+/// the first line is dropped (RFC 8259 lets a parser ignore one; editors on Windows write it),
+/// and a blank line is skipped (false). LineReader has already dropped a trailing '\r'. An
+/// overlong line is known only by its first bytes: it is never blank.
+bool prepare_input_line(std::string_view& line, std::uint64_t line_number, bool overlong);
+
 /// Writes lines to a file or "-" (stdout) through a large buffer. Throws on write errors.
 class LineWriter {
  public:

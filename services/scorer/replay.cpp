@@ -131,6 +131,8 @@ int replay_with(const ReplayOptions& o, const ServiceConfig& config,
                 std::optional<rollup::TimeMs> as_of, const std::string& state_path) {
   const auto started = std::chrono::steady_clock::now();
   const rollup::Model model(config.model);
+  // The input first: an input that cannot be opened must not cost the previous outputs.
+  LineReader reader(o.input, config.model.decoder.max_event_bytes);
   LineWriter signals(o.signals_path);
   FileSignalSink sink(signals, model.version());
   std::vector<ReplayStream> streams(static_cast<std::size_t>(std::max(1, o.partitions)));
@@ -146,17 +148,12 @@ int replay_with(const ReplayOptions& o, const ServiceConfig& config,
   }
   LineRouter router(model, o.partitions);
 
-  LineReader reader(o.input, config.model.decoder.max_event_bytes);
   std::string_view line;
   bool overlong = false;
   std::uint64_t lines = 0;
   while (reader.next(line, overlong)) {
     ++lines;
-    // A UTF-8 byte order mark before the first line is not part of it (RFC 8259 lets a
-    // parser ignore one; editors on Windows write it).
-    if (lines == 1 && !overlong && line.substr(0, 3) == "\xEF\xBB\xBF") line.remove_prefix(3);
-    // Blank only if it is all there is: an overlong line is known only by its first bytes.
-    if (!overlong && line.find_first_not_of(" \t") == std::string_view::npos) continue;
+    if (!prepare_input_line(line, reader.line_number(), overlong)) continue;
     if (overlong) line = std::string_view(line.data(), config.model.decoder.max_event_bytes + 1);
     Processor& processor = *streams[router.route(line)].processor;
     auto failure = processor.process(line, {}, rollup::Padding::kReadable);
@@ -206,6 +203,15 @@ int run_replay(const ReplayOptions& o) {
     if (!as_of) {
       std::fprintf(stderr, "pqa-scorer: --as-of: '%s' is not an ISO-8601 time in 2000..2099\n",
                    o.as_of->c_str());
+      return 2;
+    }
+  }
+  for (const auto& [flag, path] :
+       {std::pair{"--signals", &o.signals_path}, std::pair{"--scores", &o.scores_path}}) {
+    std::error_code ignored;
+    if (o.input != "-" && *path != "-" && fs::equivalent(o.input, *path, ignored)) {
+      std::fprintf(stderr, "pqa-scorer: %s '%s' is the input file; it would be overwritten\n", flag,
+                   path->c_str());
       return 2;
     }
   }

@@ -100,6 +100,15 @@ check "--help exits 0" test $? -eq 0
   --scores "$dir/c" 2>"$dir/err"
 check "unreadable input exits 3" test $? -eq 3
 check "unreadable input is named" grep -q "missing.jsonl" "$dir/err"
+echo kept >"$dir/previous-signals"
+"$bin" replay --config "$config" --input "$dir/missing.jsonl" --signals "$dir/previous-signals" \
+  --scores "$dir/c" 2>/dev/null
+check "unreadable input leaves the previous output alone" grep -qx kept "$dir/previous-signals"
+cp "$dir/previous-signals" "$dir/same.jsonl"
+"$bin" replay --config "$config" --input "$dir/same.jsonl" --signals "$dir/same.jsonl" \
+  --scores "$dir/c" 2>"$dir/err"
+check "signals to the input file exits 2" test $? -eq 2
+check "the input file is not overwritten" grep -qx kept "$dir/same.jsonl"
 
 # The example and the two signal lines quoted in README.md.
 "$bin" replay --config "$config" --input "$(dirname "$config")/../docs/examples/worked-example.jsonl" \

@@ -1940,3 +1940,25 @@ TEST_CASE("fenced in a transaction older than its timeout is the coordinator's a
   CHECK_FALSE(old.failed_replaceably());
   CHECK(old.transaction_age() == std::chrono::milliseconds(0));
 }
+
+TEST_CASE("pqa-load sends each line as replay reads it: no byte order mark, CR or blank line",
+          "[kafka]") {
+  // Replay, the oracle, drops a leading UTF-8 byte order mark, a line's trailing CR and blank
+  // lines; a load tool that sent them raw would make the service see other bytes (a BOM is
+  // malformed JSON, a CR changes the signal id of an event without messageId).
+  TempDir dir;
+  const std::string topic = unique_name("load-lines");
+  create_topic(topic, 1);
+  const std::string group =
+      R"({"type":"group","userId":"u","groupId":"a","timestamp":"2026-03-02T09:00:00Z"})";
+  const std::string track =
+      R"({"type":"track","userId":"u","event":"Report Created","timestamp":"2026-03-02T09:00:01Z"})";
+  const std::string input = dir.path() + "/in.jsonl";
+  write_file(input, "\xEF\xBB\xBF" + group + "\r\n \t\r\n" + track + "\r\n");
+  REQUIRE(run({PQA_LOAD_BIN, "--bootstrap", bootstrap(), "--topic", topic, "--config",
+               std::string(PQA_SOURCE_DIR) + "/config/scorer.yaml", "--input", input}) == 0);
+  const auto records = read_topic(topic);
+  REQUIRE(records.size() == 2);
+  CHECK(records[0].value == group);
+  CHECK(records[1].value == track);
+}
