@@ -197,6 +197,8 @@ TEST_CASE("seat patterns follow seed 000's table", "[scoring][seats]") {
   CHECK(rollup::classify_seats(p, m(0.2, 5, 0.2, 50)) == Pattern::kStalledProvisioning);
   CHECK(rollup::classify_seats(p, m(0.95, 0, 0.98, 50)) == Pattern::kSaturated);
   CHECK(rollup::classify_seats(p, m(0.5, -3, 0.5, 50)) == Pattern::kContracting);
+  // Idle seats removed, the rest well used: right-sizing, not churn risk.
+  CHECK(rollup::classify_seats(p, m(1.0, -10, 0.5, 20)) == Pattern::kNone);
   CHECK(rollup::classify_seats(p, m(0.5, 0, 0.5, 50)) == Pattern::kNone);
   CHECK(rollup::classify_seats(p, m(0.9, 5, 0.3, 50)) == Pattern::kNone);  // far from limit
 }

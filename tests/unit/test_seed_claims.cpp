@@ -318,6 +318,13 @@ TEST_CASE("expansion readiness: seat patterns are detected in paying accounts", 
   h.send(group("c0", "shrink", kT0, R"({"seats":10})"));
   h.send(track("c0", "Seat Removed", kT0 + kHour, R"({"seats":3})", "shrink"));
   CHECK(h.score_now("shrink").pattern == rollup::Pattern::kContracting);
+  // Not contracting: an account that drops its idle seats and keeps the rest busy.
+  h.send(group("d0", "rightsize", kT0, R"({"seats":20})"));
+  for (int i = 0; i < 9; ++i) member(h, "rightsize", "d-" + std::to_string(i), "{}", 2);
+  h.send(track("d0", "Seat Removed", kT0 + kHour, R"({"seats":10})", "rightsize"));
+  CHECK(h.score_now("rightsize").seats.seat_velocity < 0);
+  CHECK(h.score_now("rightsize").seats.fill_rate >= 0.6);
+  CHECK(h.score_now("rightsize").pattern != rollup::Pattern::kContracting);
   CHECK(h.sink.of_kind(SignalKind::kSeatExpansion).size() >= 3);
 }
 

@@ -335,7 +335,9 @@ Band band_with_hysteresis(const BandParams& p, double score, Band previous) {
 
 Pattern classify_seats(const SeatParams& p, const SeatMetrics& m) {
   const bool limit_known = m.seat_limit > 0;
-  if (m.seat_velocity < 0) return Pattern::kContracting;
+  // Seed 000: falling fill, negative velocity, receding proximity. Removing idle seats so that
+  // the seats left are well used (fill high) is right-sizing, not churn risk.
+  if (m.seat_velocity < 0 && m.fill_rate < p.fill_high) return Pattern::kContracting;
   if (m.fill_rate >= p.fill_high && m.seat_velocity == 0 && limit_known &&
       m.seat_limit_proximity >= p.proximity_at_limit)
     return Pattern::kSaturated;
