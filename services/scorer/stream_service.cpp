@@ -856,6 +856,28 @@ void StreamService::Impl::skip_counted(PartitionTask& task, std::int64_t offset,
   // partition the group has no offset for (its issue 2256): the late answer undoes the seek.
   // The event is not counted again, and the fetch is sought back to the position once more
   // (the lookup is over by now), rather than read up to it.
+  //
+  // Unless the position lies past the partition's end: then the fetch was reset because the
+  // position is out of range, and seeking back to it only resets it again, for ever, while the
+  // events from the log's start sit unread (and the idle advance fires timers ahead of them).
+  // The input was recreated or truncated under a state that counted more: stop, and say so.
+  // (Asked of the broker, not of the statistics, which may be seconds old; an unanswered
+  // question leaves it to the seek, as before, and the next delivery asks again.)
+  std::int64_t low = -1, high = -1;
+  if (rd_kafka_query_watermark_offsets(consumer.get(), config.kafka.input_topic.c_str(),
+                                       task.partition, &low, &high,
+                                       config.kafka.timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+      high >= 0 && position > high)
+    throw kafka::KafkaError(
+        "input partition " + std::to_string(task.partition) + " of " + config.kafka.input_topic +
+            " ends at offset " + std::to_string(high) + ", before the position " +
+            std::to_string(position) +
+            " its state has counted up to: the topic was recreated or truncated (or the group's "
+            "offsets were set past its end). Scoring it from offset " +
+            std::to_string(offset) +
+            " would skip new events as counted ones; start over with a new group and new output "
+            "topics (docs/operations.md, Model change), or set the group's offsets within it",
+        true);
   log::warn("consumer", "input delivered below the partition's position (a seek undone); skipped",
             {{"partition", std::to_string(task.partition)},
              {"offset", std::to_string(offset)},

@@ -1678,6 +1678,37 @@ TEST_CASE("streaming: partitions added to the input while running stop the insta
   }));
 }
 
+TEST_CASE("streaming: an input that ends before the position its group counted stops the instance",
+          "[kafka]") {
+  // The group's offsets past the partitions' ends (a topic recreated under a kept group, or
+  // offsets set by hand): each fetch is reset to the log's start, below the position, and used
+  // to be sought back to it for ever, the events from the start left unread.
+  Pipeline p("--events 300 --accounts 10 --seed 3");
+  REQUIRE(p.produce().wait() == 0);
+  {
+    auto committer = kafka::make_client(
+        RD_KAFKA_CONSUMER,
+        kafka::make_conf({{"bootstrap.servers", bootstrap()}, {"group.id", p.group()}}));
+    auto offsets = kafka::make_partition_list(kPartitions);
+    for (int partition = 0; partition < kPartitions; ++partition)
+      rd_kafka_topic_partition_list_add(offsets.get(), p.topic("in").c_str(), partition)->offset =
+          100000;
+    REQUIRE(rd_kafka_commit(committer.get(), offsets.get(), 0) == RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_consumer_close(committer.get());
+  }
+  auto service = p.start("a");
+  const auto code = service.wait_for(60s);
+  INFO(p.log_tail("a", 10));
+  REQUIRE(code.has_value());
+  CHECK(*code == 3);
+  const auto lines = read_lines(p.log_path("a"));
+  CHECK(std::any_of(lines.begin(), lines.end(), [&](const std::string& l) {
+    return l.find("before the position 100000 its state has counted up to") != std::string::npos;
+  }));
+  // Nothing was scored from the log's start as if it came after the position.
+  CHECK(read_topic(p.topic("signals")).empty());
+}
+
 TEST_CASE("restore: a commit still being settled in the changelog is waited for",
           "[kafka][restore]") {
   // The group's offset of a commit can be readable before the same transaction's marker
