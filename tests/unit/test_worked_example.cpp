@@ -178,3 +178,19 @@ TEST_CASE("the silence grace holds back decay's crossings only, not the componen
   CHECK(h.sink.of_kind(SignalKind::kThresholdCrossed)[0].signal.score.band ==
         rollup::Band::kNurture);
 }
+
+TEST_CASE("the silence grace holds a band, never raises one", "[scoring][timers]") {
+  // A long grace (20 days) and an account whose published band is below what its undecayed
+  // score gives (a component rose without activity, say): 19 days into the silence the
+  // decayed score (33.8) is below nurture's edge and the undecayed one (63.1) qualifies.
+  auto config = shipped_model_config();
+  config.bands.silence_grace_days = 20;
+  Harness h(config);
+  const TimeMs t0 = kT0 + 9 * kHour;
+  send_worked_example(h, t0);
+  auto state = h.state("acme");
+  state.band = rollup::Band::kNurture;
+  const auto s = rollup::evaluate(h.model, state, t0 + 19 * kDay);
+  CHECK(s.score < 37.0);
+  CHECK(s.band == rollup::Band::kNurture);  // held, not raised to qualified
+}

@@ -588,12 +588,14 @@ Score evaluate_impl(const Model& model, const AccountState& a, TimeMs now, bool 
   if (s.band < a.band && s.decay < 1.0 && now < silence_grace_end(model, a)) {
     // Within the grace the band is judged on the score before decay: a drop that decay
     // causes waits for the grace to end; one the components cause (a user leaving the
-    // active window, more idle seats, a plan's fit) does not.
+    // active window, more idle seats, a plan's fit) does not, down to the band the undecayed
+    // score gives. The grace only holds a band, never raises one: the published (decayed)
+    // score is below the band's edge.
     const double undecayed =
         std::clamp(100.0 * (w.breadth * s.components.breadth + w.depth * s.components.depth +
                             w.fabric * s.components.fabric + w.fit * s.components.fit),
                    0.0, 100.0);
-    s.band = band_with_hysteresis(c.bands, undecayed, a.band);
+    s.band = std::max(s.band, std::min(a.band, band_with_hysteresis(c.bands, undecayed, a.band)));
   }
   if (s.single_user_activation) s.band = std::min(s.band, Band::kNurture);
   s.expansion_potential =
@@ -622,7 +624,10 @@ TimeMs decay_crossing(const Model& model, const AccountState& a, const Score& s)
                c.weights.fabric * s.components.fabric);
   if (lower <= fit_points || behaviour <= 0) return kNever;  // fit alone holds the band
   const double ratio = behaviour / (lower - fit_points);
-  if (ratio <= 1.0) return a.last_activity;  // already below: due now
+  // Below the edge even without decay (the evaluation has dropped the band already): due at
+  // once, but never inside the grace, where a rounding difference between this and the
+  // evaluation could make it fire every millisecond until the grace ends.
+  if (ratio <= 1.0) return std::max(a.last_activity, silence_grace_end(model, a));
   const double dt = account_half_life_ms(model, a) * std::log2(ratio);
   if (dt > 3.0e12) return kNever;  // ~95 years: treat as never
   // Decay alone lowers no band before the silence grace ends (evaluate_impl).
