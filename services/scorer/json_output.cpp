@@ -177,7 +177,9 @@ void write_signal(std::string& out, const OutputSignal& s, const std::string& mo
       append_drivers(o.raw("drivers"), sc.drivers);
       break;
     case rollup::SignalKind::kBreadthExpansion:
-      o.str("department", sig.department);
+      // The routing too: a CRM field sync that writes {{routing}} from every signal must not
+      // blank it on a new department's.
+      o.str("department", sig.department).str("routing", to_string(sc.routing));
       append_drivers(o.raw("drivers"), sc.drivers);
       break;
     case rollup::SignalKind::kRoutingChanged:

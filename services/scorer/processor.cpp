@@ -28,6 +28,12 @@ std::string make_signal_id(const std::string& model_version, const AccountId& ac
   material.append(rollup::to_string(signal.score.band)).push_back('\x1f');
   material.append(rollup::to_string(signal.score.pattern)).push_back('\x1f');
   material.append(signal.department);
+  // Only for the kind that has one, so that the ids of the other kinds stay as they were.
+  if (signal.kind == rollup::SignalKind::kRoutingChanged)
+    material.append("\x1f")
+        .append(rollup::to_string(signal.previous_routing))
+        .append(">")
+        .append(rollup::to_string(signal.score.routing));
   std::string id;
   id.reserve(32);
   rollup::detail::append_hex(id, rollup::detail::mix64(rollup::detail::fnv1a64(material, 1)));

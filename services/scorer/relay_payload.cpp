@@ -60,6 +60,7 @@ std::variant<RelaySignal, std::string> decode_signal(std::string_view json) {
   s.previous_band = string_member(obj, "previous_band");
   s.direction = string_member(obj, "direction");
   s.routing = string_member(obj, "routing");
+  s.previous_routing = string_member(obj, "previous_routing");
   s.event_time = string_member(obj, "event_time");
   s.model_version = string_member(obj, "model_version");
   s.pattern = string_member(obj, "pattern");
@@ -122,6 +123,7 @@ enum Placeholder : int {
   kPreviousBand,
   kDirection,
   kRouting,
+  kPreviousRouting,
   kEventTime,
   kModelVersion,
   kPattern,
@@ -188,6 +190,8 @@ void append_placeholder(std::string& out, int p, const RelaySignal& s) {
       return str(s.direction);
     case kRouting:
       return str(s.routing);
+    case kPreviousRouting:
+      return str(s.previous_routing);
     case kEventTime:
       return str(s.event_time);
     case kModelVersion:
@@ -231,12 +235,31 @@ void append_placeholder(std::string& out, int p, const RelaySignal& s) {
 }  // namespace
 
 const std::vector<std::string>& PayloadTemplate::placeholders() {
-  static const std::vector<std::string> names{
-      "signal_id",       "kind",          "account_id",    "score",           "band",
-      "previous_band",   "direction",     "routing",       "event_time",      "model_version",
-      "pattern",         "department",    "driver_1",      "driver_2",        "driver_3",
-      "driver_1_name",   "driver_2_name", "driver_3_name", "driver_1_points", "driver_2_points",
-      "driver_3_points", "drivers",       "signal",        "records"};
+  static const std::vector<std::string> names{"signal_id",
+                                              "kind",
+                                              "account_id",
+                                              "score",
+                                              "band",
+                                              "previous_band",
+                                              "direction",
+                                              "routing",
+                                              "previous_routing",
+                                              "event_time",
+                                              "model_version",
+                                              "pattern",
+                                              "department",
+                                              "driver_1",
+                                              "driver_2",
+                                              "driver_3",
+                                              "driver_1_name",
+                                              "driver_2_name",
+                                              "driver_3_name",
+                                              "driver_1_points",
+                                              "driver_2_points",
+                                              "driver_3_points",
+                                              "drivers",
+                                              "signal",
+                                              "records"};
   return names;
 }
 

@@ -19,8 +19,8 @@ namespace pqa::scorer {
 /// One signal as the scorer published it (json_output.h), and where it was read.
 struct RelaySignal {
   std::string signal_id;  ///< the idempotency key: webhook-id of single-signal deliveries
-  std::string kind, account_id, band, previous_band, direction, routing, event_time, model_version,
-      pattern, department;
+  std::string kind, account_id, band, previous_band, direction, routing, previous_routing,
+      event_time, model_version, pattern, department;
   double score = 0;
   std::vector<std::pair<std::string, double>> drivers;  ///< top three, largest first
   std::string json;  ///< the record's value as read: the envelope's `data`

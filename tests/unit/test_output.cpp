@@ -52,6 +52,8 @@ TEST_CASE("signals serialise to the proto JSON form", "[output]") {
           s.signal.event_time);
     if (s.signal.kind == rollup::SignalKind::kBreadthExpansion)
       CHECK(msg.department() == s.signal.department);
+    // Every kind carries the routing (a CRM field sync writes it from whichever comes).
+    CHECK(msg.routing() == rollup::to_string(s.signal.score.routing));
   }
 }
 

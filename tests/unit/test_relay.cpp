@@ -101,6 +101,28 @@ TEST_CASE("relay decodes what the scorer publishes", "[relay]") {
   CHECK(s.json == json);
 }
 
+TEST_CASE("relay decodes a routing change, and a breadth expansion keeps the routing", "[relay]") {
+  OutputSignal out;
+  out.signal_id = "sig_2";
+  out.account = pqa::rollup::AccountId("acme");
+  out.signal.kind = pqa::rollup::SignalKind::kRoutingChanged;
+  out.signal.score.band = pqa::rollup::Band::kHot;
+  out.signal.previous_routing = pqa::rollup::Routing::kPlsAssist;
+  out.signal.score.routing = pqa::rollup::Routing::kFullSales;
+  auto decoded = decode_signal(to_json(out, "pqa-v1"));
+  REQUIRE(std::holds_alternative<RelaySignal>(decoded));
+  CHECK(std::get<RelaySignal>(decoded).kind == "routing_changed");
+  CHECK(std::get<RelaySignal>(decoded).previous_routing == "pls_assist");
+  CHECK(std::get<RelaySignal>(decoded).routing == "full_sales");
+  // A CRM preset writes the routing field from every signal: a new department's signal must
+  // not blank what a routing change set.
+  out.signal.kind = pqa::rollup::SignalKind::kBreadthExpansion;
+  out.signal.department = "finance";
+  decoded = decode_signal(to_json(out, "pqa-v1"));
+  REQUIRE(std::holds_alternative<RelaySignal>(decoded));
+  CHECK(std::get<RelaySignal>(decoded).routing == "full_sales");
+}
+
 TEST_CASE("relay names what makes a record not a signal", "[relay]") {
   auto error = [](std::string_view json) {
     auto r = decode_signal(json);
