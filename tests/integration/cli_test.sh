@@ -114,7 +114,7 @@ check "the input file is not overwritten" grep -qx kept "$dir/same.jsonl"
 "$bin" replay --config "$config" --input "$(dirname "$config")/../docs/examples/worked-example.jsonl" \
   --signals "$dir/we" --scores "$dir/c" --as-of 2026-04-01T00:00:00Z 2>/dev/null
 readme="$(dirname "$config")/../README.md"
-for id in ed080bb57a12ff0e3843e8db534f164d 5d6b7b3b82e45287af40a32e0be0a03b; do
+for id in ec0d67a7b3eb5e7f34a3e3629a79b526 bc756d1d56c9d4e5ce26a88250abcd03; do
   check "README signal $id is what replay emits" \
     grep -qxF "$(grep -o "{\"signal_id\":\"$id\".*}" "$readme")" "$dir/we"
 done

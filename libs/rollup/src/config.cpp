@@ -333,7 +333,11 @@ Model::Model(ModelConfig config) : config_(std::move(config)) {
   for (double v : config_.fabric.strengths) strength_sum += v;
   for (std::size_t i = 0; i < kFabricCategoryCount; ++i)
     derived_.fabric_share[i] = config_.fabric.strengths[i] / strength_sum;
-  version_ = "pqa-1.";
+  // The formulas' revision, then the parameters' hash: a change of the code that gives other
+  // results for the same parameters (revision 2: the silence grace, routing_changed, contracting
+  // needing a low fill) bumps it, so that stored accounts are re-derived and re-evaluated
+  // (Processor::restore) and every signal says which formulas made it.
+  version_ = "pqa-2.";
   detail::append_hex(version_, detail::mix64(detail::fnv1a64(canonical(config_))) >> 32, 8);
 }
 
