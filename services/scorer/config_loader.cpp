@@ -349,6 +349,7 @@ void read_model(Section s, rollup::ModelConfig& m) {
     seats.read("fill_low", m.seats.fill_low);
     seats.read("proximity_approaching", m.seats.proximity_approaching);
     seats.read("proximity_at_limit", m.seats.proximity_at_limit);
+    seats.read("pattern_hysteresis", m.seats.pattern_hysteresis);
     seats.finish();
   }
   {

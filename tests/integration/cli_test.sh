@@ -114,7 +114,7 @@ check "the input file is not overwritten" grep -qx kept "$dir/same.jsonl"
 "$bin" replay --config "$config" --input "$(dirname "$config")/../docs/examples/worked-example.jsonl" \
   --signals "$dir/we" --scores "$dir/c" --as-of 2026-04-01T00:00:00Z 2>/dev/null
 readme="$(dirname "$config")/../README.md"
-for id in ec0d67a7b3eb5e7f34a3e3629a79b526 bc756d1d56c9d4e5ce26a88250abcd03; do
+for id in 0a9b7e2a83e9a946bdfb9e7fdcf64192 8b299947fd19a84eeecd062a44e2ff98; do
   check "README signal $id is what replay emits" \
     grep -qxF "$(grep -o "{\"signal_id\":\"$id\".*}" "$readme")" "$dir/we"
 done

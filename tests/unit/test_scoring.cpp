@@ -203,6 +203,63 @@ TEST_CASE("seat patterns follow seed 000's table", "[scoring][seats]") {
   CHECK(rollup::classify_seats(p, m(0.9, 5, 0.3, 50)) == Pattern::kNone);  // far from limit
 }
 
+TEST_CASE("a seat pattern is kept until its metrics are pattern_hysteresis past the thresholds",
+          "[scoring][seats]") {
+  const rollup::SeatParams p;  // fill 0.6 / 0.4, proximity 0.7 / 0.95, hysteresis 0.1
+  auto m = [](double fill, double velocity, double proximity, double limit) {
+    rollup::SeatMetrics x;
+    x.fill_rate = fill;
+    x.seat_velocity = velocity;
+    x.seat_limit_proximity = proximity;
+    x.seat_limit = limit;
+    return x;
+  };
+  using rollup::classify_seats;
+  // Held: kept with 0.1 of slack; not held: the plain thresholds.
+  CHECK(classify_seats(p, m(0.55, 2, 0, 0), Pattern::kHealthyExpansion) ==
+        Pattern::kHealthyExpansion);
+  CHECK(classify_seats(p, m(0.55, 2, 0, 0)) == Pattern::kNone);
+  CHECK(classify_seats(p, m(0.49, 2, 0, 0), Pattern::kHealthyExpansion) == Pattern::kNone);
+  CHECK(classify_seats(p, m(0.9, 2, 0.65, 20), Pattern::kHealthyExpansion) ==
+        Pattern::kHealthyExpansion);
+  CHECK(classify_seats(p, m(0.45, 2, 0.2, 50), Pattern::kStalledProvisioning) ==
+        Pattern::kStalledProvisioning);
+  CHECK(classify_seats(p, m(0.45, 2, 0.2, 50)) == Pattern::kNone);
+  CHECK(classify_seats(p, m(0.9, 0, 0.9, 20), Pattern::kSaturated) == Pattern::kSaturated);
+  CHECK(classify_seats(p, m(0.9, 0, 0.9, 20)) == Pattern::kNone);
+  CHECK(classify_seats(p, m(0.65, -2, 0.5, 20), Pattern::kContracting) == Pattern::kContracting);
+  CHECK(classify_seats(p, m(0.65, -2, 0.5, 20)) == Pattern::kNone);
+  // The sign of the velocity is not relaxed: growth that stopped ends an expansion.
+  CHECK(classify_seats(p, m(0.9, 0, 0, 0), Pattern::kHealthyExpansion) == Pattern::kNone);
+}
+
+TEST_CASE("a fill hovering at a pattern's threshold announces the pattern once",
+          "[scoring][seats]") {
+  // Announcements of healthy expansion as the fill goes 0.6, 0.545, 0.6.
+  const auto announcements = [](rollup::ModelConfig config) {
+    Harness h(std::move(config));
+    h.send(group("a0", "acct", kT0, R"({"seats":5})"));
+    for (int i = 0; i < 5; ++i) {
+      const std::string u = "u" + std::to_string(i);
+      h.send(group(u, "acct", kT0));
+      h.send(track(u, "Report Created", kT0));
+    }
+    // Five seats added: 10 seats, 6 users busy (a0 and five more; fill 0.6), growing, no
+    // limit known.
+    h.send(track("a0", "Seat Added", kT0 + kHour, R"({"seats":5})"));
+    REQUIRE(h.score_now("acct").pattern == Pattern::kHealthyExpansion);
+    // One seat more (fill 0.545), then one less again (0.6).
+    h.send(group("a0", "acct", kT0 + 2 * kHour, R"({"seats":11})"));
+    h.send(group("a0", "acct", kT0 + 3 * kHour, R"({"seats":10})"));
+    CHECK(h.score_now("acct").pattern == Pattern::kHealthyExpansion);
+    return h.sink.of_kind(rollup::SignalKind::kSeatExpansion).size();
+  };
+  CHECK(announcements(shipped_model_config()) == 1);  // kept throughout
+  auto no_hysteresis = shipped_model_config();
+  no_hysteresis.seats.pattern_hysteresis = 0;
+  CHECK(announcements(no_hysteresis) == 2);  // left at 0.545, announced again at 0.6
+}
+
 TEST_CASE("seat metrics come from snapshots and provisioning events", "[scoring][seats]") {
   Harness h;
   h.send(group("admin", "a", kT0, R"({"seats":10,"seat_limit":12})"));

@@ -244,6 +244,8 @@ std::vector<ConfigError> validate(const ModelConfig& c) {
   if (!(s.fill_low <= s.fill_high)) ck.add("seats.fill_low", "must be <= seats.fill_high");
   ck.unit("seats.proximity_approaching", s.proximity_approaching);
   ck.unit("seats.proximity_at_limit", s.proximity_at_limit);
+  if (!(s.pattern_hysteresis >= 0 && s.pattern_hysteresis <= 0.5))
+    ck.add("seats.pattern_hysteresis", "must be between 0 and 0.5");
 
   if (c.activity.active_window_days < 1 || c.activity.active_window_days > 366)
     ck.add("activity.active_window_days", "must be between 1 and 366");
@@ -301,7 +303,7 @@ std::string canonical(const ModelConfig& c) {
     << c.routing.full_sales_expansion_potential << ' ' << c.routing.full_sales_hysteresis << '|';
   const auto& s = c.seats;
   o << s.velocity_window_days << ' ' << s.fill_high << ' ' << s.fill_low << ' '
-    << s.proximity_approaching << ' ' << s.proximity_at_limit << '|';
+    << s.proximity_approaching << ' ' << s.proximity_at_limit << ' ' << s.pattern_hysteresis << '|';
   o << c.activity.active_window_days << ' ' << c.activity.max_departments << '|';
   o << c.default_usage_weight;
   for (const auto& e : c.events)
@@ -335,8 +337,8 @@ Model::Model(ModelConfig config) : config_(std::move(config)) {
     derived_.fabric_share[i] = config_.fabric.strengths[i] / strength_sum;
   // The formulas' revision, then the parameters' hash: a change of the code that gives other
   // results for the same parameters (revision 2: the silence grace, routing_changed, contracting
-  // needing a low fill) bumps it, so that stored accounts are re-derived and re-evaluated
-  // (Processor::restore) and every signal says which formulas made it.
+  // needing a low fill, seat patterns kept with hysteresis) bumps it, so that stored accounts are
+  // re-derived and re-evaluated (Processor::restore) and every signal says which formulas made it.
   version_ = "pqa-2.";
   detail::append_hex(version_, detail::mix64(detail::fnv1a64(canonical(config_))) >> 32, 8);
 }

@@ -333,19 +333,28 @@ Band band_with_hysteresis(const BandParams& p, double score, Band previous) {
   return Band::kCold;
 }
 
-Pattern classify_seats(const SeatParams& p, const SeatMetrics& m) {
+Pattern classify_seats(const SeatParams& p, const SeatMetrics& m, Pattern previous) {
   const bool limit_known = m.seat_limit > 0;
+  // The pattern held gets `pattern_hysteresis` of slack on its fill and proximity thresholds
+  // (velocity's sign is not relaxed: it changes by whole seats, not by noise).
+  const auto slack = [&](Pattern pattern) {
+    return pattern == previous ? p.pattern_hysteresis : 0.0;
+  };
   // Seed 000: falling fill, negative velocity, receding proximity. Removing idle seats so that
   // the seats left are well used (fill high) is right-sizing, not churn risk.
-  if (m.seat_velocity < 0 && m.fill_rate < p.fill_high) return Pattern::kContracting;
-  if (m.fill_rate >= p.fill_high && m.seat_velocity == 0 && limit_known &&
-      m.seat_limit_proximity >= p.proximity_at_limit)
+  if (m.seat_velocity < 0 && m.fill_rate < p.fill_high + slack(Pattern::kContracting))
+    return Pattern::kContracting;
+  if (const double h = slack(Pattern::kSaturated);
+      m.fill_rate >= p.fill_high - h && m.seat_velocity == 0 && limit_known &&
+      m.seat_limit_proximity >= p.proximity_at_limit - h)
     return Pattern::kSaturated;
-  if (m.fill_rate >= p.fill_high && m.seat_velocity > 0 &&
-      (!limit_known || m.seat_limit_proximity >= p.proximity_approaching))
+  if (const double h = slack(Pattern::kHealthyExpansion);
+      m.fill_rate >= p.fill_high - h && m.seat_velocity > 0 &&
+      (!limit_known || m.seat_limit_proximity >= p.proximity_approaching - h))
     return Pattern::kHealthyExpansion;
-  if (m.fill_rate < p.fill_low && m.seat_velocity > 0 &&
-      (!limit_known || m.seat_limit_proximity < p.proximity_approaching))
+  if (const double h = slack(Pattern::kStalledProvisioning);
+      m.fill_rate < p.fill_low + h && m.seat_velocity > 0 &&
+      (!limit_known || m.seat_limit_proximity < p.proximity_approaching + h))
     return Pattern::kStalledProvisioning;
   return Pattern::kNone;
 }
@@ -601,7 +610,7 @@ Score evaluate_impl(const Model& model, const AccountState& a, TimeMs now, bool 
   s.expansion_potential =
       std::max(s.components.breadth, std::min(1.0, s.seats.seat_limit_proximity));
   s.routing = route(c, s, a.routing);
-  s.pattern = classify_seats(c.seats, s.seats);
+  s.pattern = classify_seats(c.seats, s.seats, a.pattern);
   return s;
 }
 

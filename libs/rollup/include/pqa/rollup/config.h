@@ -130,6 +130,10 @@ struct SeatParams {
   double fill_low = 0.4;
   double proximity_approaching = 0.7;
   double proximity_at_limit = 0.95;
+  /// A pattern, once entered, is kept until the fill rate (or proximity) is this far past the
+  /// threshold that entering it needs: one user more or less in a 10-seat account moves the
+  /// fill by 0.1, and a fill hovering at a threshold would re-announce the pattern each time.
+  double pattern_hysteresis = 0.1;
 };
 
 /// Upper bound of ActivityParams::max_departments (a fixed-size set in the scorer).

@@ -104,7 +104,10 @@ Score evaluate(const Model& model, const AccountState& account, TimeMs now);
 /// once the score is `hysteresis` points below the lower edge of the band it is in.
 Band band_with_hysteresis(const BandParams& bands, double score, Band previous);
 /// Seed 000's seat-expansion table.
-Pattern classify_seats(const SeatParams& params, const SeatMetrics& metrics);
+/// `previous`: the pattern published before; its thresholds are relaxed by
+/// `pattern_hysteresis`, so that it is left only once the metrics are clearly past them.
+Pattern classify_seats(const SeatParams& params, const SeatMetrics& metrics,
+                       Pattern previous = Pattern::kNone);
 /// Seed 002's routing (uses band, single-user flag and expansion potential of `score`).
 /// `previous`: the routing published before, if any; leaving full sales takes expansion
 /// potential `full_sales_hysteresis` below the threshold that entering it needs.
