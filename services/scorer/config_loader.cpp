@@ -16,9 +16,11 @@
 #include <sstream>
 #include <string_view>
 #include <tuple>
+#include <vector>
 
 #include "kafka.h"
 #include "output_producer.h"
+#include "pqa/rollup/scoring.h"
 #include "relay_payload.h"
 #include "webhook_signing.h"
 
@@ -628,7 +630,7 @@ void read_admin(Section s, AdminConfig& a) {
 }
 
 std::set<std::string> read_string_set(Section& s, const std::string& key,
-                                      std::initializer_list<std::string_view> allowed) {
+                                      const std::vector<std::string_view>& allowed) {
   std::set<std::string> out;
   YAML::Node n = s.get(key);
   if (!n || n.IsNull()) return out;
@@ -654,8 +656,7 @@ std::set<std::string> read_string_set(Section& s, const std::string& key,
 }
 
 void read_route(Section s, RelayRoute& r) {
-  r.kinds = read_string_set(
-      s, "kinds", {"threshold_crossed", "seat_expansion", "breadth_expansion", "routing_changed"});
+  r.kinds = read_string_set(s, "kinds", rollup::signal_kind_names());
   r.bands = read_string_set(s, "bands", {"cold", "nurture", "qualified", "hot"});
   r.directions = read_string_set(s, "directions", {"up", "down"});
   r.routings = read_string_set(s, "routings",

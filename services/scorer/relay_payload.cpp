@@ -11,6 +11,7 @@
 
 #include "json_output.h"
 #include "pqa/rollup/event.h"
+#include "pqa/rollup/scoring.h"
 
 namespace pqa::scorer {
 namespace {
@@ -50,8 +51,7 @@ std::variant<RelaySignal, std::string> decode_signal(std::string_view json) {
                                                [](char c) { return c > ' ' && c < 127; }))
     return std::string("signal_id must be 1 to 256 printable ASCII characters");
   if (s.account_id.empty()) return std::string("account_id is missing or not a string");
-  if (!is_one_of(s.kind,
-                 {"threshold_crossed", "seat_expansion", "breadth_expansion", "routing_changed"}))
+  if (std::ranges::find(rollup::signal_kind_names(), s.kind) == rollup::signal_kind_names().end())
     return "kind '" + rollup::quote_input(s.kind) + "' is not a signal kind";
   if (!is_one_of(s.band, {"cold", "nurture", "qualified", "hot"}))
     return "band '" + rollup::quote_input(s.band) + "' is not a band";

@@ -863,11 +863,14 @@ void StreamService::Impl::skip_counted(PartitionTask& task, std::int64_t offset,
   // The input was recreated or truncated under a state that counted more: stop, and say so.
   // (Asked of the broker, not of the statistics, which may be seconds old; an unanswered
   // question leaves it to the seek, as before, and the next delivery asks again.)
-  std::int64_t low = -1, high = -1;
-  if (rd_kafka_query_watermark_offsets(consumer.get(), config.kafka.input_topic.c_str(),
-                                       task.partition, &low, &high,
-                                       config.kafka.timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-      high >= 0 && position > high)
+  std::int64_t high = -1;
+  try {
+    high = kafka::query_watermarks(consumer.get(), config.kafka.input_topic, task.partition,
+                                   std::chrono::milliseconds(config.kafka.timeout_ms))
+               .second;
+  } catch (const kafka::KafkaError&) {  // unanswered: the seek below, as before
+  }
+  if (high >= 0 && position > high)
     throw kafka::KafkaError(
         "input partition " + std::to_string(task.partition) + " of " + config.kafka.input_topic +
             " ends at offset " + std::to_string(high) + ", before the position " +

@@ -182,16 +182,23 @@ TEST_CASE("routing follows seed 002", "[scoring][routing]") {
   CHECK(rollup::route(config, s) == Routing::kEnablement);
 }
 
+namespace {
+
+/// Seat metrics as classify_seats reads them.
+rollup::SeatMetrics seat_metrics(double fill, double velocity, double proximity, double limit) {
+  rollup::SeatMetrics x;
+  x.fill_rate = fill;
+  x.seat_velocity = velocity;
+  x.seat_limit_proximity = proximity;
+  x.seat_limit = limit;
+  return x;
+}
+
+}  // namespace
+
 TEST_CASE("seat patterns follow seed 000's table", "[scoring][seats]") {
   const rollup::SeatParams p;
-  auto m = [](double fill, double velocity, double proximity, double limit) {
-    rollup::SeatMetrics x;
-    x.fill_rate = fill;
-    x.seat_velocity = velocity;
-    x.seat_limit_proximity = proximity;
-    x.seat_limit = limit;
-    return x;
-  };
+  const auto m = seat_metrics;
   CHECK(rollup::classify_seats(p, m(0.9, 5, 0.8, 50)) == Pattern::kHealthyExpansion);
   CHECK(rollup::classify_seats(p, m(0.9, 5, 0, 0)) == Pattern::kHealthyExpansion);
   CHECK(rollup::classify_seats(p, m(0.2, 5, 0.2, 50)) == Pattern::kStalledProvisioning);
@@ -206,14 +213,7 @@ TEST_CASE("seat patterns follow seed 000's table", "[scoring][seats]") {
 TEST_CASE("a seat pattern is kept until its metrics are pattern_hysteresis past the thresholds",
           "[scoring][seats]") {
   const rollup::SeatParams p;  // fill 0.6 / 0.4, proximity 0.7 / 0.95, hysteresis 0.1
-  auto m = [](double fill, double velocity, double proximity, double limit) {
-    rollup::SeatMetrics x;
-    x.fill_rate = fill;
-    x.seat_velocity = velocity;
-    x.seat_limit_proximity = proximity;
-    x.seat_limit = limit;
-    return x;
-  };
+  const auto m = seat_metrics;
   using rollup::classify_seats;
   // Held: kept with 0.1 of slack; not held: the plain thresholds.
   CHECK(classify_seats(p, m(0.55, 2, 0, 0), Pattern::kHealthyExpansion) ==

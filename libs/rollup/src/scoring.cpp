@@ -21,6 +21,17 @@ std::string_view to_string(SignalKind k) {
   return "unknown";
 }
 
+const std::vector<std::string_view>& signal_kind_names() {
+  static_assert(static_cast<std::size_t>(SignalKind::kRoutingChanged) + 1 == kSignalKindCount);
+  static const std::vector<std::string_view> names = [] {
+    std::vector<std::string_view> all;
+    for (std::size_t k = 0; k < kSignalKindCount; ++k)
+      all.push_back(to_string(static_cast<SignalKind>(k)));
+    return all;
+  }();
+  return names;
+}
+
 namespace {
 
 constexpr double days_ms(double days) {
@@ -49,6 +60,11 @@ const SegmentRule* segment_of(const Model& model, const AccountState& a) {
 double account_half_life_ms(const Model& model, const AccountState& a) {
   const SegmentRule* s = segment_of(model, a);
   return days_ms(s ? s->half_life_days : model.config().decay.default_half_life_days);
+}
+
+/// The behavioural components' weighted share of the score (0..1): what decay scales.
+double behavioural_share(const ComponentWeights& w, const Components& c) {
+  return w.breadth * c.breadth + w.depth * c.depth + w.fabric * c.fabric;
 }
 
 /// The end of the silence through which decay alone cannot lower the account's band
@@ -573,10 +589,9 @@ Score evaluate_impl(const Model& model, const AccountState& a, TimeMs now, bool 
   s.decay = a.last_activity == kNoTime ? 1.0 : decay_factor(now - a.last_activity, hl);
   const auto& w = c.weights;
   const double behaviour = 100.0 * s.decay;
-  s.score = std::clamp(behaviour * (w.breadth * s.components.breadth +
-                                    w.depth * s.components.depth + w.fabric * s.components.fabric) +
-                           100.0 * w.fit * s.components.fit,
-                       0.0, 100.0);
+  s.score =
+      std::clamp(behaviour * behavioural_share(w, s.components) + 100.0 * w.fit * s.components.fit,
+                 0.0, 100.0);
 
   if (with_drivers) {
     std::array<Driver, kDriverCount> drivers = {{
@@ -600,10 +615,8 @@ Score evaluate_impl(const Model& model, const AccountState& a, TimeMs now, bool 
     // active window, more idle seats, a plan's fit) does not, down to the band the undecayed
     // score gives. The grace only holds a band, never raises one: the published (decayed)
     // score is below the band's edge.
-    const double undecayed =
-        std::clamp(100.0 * (w.breadth * s.components.breadth + w.depth * s.components.depth +
-                            w.fabric * s.components.fabric + w.fit * s.components.fit),
-                   0.0, 100.0);
+    const double undecayed = std::clamp(
+        100.0 * (behavioural_share(w, s.components) + w.fit * s.components.fit), 0.0, 100.0);
     s.band = std::max(s.band, std::min(a.band, band_with_hysteresis(c.bands, undecayed, a.band)));
   }
   if (s.single_user_activation) s.band = std::min(s.band, Band::kNurture);
@@ -628,9 +641,7 @@ TimeMs decay_crossing(const Model& model, const AccountState& a, const Score& s)
   if (a.band == Band::kCold || a.last_activity == kNoTime) return kNever;
   const double lower = threshold_of(c.bands, a.band) - c.bands.hysteresis;
   const double fit_points = 100.0 * c.weights.fit * s.components.fit;
-  const double behaviour =
-      100.0 * (c.weights.breadth * s.components.breadth + c.weights.depth * s.components.depth +
-               c.weights.fabric * s.components.fabric);
+  const double behaviour = 100.0 * behavioural_share(c.weights, s.components);
   if (lower <= fit_points || behaviour <= 0) return kNever;  // fit alone holds the band
   const double ratio = behaviour / (lower - fit_points);
   // Below the edge even without decay (the evaluation has dropped the band already): due at

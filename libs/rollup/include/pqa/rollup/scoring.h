@@ -61,6 +61,9 @@ enum class SignalKind : std::uint8_t {
 };
 inline constexpr std::size_t kSignalKindCount = 4;
 std::string_view to_string(SignalKind k);
+/// Every kind's name, in enum order: the one list that configuration and the relay check
+/// signal kinds against.
+const std::vector<std::string_view>& signal_kind_names();
 
 /// A signal as the core produces it; ids and model version are stamped by the caller
 /// (signal_id needs the triggering input's identity).
